@@ -1,0 +1,3 @@
+from shadowmesh.cli.main import main
+
+main()
