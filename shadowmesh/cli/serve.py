@@ -1,0 +1,11 @@
+"""Placeholder: being written."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+def serve() -> None:
+    """Not written yet."""
+    raise click.ClickException("not written yet")

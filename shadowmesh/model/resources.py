@@ -1,0 +1,182 @@
+"""Istio and Kubernetes resources as frozen dataclasses: the typed form of the YAML users apply.
+
+These hold what shadowmesh acts on, already validated and normalised (camelCase and snake_case
+spellings merged, deprecated mirror fields resolved to one percentage). The original document is
+kept in ``raw`` so ``get -o yaml`` shows exactly what was applied.
+
+Hosts are kept as written; ``fqdn()`` resolves a short name against a namespace, as Istio does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CLUSTER_DOMAIN = "svc.cluster.local"
+
+Kind = Literal["Service", "WorkloadEntry", "VirtualService", "DestinationRule"]
+LbPolicy = Literal["ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"]
+MatchKind = Literal["exact", "prefix", "regex"]
+
+
+def fqdn(host: str, namespace: str) -> str:
+    """``httpbin`` in ``ns`` is ``httpbin.ns.svc.cluster.local``; a dotted name is kept as is.
+
+    Istio resolves a short name (no dot) against the namespace of the resource that names it.
+    ``httpbin.ns`` (two labels) is completed with ``.svc.cluster.local`` as kube-dns would.
+    """
+    host = host.lower().rstrip(".")
+    if "." not in host:
+        return f"{host}.{namespace}.{CLUSTER_DOMAIN}"
+    if host.count(".") == 1:
+        return f"{host}.{CLUSTER_DOMAIN}"
+    return host
+
+
+@dataclass(frozen=True)
+class Meta:
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    name: str = ""
+    # int, a port name (resolved against WorkloadEntry.ports), or None meaning "same as port".
+    target_port: int | str | None = None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class Service:
+    meta: Meta
+    ports: tuple[ServicePort, ...]
+    selector: Mapping[str, str]
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    api_version: str = "v1"
+    kind: Literal["Service"] = "Service"
+
+    @property
+    def host(self) -> str:
+        return fqdn(self.meta.name, self.meta.namespace)
+
+
+@dataclass(frozen=True)
+class WorkloadEntry:
+    meta: Meta
+    address: str
+    ports: Mapping[str, int]
+    labels: Mapping[str, str]
+    weight: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    api_version: str = "networking.istio.io/v1"
+    kind: Literal["WorkloadEntry"] = "WorkloadEntry"
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    kind: MatchKind
+    value: str
+
+
+@dataclass(frozen=True)
+class HTTPMatchRequest:
+    """One ``match`` block; every set condition must hold (AND). Blocks in a route are ORed."""
+
+    name: str = ""
+    uri: StringMatch | None = None
+    scheme: StringMatch | None = None
+    method: StringMatch | None = None
+    authority: StringMatch | None = None
+    # Keys lower-cased. A value of None means "present" (Istio's ``{}``).
+    headers: Mapping[str, StringMatch | None] = field(default_factory=dict)
+    without_headers: Mapping[str, StringMatch | None] = field(default_factory=dict)
+    query_params: Mapping[str, StringMatch | None] = field(default_factory=dict)
+    ignore_uri_case: bool = False
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    host: str
+    subset: str = ""
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class RouteDestination:
+    destination: Destination
+    weight: int = 0
+
+
+@dataclass(frozen=True)
+class MirrorPolicy:
+    """One mirror target with its percentage already resolved by Istio's rules.
+
+    ``percentage`` is in 0..100: absent in the YAML means 100; explicit 0 means never (the
+    parser keeps the policy so ``get`` and warnings still see it; routing skips it).
+    """
+
+    destination: Destination
+    percentage: float = 100.0
+
+
+@dataclass(frozen=True)
+class HTTPRoute:
+    name: str = ""
+    match: tuple[HTTPMatchRequest, ...] = ()
+    route: tuple[RouteDestination, ...] = ()
+    mirrors: tuple[MirrorPolicy, ...] = ()
+    # Route timeout in seconds; None means none (Istio's default of 0s).
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class VirtualService:
+    meta: Meta
+    hosts: tuple[str, ...]
+    http: tuple[HTTPRoute, ...]
+    gateways: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    api_version: str = "networking.istio.io/v1"
+    kind: Literal["VirtualService"] = "VirtualService"
+
+
+@dataclass(frozen=True)
+class Subset:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # The subset's own trafficPolicy.loadBalancer.simple; None inherits the rule's.
+    load_balancer: LbPolicy | None = None
+
+
+@dataclass(frozen=True)
+class DestinationRule:
+    meta: Meta
+    host: str
+    subsets: tuple[Subset, ...] = ()
+    # trafficPolicy.loadBalancer.simple; None means Istio's default, LEAST_REQUEST.
+    load_balancer: LbPolicy | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    api_version: str = "networking.istio.io/v1"
+    kind: Literal["DestinationRule"] = "DestinationRule"
+
+
+Resource = Service | WorkloadEntry | VirtualService | DestinationRule
+
+
+@dataclass(frozen=True)
+class Document:
+    """One parsed YAML document, with where it came from, for error messages and the store."""
+
+    resource: Resource
+    source: str
+    index: int
+    warnings: tuple[str, ...] = ()
+
+
+def resource_key(r: Resource) -> tuple[str, str, str]:
+    """(kind, namespace, name): what identifies a resource in the store, as in Kubernetes."""
+    return (r.kind, r.meta.namespace, r.meta.name)
