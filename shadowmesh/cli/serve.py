@@ -1,11 +1,209 @@
-"""Placeholder: being written."""
+"""``shadowmesh serve``: the proxy process (data plane, config store, admin API)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
 import click
+
+from shadowmesh.admin.server import AdminServer
+from shadowmesh.cli.files import read_sources
+from shadowmesh.control.controller import Controller
+from shadowmesh.control.store import Store
+from shadowmesh.dataplane.server import DataPlane
+from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
+from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
+from shadowmesh.observe.accesslog import AccessLog, Format
+from shadowmesh.observe.stats import Stats
+from shadowmesh.routing.table import RouteTable
+from shadowmesh.upstream.connection import Pool
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "shadowmesh")
+
+
+def split_address(value: str, option: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=option)
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    state: str
+    admin: tuple[str, int]
+    bind: str
+    outbound: tuple[str, int] | None
+    files: tuple[str, ...]
+    namespace: str
+    access_log: str
+    access_log_format: Format
+    shadow_host_suffix: bool
+    limits: ShadowLimits
+    connect_timeout: float
+    drain_timeout: float
 
 
 @click.command()
-def serve() -> None:
-    """Not written yet."""
-    raise click.ClickException("not written yet")
+@click.option("--state", default=default_state_dir, show_default="$XDG_STATE_HOME/shadowmesh",
+              help="Directory of the config store (SQLite); config survives restarts.")
+@click.option("--admin", "admin", default="127.0.0.1:15000", show_default=True,
+              help="Admin API address (apply, get, delete, /ready, /stats).")
+@click.option("--bind", default="127.0.0.1", show_default=True,
+              help="Address the Service ports listen on (the Services' cluster IP).")
+@click.option("--outbound", default="127.0.0.1:15001", show_default=True,
+              help="HTTP forward-proxy address, as a sidecar's outbound capture; 'off' for none.")
+@click.option("-f", "--filename", "files", multiple=True, help="Apply these files at start.")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--access-log", default="-", show_default=True,
+              help="Access log file; '-' for stdout, 'off' for none.")
+@click.option("--access-log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--shadow-host-suffix/--no-shadow-host-suffix", default=True, show_default=True,
+              help="Append -shadow to the mirrored request's Host, as Istio up to 1.27 and Envoy.")
+@click.option("--shadow-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds a shadow may take before it is abandoned (counted).")
+@click.option("--shadow-max-in-flight", type=int, default=1024, show_default=True)
+@click.option("--shadow-max-body", type=int, default=8 * 1024 * 1024, show_default=True,
+              help="Largest request body mirrored, in bytes; larger ones are dropped (counted).")
+@click.option("--connect-timeout", type=float, default=10.0, show_default=True,
+              help="Upstream connect timeout in seconds (Istio's default is 10s).")
+@click.option("--drain-timeout", type=float, default=5.0, show_default=True,
+              help="On SIGTERM, seconds to let in-flight requests finish.")
+def serve(
+    state: str,
+    admin: str,
+    bind: str,
+    outbound: str,
+    files: tuple[str, ...],
+    namespace: str,
+    access_log: str,
+    access_log_format: Format,
+    shadow_host_suffix: bool,
+    shadow_timeout: float,
+    shadow_max_in_flight: int,
+    shadow_max_body: int,
+    connect_timeout: float,
+    drain_timeout: float,
+) -> None:
+    """Run the proxy: a listener per Service port, the forward proxy, and the admin API."""
+    options = ServeOptions(
+        state=state,
+        admin=split_address(admin, "--admin"),
+        bind=bind,
+        outbound=None if outbound == "off" else split_address(outbound, "--outbound"),
+        files=files,
+        namespace=namespace,
+        access_log=access_log,
+        access_log_format=access_log_format,
+        shadow_host_suffix=shadow_host_suffix,
+        limits=ShadowLimits(
+            timeout=shadow_timeout,
+            max_in_flight=shadow_max_in_flight,
+            max_body_bytes=shadow_max_body,
+        ),
+        connect_timeout=connect_timeout,
+        drain_timeout=drain_timeout,
+    )
+    sources = read_sources(files) if files else []
+    try:
+        store = Store(options.state)
+    except (OSError, ShadowmeshError) as exc:
+        message = f"cannot open the config store in {options.state}: {exc}"
+        raise click.ClickException(message) from None
+    stream = open_log(options.access_log)
+    try:
+        run(serve_forever(options, store, sources, stream))
+    except (ConfigError, ConfigErrors) as exc:
+        errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        for error in errors:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+
+
+def open_log(target: str) -> IO[str] | None:
+    if target == "off":
+        return None
+    if target == "-":
+        return sys.stdout
+    try:
+        return open(target, "a", encoding="utf-8")  # lives as long as the process
+    except OSError as exc:
+        raise click.ClickException(f"cannot open access log {target}: {exc}") from None
+
+
+def run(main: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+
+
+async def serve_forever(
+    options: ServeOptions,
+    store: Store,
+    sources: list[tuple[str, str]],
+    log_stream: IO[str] | None,
+) -> None:
+    stats = Stats()
+    access_log = AccessLog(log_stream, options.access_log_format)
+    dispatcher = Dispatcher(options.limits, stats, access_log, options.shadow_host_suffix)
+    plane = DataPlane(
+        RouteTable.compile([]),
+        options.bind,
+        Pool(connect_timeout=options.connect_timeout),
+        dispatcher,
+        access_log,
+        stats,
+    )
+    controller = Controller(store, plane.swap)
+    for warning in controller.start():
+        click.echo(f"Warning: {warning}", err=True)
+    if sources:
+        outcome = controller.apply_files(sources, options.namespace)
+        for warning in outcome.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        for line in outcome.lines:
+            click.echo(line, err=True)
+
+    def extra() -> dict[str, object]:
+        snapshot = stats.snapshot()
+        snapshot["shadow_in_flight"] = dispatcher.in_flight
+        snapshot["shadow_held_bytes"] = dispatcher.held_bytes
+        snapshot["shadow_skipped"] = dict(getattr(plane.table, "shadow_skipped", {}))
+        return snapshot
+
+    admin = AdminServer(controller, options.admin[0], options.admin[1], extra=extra)
+    await admin.start()
+    outbound_port = None
+    if options.outbound is not None:
+        outbound_port = await plane.start_outbound(*options.outbound)
+    click.echo(
+        f"shadowmesh serving: admin http://{options.admin[0]}:{admin.bound_port}"
+        + (f", outbound proxy {options.outbound[0]}:{outbound_port}" if options.outbound else "")
+        + f", Service ports on {options.bind}: "
+        + (", ".join(str(p) for p in sorted(plane.table.ports)) or "none yet"),
+        err=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await admin.close()
+    await plane.shutdown(options.drain_timeout)

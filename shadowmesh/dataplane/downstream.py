@@ -1,0 +1,247 @@
+"""A client connection: parses requests with httptools and runs their exchanges in order.
+
+Pipelined requests are parsed as they come but answered one at a time, in order: while one is
+in flight the next waits with its body buffered, and reading from the socket is paused so a
+client cannot make us hold more than one read's worth.
+
+llhttp is lenient in places a proxy must not be (see the issue on hardening): checks it lacks
+are made here, and a request that fails them never reaches an upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from shadowmesh.dataplane import response as resp
+from shadowmesh.dataplane.exchange import Exchange
+from shadowmesh.dataplane.request import RequestHead
+
+if TYPE_CHECKING:
+    from shadowmesh.dataplane.server import DataPlane
+
+MAX_HEAD_BYTES = 60 * 1024
+MAX_HEADERS = 100
+MAX_TARGET_BYTES = 8 * 1024
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, plane: DataPlane, listener_port: int | None) -> None:
+        self.plane = plane
+        self.listener_port = listener_port
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = b"127.0.0.1"
+        self.parser = httptools.HttpRequestParser(self)
+        self.keep_alive = True
+        self.closing = False
+        self.active: Exchange | None = None
+        self.parsing: Exchange | None = None
+        self.waiting: deque[Exchange] = deque()
+        self._paused: set[str] = set()
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+
+    # --- asyncio ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = str(peer[0]).encode()
+        self.plane.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self.active is not None:
+            self.active.abort()
+            self.active = None
+        for waiting in self.waiting:
+            waiting.abort()
+        self.waiting.clear()
+        self.plane.connection_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except BadRequest as exc:
+            self.reject(exc.status, exc.message)
+        except httptools.HttpParserUpgrade:
+            # Upgrades are not tunnelled yet: the request was answered as a plain one and the
+            # connection closes after it (see Exchange and keep_alive below).
+            pass
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__ or exc.__cause__
+            if isinstance(cause, BadRequest):
+                self.reject(cause.status, cause.message)
+            else:
+                raise
+        except httptools.HttpParserError as exc:
+            self.reject(400, f"malformed request: {exc}")
+
+    def pause_writing(self) -> None:
+        if self.active is not None and self.active.conn is not None:
+            self.active.conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.active is not None and self.active.conn is not None:
+            self.active.conn.resume_reading()
+
+    # --- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_TARGET_BYTES:
+            raise BadRequest(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) >= MAX_HEADERS:
+            raise BadRequest(431, "request header fields too large")
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        head = self.build_head()
+        exchange = Exchange(self, head)
+        self.parsing = exchange
+        if not head.keep_alive:
+            self.keep_alive = False
+        if self.active is None:
+            self.active = exchange
+            exchange.start()
+        else:
+            self.waiting.append(exchange)
+            self.pause("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        if self.parsing is not None:
+            self.parsing.body(body)
+
+    def on_message_complete(self) -> None:
+        exchange, self.parsing = self.parsing, None
+        if exchange is not None:
+            exchange.end()
+
+    # --- request head -------------------------------------------------------------------
+
+    def build_head(self) -> RequestHead:
+        parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise BadRequest(505, "HTTP version not supported")
+        method = parser.get_method()
+        headers = self._headers
+        host = None
+        content_length: int | None = None
+        chunked = False
+        for name, value in headers:
+            if name == b"host":
+                if host is not None:
+                    raise BadRequest(400, "multiple Host headers")
+                host = value
+            elif name == b"content-length":
+                if content_length is not None or not value.strip().isdigit():
+                    raise BadRequest(400, "invalid or repeated Content-Length")
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                if value.strip().lower() != b"chunked" or chunked:
+                    raise BadRequest(400, "unsupported Transfer-Encoding")
+                chunked = True
+        if chunked and content_length is not None:
+            raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+        target = self._url
+        path = target
+        authority = host or b""
+        scheme = "http"
+        if target[:7].lower() == b"http://":
+            rest = target[7:]
+            slash = rest.find(b"/")
+            authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+            query = path.find(b"?")
+            if slash < 0 and query >= 0:
+                authority, path = rest[: rest.find(b"?")], b"/" + rest[rest.find(b"?"):]
+        elif not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
+            raise BadRequest(400, "request target must be a path or an http:// URL")
+        if not authority:
+            if version == "1.1":
+                raise BadRequest(400, "missing Host header")
+        upgrade = parser.should_upgrade()
+        keep_alive = parser.should_keep_alive() and not upgrade
+        return RequestHead(
+            method=method,
+            target=target,
+            version=version,
+            headers=headers,
+            authority=authority,
+            path=path,
+            scheme=scheme,
+            content_length=content_length,
+            chunked=chunked,
+            keep_alive=keep_alive,
+            upgrade=upgrade,
+        )
+
+    # --- used by exchanges --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if not self._paused and self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    def exchange_finished(self, exchange: Exchange) -> None:
+        if exchange is not self.active:
+            return
+        self.active = None
+        if not self.keep_alive:
+            self.close()
+            return
+        if self.waiting:
+            self.active = self.waiting.popleft()
+            if not self.waiting:
+                self.resume("pipeline")
+            self.active.start()
+        else:
+            self.resume("pipeline")
+
+    def reject(self, status: int, message: str) -> None:
+        """A request we will not forward: answer it, and close, since framing is in doubt."""
+        self.plane.stats.requests["rejected"] += 1
+        if self.active is None or not self.active.head_sent:
+            self.write(resp.local_reply(status, message.encode(), keep_alive=False))
+        self.close()
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,353 @@
+"""One request and its response, from the client's head to the last byte of the answer.
+
+The exchange moves bytes and nothing else: routing decided where (``Decision``), the pool gives
+a connection, the dispatcher takes the shadow copies. Its states, in order:
+
+    waiting (pipelined behind another) -> routed -> connecting -> sent -> responding -> done
+
+A request body that arrives before the upstream connection is ready is buffered, and reading
+from the client is paused past a mark, so memory stays bounded. Once connected, body chunks are
+written straight through; flow control pauses the slower side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from shadowmesh.dataplane import response as resp
+from shadowmesh.dataplane.request import (
+    Outgoing,
+    RequestHead,
+    RouteView,
+    shadow_headers,
+    shadow_host,
+)
+from shadowmesh.dataplane.request import upstream_headers as build_upstream_headers
+from shadowmesh.mirror.dispatcher import ShadowCopy
+from shadowmesh.observe.accesslog import AccessRecord
+from shadowmesh.routing.decision import Failure, Forward, Upstream
+from shadowmesh.upstream.connection import UpstreamConnection
+from shadowmesh.upstream.wire import Headers, serialize_request
+
+if TYPE_CHECKING:
+    from shadowmesh.dataplane.downstream import ClientConnection
+
+BUFFER_MARK = 256 * 1024
+
+
+class Exchange:
+    __slots__ = (
+        "client", "head", "started", "pending", "pending_size", "request_done", "received",
+        "upstream", "conn", "shadows", "timer", "head_sent", "done", "status", "flag",
+        "sent", "chunked_out", "request_id", "xff", "upstream_start", "keep_upstream", "cluster",
+    )
+
+    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
+        self.client = client
+        self.head = head
+        self.started = time.time()
+        self.pending: list[bytes] = []  # body received before the upstream is ready
+        self.pending_size = 0
+        self.request_done = False
+        self.received = 0
+        self.upstream: Upstream | None = None
+        self.conn: UpstreamConnection | None = None
+        self.shadows: list[ShadowCopy] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.head_sent = False
+        self.done = False
+        self.status = 0
+        self.flag = ""
+        self.sent = 0
+        self.chunked_out = False
+        self.request_id = b""
+        self.xff = b""
+        self.upstream_start = 0.0
+        self.keep_upstream = False
+        self.cluster = ""  # for the access log when the answer is local
+
+    # --- request side, driven by the client's parser -------------------------------------
+
+    def body(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        for shadow in self.shadows:
+            shadow.feed(chunk)
+        if self.conn is not None:
+            self.conn.write(resp.chunk(chunk) if self.head.chunked else chunk)
+        elif not self.done:
+            self.pending.append(chunk)
+            self.pending_size += len(chunk)
+            if self.pending_size > BUFFER_MARK:
+                self.client.pause("buffer")
+
+    def end(self) -> None:
+        self.request_done = True
+        for shadow in self.shadows:
+            shadow.finish()
+        if self.conn is not None and self.head.chunked:
+            self.conn.write(resp.LAST_CHUNK)
+        if self.done:
+            # A local reply was written before the request body ended: now the next may go.
+            self.client.exchange_finished(self)
+
+    # --- routing and connecting ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Called once this exchange is at the front of the connection's pipeline."""
+        plane = self.client.plane
+        decision = plane.table.route(self.client.listener_port, RouteView(self.head))
+        if isinstance(decision, Failure):
+            self.fail(decision.status, decision.flag, decision.body, decision.cluster)
+            return
+        self.forward(decision)
+
+    def forward(self, decision: Forward) -> None:
+        plane = self.client.plane
+        head = self.head
+        self.upstream = decision.primary
+        out = build_upstream_headers(head, self.client.peer_ip)
+        self.request_id = out.request_id
+        self.xff = next((v for n, v in out.headers if n == b"x-forwarded-for"), b"")
+        if decision.shadows:
+            self.start_shadows(decision, out)
+        if decision.timeout:
+            self.timer = asyncio.get_running_loop().call_later(decision.timeout, self.timed_out)
+        if head.version == "1.1" and not self.request_done and head.first(b"expect") is not None:
+            # Answer Expect ourselves (as nginx does), so the client sends its body at once.
+            self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        headers = [(n, v) for n, v in out.headers if n != b"expect"]
+        framing = self.framing()
+        self.upstream_start = time.time()
+        conn = plane.pool.take(decision.primary.endpoint)
+        request_head = serialize_request(head.method, head.path, head.authority, headers, framing)
+        if conn is not None:
+            self.attach(conn, request_head)
+        else:
+            plane.spawn(self.connect(request_head))
+
+    def framing(self) -> tuple[bytes, bytes] | None:
+        if self.head.chunked:
+            return (b"transfer-encoding", b"chunked")
+        if self.head.content_length is not None:
+            return (b"content-length", str(self.head.content_length).encode())
+        return None
+
+    def start_shadows(self, decision: Forward, out: Outgoing) -> None:
+        if self.head.method == b"CONNECT" or self.head.upgrade:
+            # Envoy: "Shadowing doesn't support HTTP CONNECT and upgrades."
+            for shadow in decision.shadows:
+                shadow.release()
+            return
+        dispatcher = self.client.plane.dispatcher
+        headers = shadow_headers(out)
+        authority = shadow_host(self.head.authority, dispatcher.host_suffix)
+        for target in decision.shadows:
+            copy = dispatcher.begin(target, self.head.method, self.head.path, authority, headers)
+            if copy is None:
+                continue
+            for chunk in self.pending:
+                copy.feed(chunk)
+            if self.request_done:
+                copy.finish()
+            self.shadows.append(copy)
+
+    async def connect(self, request_head: bytes) -> None:
+        assert self.upstream is not None
+        try:
+            conn = await self.client.plane.pool.connect(self.upstream.endpoint)
+        except (OSError, TimeoutError):
+            if not self.done:
+                self.fail(503, "UF", resp.CONNECT_FAILURE, self.upstream.cluster)
+            return
+        if self.done:
+            self.client.plane.pool.put(conn)
+            return
+        self.attach(conn, request_head)
+
+    def attach(self, conn: UpstreamConnection, request_head: bytes) -> None:
+        self.conn = conn
+        conn.begin(self, head_only=self.head.method == b"HEAD")
+        pending, self.pending = self.pending, []
+        self.pending_size = 0
+        if self.head.chunked:
+            data = b"".join(resp.chunk(c) for c in pending)
+            if self.request_done:
+                data += resp.LAST_CHUNK
+        else:
+            data = b"".join(pending)
+        conn.write(request_head + data)
+        self.client.resume("buffer")
+
+    # --- response side: the ResponseSink the upstream connection drives -----------------
+
+    def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
+        if self.done:
+            return
+        self.status = status
+        self.keep_upstream = keep_alive
+        head_only = self.head.method == b"HEAD" or status in (204, 304)
+        framing: tuple[bytes, bytes] | None = None
+        length = next((v for n, v in headers if n == b"content-length"), None)
+        client = self.client
+        if head_only:
+            if length is not None:
+                framing = (b"content-length", length)
+        elif length is not None and not any(n == b"transfer-encoding" for n, _ in headers):
+            framing = (b"content-length", length)
+        elif self.head.version == "1.1":
+            framing = (b"transfer-encoding", b"chunked")
+            self.chunked_out = True
+        else:
+            # HTTP/1.0 client and a body of unknown length: the end of it is the close.
+            client.keep_alive = False
+        out = resp.response_headers(headers)
+        elapsed = int((time.time() - self.upstream_start) * 1000)
+        out.append((b"x-envoy-upstream-service-time", str(elapsed).encode()))
+        connection = None
+        if not client.keep_alive or not self.head.keep_alive:
+            client.keep_alive = False
+            connection = b"close"
+        elif self.head.version == "1.0":
+            connection = b"keep-alive"
+        self.head_sent = True
+        client.write(resp.serialize_response(status, reason, out, framing, connection))
+
+    def response_body(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        self.sent += len(chunk)
+        self.client.write(resp.chunk(chunk) if self.chunked_out else chunk)
+
+    def response_complete(self) -> None:
+        if self.done:
+            return
+        if self.chunked_out:
+            self.client.write(resp.LAST_CHUNK)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if self.request_done and self.keep_upstream and not conn.closed:
+                self.client.plane.pool.put(conn)
+            else:
+                conn.detach()
+        if not self.request_done:
+            # The upstream answered before the body ended: we cannot tell where the rest of
+            # it ends on this connection, so it closes after this response.
+            self.client.keep_alive = False
+        self.finish()
+
+    def upstream_failed(self, reason: str) -> None:
+        if self.done:
+            return
+        self.conn = None
+        if not self.head_sent:
+            cluster = self.upstream.cluster if self.upstream else ""
+            self.fail(503, "UC", resp.CONNECTION_TERMINATION, cluster)
+        else:
+            # Part of the response is out: closing is the only honest way to say it broke.
+            self.flag = "UC"
+            self.client.keep_alive = False
+            self.finish()
+            self.client.close()
+
+    def upstream_writable(self, writable: bool) -> None:
+        if writable:
+            self.client.resume("upstream")
+        else:
+            self.client.pause("upstream")
+
+    # --- endings -------------------------------------------------------------------------
+
+    def timed_out(self) -> None:
+        if self.done:
+            return
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.detach()
+        if not self.head_sent:
+            cluster = self.upstream.cluster if self.upstream else ""
+            self.fail(504, "UT", resp.UPSTREAM_TIMEOUT, cluster)
+        else:
+            self.flag = "UT"
+            self.client.keep_alive = False
+            self.finish()
+            self.client.close()
+
+    def fail(self, status: int, flag: str, body: bytes, cluster: str = "") -> None:
+        """Answer locally, as Envoy does when there is no route, cluster or upstream."""
+        if not self.request_done and self.head.has_body and self.received == 0:
+            # The client may be waiting for 100 Continue and never send the body.
+            self.client.keep_alive = False
+        self.status = status
+        self.flag = flag
+        self.head_sent = True
+        self.sent = len(body)
+        self.client.write(
+            resp.local_reply(status, body, self.client.keep_alive, self.head.method == b"HEAD")
+        )
+        self.cluster = cluster
+        self.finish()
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.upstream is not None:
+            self.upstream.release()
+        self.pending = []
+        self.log()
+        if self.request_done or not self.client.keep_alive:
+            self.client.exchange_finished(self)
+
+    def abort(self) -> None:
+        """The client went away: drop everything this exchange holds."""
+        if self.done:
+            return
+        for shadow in self.shadows:
+            shadow.abandon("client_aborted")
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.detach()
+        self.flag = self.flag or "DC"
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.upstream is not None:
+            self.upstream.release()
+        self.log()
+
+    def log(self) -> None:
+        plane = self.client.plane
+        stats = plane.stats.requests
+        stats["total"] += 1
+        if self.flag:
+            stats[self.flag] += 1
+        stats[f"{self.status // 100}xx"] += 1
+        if not plane.access_log.enabled:
+            return
+        head = self.head
+        cluster = self.upstream.cluster if self.upstream else self.cluster
+        plane.access_log.log(
+            AccessRecord(
+                start_time=self.started,
+                method=head.method.decode("latin-1"),
+                path=head.path.decode("latin-1"),
+                protocol=f"HTTP/{head.version}",
+                status=self.status,
+                response_flags=self.flag,
+                bytes_received=self.received,
+                bytes_sent=self.sent,
+                duration_ms=int((time.time() - self.started) * 1000),
+                x_forwarded_for=self.xff.decode("latin-1"),
+                user_agent=(head.header("user-agent") or ""),
+                request_id=(self.request_id or head.first(b"x-request-id") or b"").decode(
+                    "latin-1"
+                ),
+                authority=head.authority.decode("latin-1"),
+                upstream_host=str(self.upstream.endpoint) if self.upstream else "",
+                upstream_cluster=cluster,
+            )
+        )

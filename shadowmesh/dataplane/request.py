@@ -1,0 +1,185 @@
+"""A parsed request head, and the header rewriting a proxy owes it (pure, no I/O).
+
+What goes upstream follows Envoy's HCM and router: hop-by-hop headers (RFC 9110 7.6.1 and those
+named in ``Connection``) are removed; ``x-request-id`` is kept or generated; a B3 span is
+started; ``x-envoy-attempt-count: 1``, ``x-forwarded-for`` and ``x-forwarded-proto`` are set.
+The shadow gets exactly these headers, with its own span and its Host suffixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shadowmesh.mirror.host import shadow_authority
+from shadowmesh.observe.trace import new_request_id, new_span_id, new_trace_id
+from shadowmesh.upstream.wire import Headers
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Set by us on every upstream request; a client's copies are replaced, not forwarded.
+_REPLACED = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"x-envoy-attempt-count",
+        b"x-b3-spanid",
+        b"x-b3-parentspanid",
+        b"x-b3-sampled",
+        b"x-forwarded-proto",
+    }
+)
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """One request as received. Names are lower-cased bytes; values as sent."""
+
+    method: bytes
+    target: bytes
+    version: str  # "1.1" or "1.0"
+    headers: Headers
+    authority: bytes  # Host header or the absolute-form target's authority
+    path: bytes  # origin-form: path and query
+    scheme: str = "http"
+    content_length: int | None = None
+    chunked: bool = False
+    keep_alive: bool = True
+    upgrade: bool = False
+    _index: dict[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def header(self, name: str) -> str | None:
+        """First value of a header by lower-case name (the routing ``RequestView``)."""
+        if self._index is None:
+            index: dict[str, str] = {}
+            for key, value in self.headers:
+                index.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+            self._index = index
+        return self._index.get(name)
+
+    def first(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class RouteView:
+    """The ``RequestView`` routing reads: str properties over a ``RequestHead``."""
+
+    __slots__ = ("_head",)
+
+    def __init__(self, head: RequestHead) -> None:
+        self._head = head
+
+    @property
+    def method(self) -> str:
+        return self._head.method.decode("latin-1")
+
+    @property
+    def path(self) -> str:
+        return self._head.path.decode("latin-1")
+
+    @property
+    def authority(self) -> str:
+        return self._head.authority.decode("latin-1")
+
+    @property
+    def scheme(self) -> str:
+        return self._head.scheme
+
+    def header(self, name: str) -> str | None:
+        return self._head.header(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Headers for the primary upstream request, plus what the shadow needs to differ."""
+
+    headers: Headers  # without Host, Content-Length and framing
+    request_id: bytes
+    trace_id: bytes
+    span_id: bytes
+
+
+def connection_tokens(headers: Headers) -> frozenset[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
+    """The end-to-end headers the upstream gets, with what Envoy adds."""
+    drop = HOP_BY_HOP | connection_tokens(head.headers) | _REPLACED
+    out: Headers = []
+    request_id = trace_id = parent = sampled = None
+    forwarded_for = None
+    for name, value in head.headers:
+        if name in drop:
+            if name == b"x-b3-spanid":
+                parent = value
+            elif name == b"x-b3-sampled":
+                sampled = value
+            continue
+        if name == b"x-request-id":
+            request_id = value
+        elif name == b"x-b3-traceid":
+            trace_id = value
+            continue
+        elif name == b"x-forwarded-for":
+            forwarded_for = value
+            continue
+        out.append((name, value))
+    if request_id is None:
+        request_id = new_request_id()
+        out.append((b"x-request-id", request_id))
+    if trace_id is None:
+        trace_id = new_trace_id()
+    if parent is None:
+        # A new trace: the proxy's own server span is the parent of the upstream call's span.
+        parent = new_span_id()
+    span_id = new_span_id()
+    out.append((b"x-b3-traceid", trace_id))
+    out.append((b"x-b3-spanid", span_id))
+    out.append((b"x-b3-parentspanid", parent))
+    out.append((b"x-b3-sampled", sampled if sampled is not None else b"1"))
+    out.append((b"x-envoy-attempt-count", b"1"))
+    xff = forwarded_for + b", " + client_ip if forwarded_for else client_ip
+    out.append((b"x-forwarded-for", xff))
+    out.append((b"x-forwarded-proto", head.scheme.encode()))
+    return Outgoing(out, request_id, trace_id, span_id)
+
+
+def shadow_headers(primary: Outgoing) -> Headers:
+    """The primary's headers with a child span named for the mirror, unsampled as Istio sets."""
+    span = new_span_id()
+    out: Headers = []
+    for name, value in primary.headers:
+        if name == b"x-b3-spanid":
+            value = span
+        elif name == b"x-b3-parentspanid":
+            value = primary.span_id
+        elif name == b"x-b3-sampled":
+            value = b"0"
+        out.append((name, value))
+    return out
+
+
+def shadow_host(authority: bytes, suffix: bool) -> bytes:
+    return shadow_authority(authority) if suffix else authority

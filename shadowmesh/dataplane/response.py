@@ -1,0 +1,72 @@
+"""The response head we write to the client, and the answers the proxy gives itself (pure)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from shadowmesh.dataplane.request import HOP_BY_HOP, connection_tokens
+from shadowmesh.upstream.wire import Headers
+
+# Envoy's local reply bodies, so scripts written against Istio see the same text.
+NO_HEALTHY_UPSTREAM = b"no healthy upstream"
+CONNECT_FAILURE = (
+    b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+)
+CONNECTION_TERMINATION = (
+    b"upstream connect error or disconnect/reset before headers. "
+    b"reset reason: connection termination"
+)
+UPSTREAM_TIMEOUT = b"upstream request timeout"
+
+
+def reason_phrase(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def local_reply(status: int, body: bytes, keep_alive: bool, head_only: bool = False) -> bytes:
+    """A complete response the proxy answers itself (404 NR, 503 UH, 504 UT, 400, ...)."""
+    parts = [
+        b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status)),
+        b"content-length: %d\r\n" % len(body),
+        b"content-type: text/plain\r\n" if body else b"",
+        b"server: shadowmesh\r\n",
+        b"" if keep_alive else b"connection: close\r\n",
+        b"\r\n",
+    ]
+    if not head_only:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def response_headers(headers: Headers) -> Headers:
+    """The upstream's end-to-end response headers (hop-by-hop and framing removed)."""
+    drop = HOP_BY_HOP | connection_tokens(headers) | {b"content-length"}
+    return [(n, v) for n, v in headers if n not in drop]
+
+
+def serialize_response(
+    status: int,
+    reason: bytes,
+    headers: Headers,
+    framing: tuple[bytes, bytes] | None,
+    connection: bytes | None,
+) -> bytes:
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status))]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if framing is not None:
+        parts += (framing[0], b": ", framing[1], b"\r\n")
+    if connection is not None:
+        parts += (b"connection: ", connection, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,137 @@
+"""The data plane of one process: its listeners, its route table, its pools.
+
+A new route table is swapped in with one assignment; each request reads the table once when it
+starts, so in-flight requests finish on the table they started with. Listeners follow the
+table's Service ports: opened when a Service brings a port, closed when the last one goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from shadowmesh.dataplane.downstream import ClientConnection
+from shadowmesh.mirror.dispatcher import Dispatcher
+from shadowmesh.observe.accesslog import AccessLog
+from shadowmesh.observe.stats import Stats
+from shadowmesh.routing.table import RouteTable
+from shadowmesh.upstream.connection import Pool
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, bound now so "address in use" is known at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class DataPlane:
+    def __init__(
+        self,
+        table: RouteTable,
+        bind: str,
+        pool: Pool,
+        dispatcher: Dispatcher,
+        access_log: AccessLog,
+        stats: Stats,
+    ) -> None:
+        self.table = table
+        self.bind = bind
+        self.pool = pool
+        self.dispatcher = dispatcher
+        self.access_log = access_log
+        self.stats = stats
+        self.listeners: dict[int, asyncio.Server | None] = {}  # None: starting
+        self.outbound: asyncio.Server | None = None
+        self.connections: set[ClientConnection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- config ---------------------------------------------------------------------------
+
+    def swap(self, table: RouteTable) -> None:
+        """Install a new route table (called by the controller after a committed apply).
+
+        New listening sockets are bound and listening before this returns, so a client that
+        connects right after an apply is queued by the kernel, not refused.
+        """
+        self.table = table
+        wanted = set(table.ports)
+        for port in sorted(set(self.listeners) - wanted):
+            server = self.listeners.pop(port)
+            if server is not None:
+                server.close()
+        for port in sorted(wanted - set(self.listeners)):
+            try:
+                sock = bind_socket(self.bind, port)
+            except OSError as exc:
+                print(
+                    f"error: cannot listen on {self.bind}:{port} for a Service port: {exc}",
+                    file=sys.stderr,
+                )
+                continue
+            self.listeners[port] = None
+            self.spawn(self._serve(port, sock))
+
+    async def _serve(self, port: int, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: ClientConnection(self, port), sock=sock)
+        if port in self.listeners and self.listeners[port] is None:
+            self.listeners[port] = server
+        else:
+            server.close()  # the port went away while the server was starting
+
+    async def start_outbound(self, host: str, port: int) -> int:
+        """The forward-proxy port a sidecar's outbound capture would be; returns its port."""
+        loop = asyncio.get_running_loop()
+        sock = bind_socket(host, port)
+        self.outbound = await loop.create_server(lambda: ClientConnection(self, None), sock=sock)
+        bound: int = sock.getsockname()[1]
+        return bound
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def connection_opened(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+        self.stats.downstream_active = len(self.connections)
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        self.stats.downstream_active = len(self.connections)
+
+    async def shutdown(self, deadline: float) -> None:
+        """Stop accepting, let in-flight requests finish until ``deadline`` seconds, then close."""
+        servers = [s for s in self.listeners.values() if s is not None]
+        if self.outbound is not None:
+            servers.append(self.outbound)
+        for server in servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        for conn in list(self.connections):
+            if conn.active is None:
+                conn.close()
+        while any(c.active is not None for c in self.connections) and loop.time() < end:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.keep_alive = False
+            conn.close()
+        await self.dispatcher.drain(max(0.0, end - loop.time()))
+        self.dispatcher.close()
+        self.pool.close()
+        self.access_log.flush()

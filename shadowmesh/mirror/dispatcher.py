@@ -1,0 +1,256 @@
+"""The shadow dispatcher: copies of live requests, sent fire-and-forget, bounded, counted.
+
+Rules this module owns, so the shadow can never affect the live request:
+
+1. A shadow is buffered while the primary's body streams, and sent once that body is complete
+   (Envoy's behaviour before 1.33). The primary is never paused for the shadow: there is no
+   back-pressure path from here to the client.
+2. Shadows have their own connection pool and their own timeout.
+3. Shadows in flight and shadow body bytes held are bounded. Past a bound, the shadow is
+   dropped and the drop counted by reason; the primary carries on unaware.
+4. The response is read to the end (so the connection can be reused) and thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shadowmesh.observe.accesslog import AccessLog, AccessRecord
+from shadowmesh.observe.stats import Stats
+from shadowmesh.routing.decision import Upstream
+from shadowmesh.upstream.connection import Pool, UpstreamConnection
+from shadowmesh.upstream.wire import Headers, serialize_request
+
+
+class ShadowLimits:
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        max_in_flight: int = 1024,
+        max_body_bytes: int = 8 * 1024 * 1024,
+        max_total_body_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self.max_body_bytes = max_body_bytes
+        self.max_total_body_bytes = max_total_body_bytes
+
+
+class ShadowCopy:
+    """One shadow request being assembled while the primary's body streams in."""
+
+    __slots__ = ("dispatcher", "upstream", "head", "method", "path", "authority", "body", "size",
+                 "held", "done", "user_agent", "request_id", "xff")
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        upstream: Upstream,
+        method: bytes,
+        path: bytes,
+        authority: bytes,
+        headers: Headers,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.upstream = upstream
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.head = headers
+        self.body: list[bytes] = []
+        self.size = 0
+        self.held = 0
+        self.done = False
+        self.user_agent = self.request_id = self.xff = ""
+        for name, value in headers:
+            if name == b"user-agent":
+                self.user_agent = value.decode("latin-1")
+            elif name == b"x-request-id":
+                self.request_id = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                self.xff = value.decode("latin-1")
+
+    def feed(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        d = self.dispatcher
+        n = len(chunk)
+        if self.size + n > d.limits.max_body_bytes:
+            self.abandon("body_too_large")
+        elif d.held_bytes + n > d.limits.max_total_body_bytes:
+            self.abandon("buffer_full")
+        else:
+            self.body.append(chunk)
+            self.size += n
+            self.held += n
+            d.held_bytes += n
+
+    def finish(self) -> None:
+        """The primary's request is complete: send the copy."""
+        if self.done:
+            return
+        self.done = True
+        self.dispatcher.launch(self)
+
+    def abandon(self, reason: str) -> None:
+        """Drop this copy (client aborted, a bound was hit); count it, free what it held."""
+        if self.done:
+            return
+        self.done = True
+        self.dispatcher.dropped(self, reason)
+
+    def release_body(self) -> None:
+        self.dispatcher.held_bytes -= self.held
+        self.held = 0
+        self.body = []
+
+
+class _Discard:
+    """Reads a shadow response to its end and keeps only its status and size."""
+
+    __slots__ = ("future", "status", "size", "keep_alive", "writable")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.status = 0
+        self.size = 0
+        self.keep_alive = False
+
+    def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
+        self.status = status
+        self.keep_alive = keep_alive
+
+    def response_body(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+
+    def response_complete(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def upstream_failed(self, reason: str) -> None:
+        if not self.future.done():
+            self.future.set_exception(ConnectionError(reason))
+
+    def upstream_writable(self, writable: bool) -> None:
+        # A shadow that cannot take its request fast enough just waits; its timeout bounds it.
+        pass
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        limits: ShadowLimits,
+        stats: Stats,
+        access_log: AccessLog,
+        host_suffix: bool = True,
+    ) -> None:
+        self.limits = limits
+        self.stats = stats
+        self.access_log = access_log
+        self.host_suffix = host_suffix
+        self.pool = Pool(connect_timeout=min(limits.timeout, 10.0))
+        self.held_bytes = 0
+        self.in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def begin(
+        self, upstream: Upstream, method: bytes, path: bytes, authority: bytes, headers: Headers
+    ) -> ShadowCopy | None:
+        """A new copy, or None when too many shadows are in flight (counted as a drop)."""
+        if self.in_flight >= self.limits.max_in_flight:
+            upstream.release()
+            self.stats.shadow_dropped["overflow"] += 1
+            return None
+        self.in_flight += 1
+        return ShadowCopy(self, upstream, method, path, authority, headers)
+
+    def dropped(self, copy: ShadowCopy, reason: str) -> None:
+        copy.release_body()
+        copy.upstream.release()
+        self.in_flight -= 1
+        self.stats.shadow_dropped[reason] += 1
+
+    def launch(self, copy: ShadowCopy) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(copy))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, copy: ShadowCopy) -> None:
+        started = time.time()
+        status, flag, received = 0, "", 0
+        conn: UpstreamConnection | None = None
+        self.stats.shadows["sent"] += 1
+        try:
+            async with asyncio.timeout(self.limits.timeout):
+                conn = self.pool.take(copy.upstream.endpoint)
+                if conn is None:
+                    try:
+                        conn = await self.pool.connect(copy.upstream.endpoint)
+                    except OSError:
+                        flag = "UF"
+                        raise
+                sink = _Discard(asyncio.get_running_loop().create_future())
+                conn.begin(sink, head_only=copy.method == b"HEAD")
+                framing = (b"content-length", str(copy.size).encode())
+                has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
+                head = serialize_request(
+                    copy.method, copy.path, copy.authority, copy.head,
+                    framing if has_body else None,
+                )
+                conn.write(head + b"".join(copy.body) if copy.body else head)
+                copy.release_body()
+                await sink.future
+                status, received = sink.status, sink.size
+                if sink.keep_alive:
+                    self.pool.put(conn)
+                else:
+                    conn.close()
+                conn = None
+            self.stats.shadows["completed"] += 1
+        except TimeoutError:
+            flag = flag or "UT"
+            self.stats.shadow_failed["timeout"] += 1
+        except OSError:
+            flag = flag or "UC"
+            self.stats.shadow_failed["connect" if flag == "UF" else "reset"] += 1
+        finally:
+            if conn is not None:
+                conn.detach()
+            copy.release_body()
+            copy.upstream.release()
+            self.in_flight -= 1
+            self._log(copy, started, status, flag, received)
+
+    def _log(self, copy: ShadowCopy, started: float, status: int, flag: str, sent: int) -> None:
+        if not self.access_log.enabled:
+            return
+        self.access_log.log(
+            AccessRecord(
+                start_time=started,
+                method=copy.method.decode("latin-1"),
+                path=copy.path.decode("latin-1"),
+                protocol="HTTP/1.1",
+                status=status,
+                response_flags=flag,
+                bytes_received=copy.size,
+                bytes_sent=sent,
+                duration_ms=int((time.time() - started) * 1000),
+                x_forwarded_for=copy.xff,
+                user_agent=copy.user_agent,
+                request_id=copy.request_id,
+                authority=copy.authority.decode("latin-1"),
+                upstream_host=str(copy.upstream.endpoint),
+                upstream_cluster=copy.upstream.cluster,
+                shadow=True,
+            )
+        )
+
+    async def drain(self, deadline: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=deadline)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.pool.close()

@@ -1,0 +1,225 @@
+"""One keep-alive HTTP/1.1 connection to an upstream, and the pool that keeps them per endpoint.
+
+The connection parses responses with httptools (llhttp) and hands each event to the ``sink``
+of the request it currently serves; between requests it sits idle in the pool. Whoever owns
+the connection decides whether it can be reused; a connection the upstream closed, or one
+whose response was not read to the end, never goes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+import httptools
+
+from shadowmesh.routing.decision import Endpoint
+from shadowmesh.upstream.wire import Headers
+
+
+class ResponseSink(Protocol):
+    """Who receives a response: the client-side exchange, or a shadow that discards it."""
+
+    def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
+        ...
+
+    def response_body(self, chunk: bytes) -> None: ...
+
+    def response_complete(self) -> None: ...
+
+    def upstream_failed(self, reason: str) -> None:
+        """The connection broke or sent garbage; the sink must not reuse it."""
+        ...
+
+    def upstream_writable(self, writable: bool) -> None:
+        """Flow control: the upstream's send buffer went over (False) or under (True) its mark."""
+        ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "endpoint",
+        "transport",
+        "sink",
+        "_parser",
+        "_status_reason",
+        "_headers",
+        "_head_only",
+        "closed",
+        "idle_lost",
+        "requests",
+    )
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.sink: ResponseSink | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._status_reason = b""
+        self._headers: Headers = []
+        self._head_only = False
+        self.closed = False
+        self.idle_lost: Callable[[UpstreamConnection], None] | None = None
+        self.requests = 0
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.upstream_failed("connection termination")
+        elif self.idle_lost is not None:
+            self.idle_lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.sink is None:
+            # Bytes from an idle connection: the upstream broke framing. Never reuse it.
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(f"protocol error: {exc}")
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_writable(True)
+
+    # httptools callbacks
+
+    def on_status(self, reason: bytes) -> None:
+        self._status_reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            # Interim responses (100 Continue, 103) are not relayed: the proxy answers
+            # Expect itself, and Upgrade is not tunnelled.
+            self._headers = []
+            self._status_reason = b""
+            return
+        headers, self._headers = self._headers, []
+        reason, self._status_reason = self._status_reason, b""
+        keep_alive = self._parser.should_keep_alive()
+        if self.sink is not None:
+            self.sink.response_head(status, reason, headers, keep_alive)
+        if self._head_only and self.sink is not None:
+            # llhttp cannot be told a response answers HEAD, so it would wait for the body its
+            # Content-Length announces. End the message here and start a fresh parser.
+            self._parser = httptools.HttpResponseParser(self)
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.sink is not None and self._parser.get_status_code() >= 200:
+            self._finish()
+
+    # used by the owner
+
+    def begin(self, sink: ResponseSink, head_only: bool) -> None:
+        self.sink = sink
+        self._head_only = head_only
+        self.requests += 1
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def detach(self) -> None:
+        """The owner is done with this connection and will not read the rest of a response."""
+        self.sink = None
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def _finish(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.response_complete()
+
+    def _fail(self, reason: str) -> None:
+        sink, self.sink = self.sink, None
+        self.close()
+        if sink is not None:
+            sink.upstream_failed(reason)
+
+
+class Pool:
+    """Idle keep-alive connections per endpoint. One pool for primaries, another for shadows,
+    so a shadow can never take or hold a connection the live traffic needs."""
+
+    def __init__(self, connect_timeout: float = 10.0, max_idle_per_endpoint: int = 256) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle_per_endpoint
+        self._idle: dict[Endpoint, list[UpstreamConnection]] = {}
+
+    def take(self, endpoint: Endpoint) -> UpstreamConnection | None:
+        idle = self._idle.get(endpoint)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.idle_lost = None
+                return conn
+        return None
+
+    async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
+        """A new connection; raises OSError (refused, unreachable) or TimeoutError."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(endpoint), endpoint.address, endpoint.port
+            )
+        return conn
+
+    def put(self, conn: UpstreamConnection) -> None:
+        if conn.closed:
+            return
+        idle = self._idle.setdefault(conn.endpoint, [])
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_lost = self._forget
+        idle.append(conn)
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.endpoint)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.idle_lost = None
+                conn.close()
+        self._idle.clear()

@@ -1,0 +1,103 @@
+"""Headers the upstream and the shadow get: Envoy's additions, hop-by-hop removal."""
+
+from shadowmesh.dataplane.request import (
+    RequestHead,
+    shadow_headers,
+    shadow_host,
+    upstream_headers,
+)
+from shadowmesh.upstream.wire import serialize_request
+
+
+def head(*headers: tuple[bytes, bytes]) -> RequestHead:
+    return RequestHead(
+        method=b"GET",
+        target=b"/headers",
+        version="1.1",
+        headers=list(headers),
+        authority=b"httpbin:8000",
+        path=b"/headers",
+    )
+
+
+def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    return [n for n, _ in headers]
+
+
+def test_envoy_headers_are_added() -> None:
+    out = upstream_headers(head((b"host", b"httpbin:8000"), (b"accept", b"*/*")), b"10.0.0.9")
+    got = dict(out.headers)
+    assert got[b"accept"] == b"*/*"
+    assert len(got[b"x-request-id"]) == 36
+    assert len(got[b"x-b3-traceid"]) == 32 and len(got[b"x-b3-spanid"]) == 16
+    assert len(got[b"x-b3-parentspanid"]) == 16
+    assert got[b"x-b3-sampled"] == b"1"
+    assert got[b"x-envoy-attempt-count"] == b"1"
+    assert got[b"x-forwarded-for"] == b"10.0.0.9"
+    assert got[b"x-forwarded-proto"] == b"http"
+    assert b"host" not in got  # written once, by serialize_request
+
+
+def test_client_request_id_and_trace_are_kept_and_a_new_span_starts() -> None:
+    out = upstream_headers(
+        head(
+            (b"x-request-id", b"abc"),
+            (b"x-b3-traceid", b"t" * 32),
+            (b"x-b3-spanid", b"s" * 16),
+            (b"x-forwarded-for", b"1.2.3.4"),
+        ),
+        b"127.0.0.1",
+    )
+    got = dict(out.headers)
+    assert got[b"x-request-id"] == b"abc" and out.request_id == b"abc"
+    assert got[b"x-b3-traceid"] == b"t" * 32
+    assert got[b"x-b3-parentspanid"] == b"s" * 16
+    assert got[b"x-b3-spanid"] != b"s" * 16
+    assert got[b"x-forwarded-for"] == b"1.2.3.4, 127.0.0.1"
+    assert names(out.headers).count(b"x-request-id") == 1
+
+
+def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
+    out = upstream_headers(
+        head(
+            (b"connection", b"keep-alive, x-secret"),
+            (b"x-secret", b"1"),
+            (b"keep-alive", b"timeout=5"),
+            (b"te", b"trailers"),
+            (b"upgrade", b"websocket"),
+            (b"proxy-authorization", b"Basic x"),
+            (b"x-envoy-attempt-count", b"7"),
+            (b"x-kept", b"yes"),
+        ),
+        b"127.0.0.1",
+    )
+    got = names(out.headers)
+    for gone in (b"connection", b"x-secret", b"keep-alive", b"te", b"upgrade",
+                 b"proxy-authorization"):
+        assert gone not in got
+    assert b"x-kept" in got
+    assert dict(out.headers)[b"x-envoy-attempt-count"] == b"1"
+
+
+def test_shadow_keeps_request_and_trace_ids_with_its_own_unsampled_span() -> None:
+    out = upstream_headers(head((b"user-agent", b"curl")), b"127.0.0.1")
+    primary = dict(out.headers)
+    shadow = dict(shadow_headers(out))
+    assert shadow[b"x-request-id"] == primary[b"x-request-id"]
+    assert shadow[b"x-b3-traceid"] == primary[b"x-b3-traceid"]
+    assert shadow[b"x-b3-parentspanid"] == primary[b"x-b3-spanid"]
+    assert shadow[b"x-b3-spanid"] != primary[b"x-b3-spanid"]
+    assert shadow[b"x-b3-sampled"] == b"0"
+    assert shadow[b"user-agent"] == b"curl"
+    assert shadow_host(b"httpbin:8000", True) == b"httpbin-shadow:8000"
+    assert shadow_host(b"httpbin:8000", False) == b"httpbin:8000"
+
+
+def test_serialized_head_has_one_host_and_the_framing() -> None:
+    raw = serialize_request(
+        b"POST", b"/post", b"httpbin:8000", [(b"accept", b"*/*")], (b"content-length", b"3")
+    )
+    assert raw == (
+        b"POST /post HTTP/1.1\r\nhost: httpbin:8000\r\naccept: */*\r\n"
+        b"content-length: 3\r\n\r\n"
+    )
