@@ -1,0 +1,137 @@
+"""Envoy-style clusters: one per Service port and subset, with its endpoints and balancer.
+
+Names follow Istio: ``outbound|<port>|<subset>|<host FQDN>``, subset empty when none, as in
+``outbound|8000||httpbin.default.svc.cluster.local``. A route destination becomes a Target:
+which cluster it means depends on the request's port only when neither the destination nor the
+service fixes one.
+"""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shadowmesh.model.resources import Destination, LbPolicy, fqdn
+from shadowmesh.routing.balance import ClusterBalancer, make_balancer
+from shadowmesh.routing.inventory import Inventory, Member, ServiceInfo
+
+
+def cluster_name(port: int, subset: str, host: str) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Cluster:
+    name: str
+    host: str
+    port: int
+    subset: str
+    members: tuple[Member, ...]
+    balancer: ClusterBalancer
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Target:
+    """A destination resolved at compile time, as far as the config alone allows."""
+
+    host: str  # FQDN
+    subset: str
+    port: int | None  # None: the port the request came on
+    clusters: Mapping[int, Cluster]  # this host+subset's clusters, by port
+
+    def resolve(self, request_port: int) -> tuple[str, Cluster | None]:
+        port = self.port if self.port is not None else request_port
+        cluster = self.clusters.get(port)
+        if cluster is not None:
+            return cluster.name, cluster
+        return cluster_name(port, self.subset, self.host), None
+
+
+class ClusterSet:
+    """Every cluster of an inventory, and the Targets that point into them."""
+
+    def __init__(self, inventory: Inventory, rng: random.Random) -> None:
+        self._inventory = inventory
+        self._rng = rng
+        self.by_name: dict[str, Cluster] = {}
+        self._by_host_subset: dict[tuple[str, str], dict[int, Cluster]] = {}
+        for info in inventory.services.values():
+            self._add_service(info)
+
+    def target(self, destination: Destination, namespace: str) -> Target:
+        host = fqdn(destination.host, namespace)
+        return self.target_for(host, destination.subset, destination.port)
+
+    def target_for(self, host: str, subset: str, port: int | None) -> Target:
+        info = self._inventory.services.get(host)
+        if port is None and info is not None:
+            port = info.only_port
+        return Target(host=host, subset=subset, port=port, clusters=self.clusters_of(host, subset))
+
+    def clusters_of(self, host: str, subset: str) -> Mapping[int, Cluster]:
+        return self._by_host_subset.get((host, subset), {})
+
+    def _add_service(self, info: ServiceInfo) -> None:
+        rule = self._inventory.rules.get(info.fqdn)
+        rule_lb = rule.load_balancer if rule is not None else None
+        for port in info.ports:
+            self._add(info.fqdn, port, "", info.members.get(port, ()), rule_lb)
+            for subset in rule.subsets if rule is not None else ():
+                members = info.subset_members(port, subset.labels)
+                self._add(info.fqdn, port, subset.name, members, subset.load_balancer or rule_lb)
+
+    def _add(
+        self, host: str, port: int, subset: str, members: tuple[Member, ...], lb: LbPolicy | None
+    ) -> None:
+        name = cluster_name(port, subset, host)
+        if name in self.by_name:
+            return  # a subset name repeated in one rule: the first one defines it
+        endpoints = tuple(m.endpoint for m in members)
+        balancer = make_balancer(lb, endpoints, self._rng)
+        cluster = Cluster(name, host, port, subset, members, balancer)
+        self.by_name[name] = cluster
+        self._by_host_subset.setdefault((host, subset), {})[port] = cluster
+
+
+class WeightedTargets:
+    """Route destinations with relative weights, as Envoy's weighted_clusters.
+
+    A lone destination gets every request whatever its weight. With several, weight 0 gets
+    none; if all are 0 (which validation refuses), they share equally rather than fail.
+    """
+
+    __slots__ = ("entries", "_effective", "_targets", "_cumulative", "_total")
+
+    def __init__(self, entries: tuple[tuple[Target, int], ...]) -> None:
+        self.entries = entries
+        self._effective = _effective_weights(tuple(w for _, w in entries))
+        live = [(t, w) for (t, _), w in zip(entries, self._effective, strict=True) if w > 0]
+        self._targets = tuple(t for t, _ in live)
+        cumulative: list[int] = []
+        total = 0
+        for _, weight in live:
+            total += weight
+            cumulative.append(total)
+        self._cumulative = tuple(cumulative)
+        self._total = total
+
+    def share(self, index: int) -> float:
+        """The percentage of requests entry ``index`` receives."""
+        return 100.0 * self._effective[index] / self._total if self._total else 0.0
+
+    def pick(self, rng: random.Random) -> Target | None:
+        targets = self._targets
+        if len(targets) <= 1:
+            return targets[0] if targets else None
+        i = bisect_right(self._cumulative, rng.random() * self._total)
+        return targets[min(i, len(targets) - 1)]
+
+
+def _effective_weights(weights: tuple[int, ...]) -> tuple[int, ...]:
+    if len(weights) == 1:
+        return (1,)
+    if any(w > 0 for w in weights):
+        return tuple(max(w, 0) for w in weights)
+    return (1,) * len(weights)

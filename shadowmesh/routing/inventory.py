@@ -1,0 +1,184 @@
+"""Services, the endpoints they select and the subsets that split them, as Istio resolves them.
+
+The route table and ``analyze()`` read the same inventory, so a subset that ``analyze()`` calls
+empty is exactly the subset that answers 503 UH at run time.
+
+WorkloadEntry ``weight`` is not used: every endpoint of a cluster counts the same. Envoy would
+use it as the endpoint's load-balancing weight; shadowmesh's balancers are unweighted for now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from shadowmesh.model.resources import (
+    CLUSTER_DOMAIN,
+    DestinationRule,
+    Resource,
+    Service,
+    ServicePort,
+    Subset,
+    VirtualService,
+    WorkloadEntry,
+    fqdn,
+)
+from shadowmesh.routing.decision import Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One WorkloadEntry as an endpoint of one Service port, with the labels subsets select on."""
+
+    endpoint: Endpoint
+    labels: Mapping[str, str]
+    workload: str  # namespace/name, for describe()
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    service: Service
+    fqdn: str
+    # Per Service port number: the selected WorkloadEntries listening for it.
+    members: Mapping[int, tuple[Member, ...]]
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(p.port for p in self.service.ports)
+
+    @property
+    def only_port(self) -> int | None:
+        ports = self.ports
+        return ports[0] if len(ports) == 1 else None
+
+    def subset_members(self, port: int, labels: Mapping[str, str]) -> tuple[Member, ...]:
+        return tuple(m for m in self.members.get(port, ()) if _superset(m.labels, labels))
+
+    def selects_any(self, labels: Mapping[str, str]) -> bool:
+        return any(self.subset_members(port, labels) for port in self.ports)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    services: Mapping[str, ServiceInfo]  # by FQDN
+    rules: Mapping[str, DestinationRule]  # by host FQDN: the one rule that applies to it
+    virtual_services: tuple[VirtualService, ...]  # sorted by (namespace, name)
+    all_rules: tuple[DestinationRule, ...]  # sorted by (namespace, name)
+
+    def subset(self, host: str, name: str) -> Subset | None:
+        rule = self.rules.get(host)
+        if rule is None:
+            return None
+        return next((s for s in rule.subsets if s.name == name), None)
+
+
+def build_inventory(resources: Iterable[Resource]) -> Inventory:
+    services: list[Service] = []
+    workloads: list[WorkloadEntry] = []
+    virtual_services: list[VirtualService] = []
+    rules: list[DestinationRule] = []
+    for r in resources:
+        if isinstance(r, Service):
+            services.append(r)
+        elif isinstance(r, WorkloadEntry):
+            workloads.append(r)
+        elif isinstance(r, VirtualService):
+            virtual_services.append(r)
+        else:
+            rules.append(r)
+    # Sorted, so the result never depends on the order resources were applied in.
+    services.sort(key=_by_key)
+    workloads.sort(key=_by_key)
+    virtual_services.sort(key=_by_key)
+    rules.sort(key=_by_key)
+    infos = {s.host: _service_info(s, workloads) for s in services}
+    return Inventory(
+        services=infos,
+        rules=_applicable_rules(rules),
+        virtual_services=tuple(virtual_services),
+        all_rules=tuple(rules),
+    )
+
+
+def rule_host(rule: DestinationRule) -> str:
+    return fqdn(rule.host, rule.meta.namespace)
+
+
+def host_namespace(host: str) -> str | None:
+    """``httpbin.ns.svc.cluster.local`` is in ``ns``; a host outside the cluster is in none."""
+    suffix = "." + CLUSTER_DOMAIN
+    if not host.endswith(suffix):
+        return None
+    labels = host[: -len(suffix)].split(".")
+    return labels[1] if len(labels) == 2 else None
+
+
+def _by_key(r: Resource) -> tuple[str, str]:
+    return (r.meta.namespace, r.meta.name)
+
+
+def _superset(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _service_info(service: Service, workloads: list[WorkloadEntry]) -> ServiceInfo:
+    # An empty selector selects nothing: Kubernetes creates no endpoints for it.
+    selected = [
+        w
+        for w in workloads
+        if service.selector
+        and w.meta.namespace == service.meta.namespace
+        and _superset(w.labels, service.selector)
+    ]
+    members = {p.port: _members(p, selected) for p in service.ports}
+    return ServiceInfo(service=service, fqdn=service.host, members=members)
+
+
+def _members(port: ServicePort, workloads: list[WorkloadEntry]) -> tuple[Member, ...]:
+    found: list[Member] = []
+    seen: set[Endpoint] = set()
+    for w in workloads:
+        number = endpoint_port(port, w)
+        if number is None:
+            continue
+        endpoint = Endpoint(w.address, number)
+        # Two entries on one address:port are one socket: count it once.
+        if endpoint in seen:
+            continue
+        seen.add(endpoint)
+        found.append(Member(endpoint, w.labels, f"{w.meta.namespace}/{w.meta.name}"))
+    return tuple(found)
+
+
+def endpoint_port(port: ServicePort, workload: WorkloadEntry) -> int | None:
+    """Where ``workload`` listens for ``port``; None when a named targetPort is missing.
+
+    Istio: a WorkloadEntry port named like the Service port wins; then targetPort, a number
+    or the name of a WorkloadEntry port; then the Service port number itself.
+    """
+    if port.name and port.name in workload.ports:
+        return workload.ports[port.name]
+    target = port.target_port
+    if isinstance(target, int):
+        return target
+    if isinstance(target, str):
+        return workload.ports.get(target)
+    return port.port
+
+
+def _applicable_rules(rules: list[DestinationRule]) -> dict[str, DestinationRule]:
+    """One DestinationRule per host: the one in the host's own namespace, else the first by name.
+
+    Istio picks the rule by the client's namespace first; shadowmesh has no client namespace,
+    so the service's own namespace stands in for it.
+    """
+    chosen: dict[str, DestinationRule] = {}
+    for rule in rules:
+        host = rule_host(rule)
+        current = chosen.get(host)
+        if current is None or (
+            current.meta.namespace != host_namespace(host)
+            and rule.meta.namespace == host_namespace(host)
+        ):
+            chosen[host] = rule
+    return chosen

@@ -1,0 +1,323 @@
+"""The compiled route table: from a request's port and Host to a Forward or a Failure.
+
+Everything that depends only on config is done in ``RouteTable.compile()``: host forms are
+expanded into dicts, matches are compiled, destinations are resolved to clusters, balancers are
+created. ``route()`` does dict look-ups, match evaluation and random draws, nothing more.
+
+Host look-up, for a request on a Service port (or the outbound port, where the port comes from
+the authority):
+1. the Host, lower-cased without its port, in any form a client may use (short name, ``name.ns``,
+   ``name.ns.svc``, FQDN) names a VirtualService host: that VirtualService;
+2. it names a Service with that port: the Service's own route (a wildcard VirtualService host
+   covering the Service's FQDN takes precedence), all endpoints, LEAST_REQUEST by default;
+3. a wildcard VirtualService host (``*.example.com``) covers it: that VirtualService;
+4. on a Service port only: the port's only Service, if exactly one Service has that port (as
+   Istio's passthrough sends it to the original destination, which the listener stands for);
+5. else 404 NR.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shadowmesh.model.resources import HTTPRoute, Resource, Service, VirtualService, fqdn
+from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
+from shadowmesh.routing.decision import Decision, Failure, Forward, RequestView, Upstream
+from shadowmesh.routing.hosts import build_aliases, default_port, split_authority, wildcard_keys
+from shadowmesh.routing.inventory import Inventory, ServiceInfo, build_inventory
+from shadowmesh.routing.match import RequestFacts, RouteMatch, describe_match
+
+NO_ROUTE = Failure(404, "NR")
+NO_HEALTHY_UPSTREAM = b"no healthy upstream"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Mirror:
+    target: Target
+    percentage: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledRoute:
+    name: str
+    match: RouteMatch
+    destinations: WeightedTargets
+    mirrors: tuple[Mirror, ...]
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VirtualHost:
+    name: str  # the host it was declared for, FQDN or wildcard
+    source: str  # "VirtualService default/httpbin" or "Service default/httpbin"
+    routes: tuple[CompiledRoute, ...]
+
+
+_NO_HOSTS: Mapping[str, VirtualHost] = {}
+
+
+class RouteTable:
+    """Immutable routing config plus per-cluster balancers; swap a whole table to change it."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        clusters: ClusterSet,
+        aliases: Mapping[str, str],
+        exact: Mapping[str, VirtualHost],
+        wildcards: Mapping[str, VirtualHost],
+        by_port: Mapping[int, Mapping[str, VirtualHost]],
+        fallback: Mapping[int, VirtualHost],
+    ) -> None:
+        self._rng = rng
+        self._clusters = clusters
+        self._aliases = aliases
+        self._exact = exact
+        self._wildcards = wildcards
+        self._by_port = by_port
+        self._fallback = fallback
+        self._ports = frozenset(by_port)
+        self.shadow_skipped: Counter[str] = Counter()
+
+    @classmethod
+    def compile(
+        cls, resources: Iterable[Resource], *, rng: random.Random | None = None
+    ) -> RouteTable:
+        rng = rng if rng is not None else random.Random()
+        inventory = build_inventory(resources)
+        clusters = ClusterSet(inventory, rng)
+        exact, wildcards = _virtual_service_hosts(inventory, clusters)
+        by_port = _service_hosts(inventory, clusters, exact, wildcards)
+        return cls(
+            rng=rng,
+            clusters=clusters,
+            aliases=build_aliases([*inventory.services, *exact]),
+            exact=exact,
+            wildcards=wildcards,
+            by_port=by_port,
+            fallback=_fallbacks(by_port),
+        )
+
+    @property
+    def ports(self) -> frozenset[int]:
+        return self._ports
+
+    def route(self, listener_port: int | None, request: RequestView) -> Decision:
+        host, authority_port = split_authority(request.authority)
+        if listener_port is None:
+            port = authority_port or default_port(request.scheme)
+        else:
+            port = listener_port
+        vhost = self._virtual_host(host, port, listener_port is not None)
+        if vhost is None:
+            return NO_ROUTE
+        facts = RequestFacts(request, port)
+        for route in vhost.routes:
+            if route.match.fits(facts):
+                return self._forward(route, port)
+        return NO_ROUTE
+
+    def _virtual_host(self, host: str, port: int, on_listener: bool) -> VirtualHost | None:
+        name = self._aliases.get(host, host)
+        vhost = self._exact.get(name) or self._by_port.get(port, _NO_HOSTS).get(name)
+        if vhost is None and self._wildcards:
+            vhost = _wildcard_for(name, self._wildcards)
+        if vhost is None and on_listener:
+            vhost = self._fallback.get(port)
+        return vhost
+
+    def _forward(self, route: CompiledRoute, port: int) -> Decision:
+        target = route.destinations.pick(self._rng)
+        if target is None:  # a route with no destination: validation refuses it, Envoy 404s
+            return NO_ROUTE
+        name, cluster = target.resolve(port)
+        if cluster is None:
+            return Failure(503, "NC", cluster=name)
+        endpoint = cluster.balancer.pick()
+        if endpoint is None:
+            return Failure(503, "UH", NO_HEALTHY_UPSTREAM, cluster=name)
+        primary = Upstream(name, endpoint, cluster.balancer)
+        shadows = self._shadows(route.mirrors, port) if route.mirrors else ()
+        return Forward(primary, shadows, route.timeout, route.name)
+
+    def _shadows(self, mirrors: tuple[Mirror, ...], port: int) -> tuple[Upstream, ...]:
+        chosen: list[Upstream] = []
+        for mirror in mirrors:
+            # One independent draw per policy and request, as Envoy's runtime_fraction.
+            if mirror.percentage < 100.0 and self._rng.random() * 100.0 >= mirror.percentage:
+                continue
+            name, cluster = mirror.target.resolve(port)
+            if cluster is None:
+                self.shadow_skipped["no_cluster"] += 1
+                continue
+            endpoint = cluster.balancer.pick()
+            if endpoint is None:
+                self.shadow_skipped["no_endpoint"] += 1
+                continue
+            chosen.append(Upstream(name, endpoint, cluster.balancer))
+        return tuple(chosen)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able dump in the spirit of Envoy's config_dump."""
+        return {
+            "listeners": [self._describe_listener(p) for p in sorted(self._ports)],
+            "virtualHosts": [_describe_vhost(v, d) for v, d in self._vhost_domains()],
+            "clusters": [_describe_cluster(c) for c in self._clusters.by_name.values()],
+            "shadowSkipped": dict(self.shadow_skipped),
+        }
+
+    def _describe_listener(self, port: int) -> dict[str, Any]:
+        fallback = self._fallback.get(port)
+        return {
+            "port": port,
+            "services": sorted(self._by_port[port]),
+            "fallback": fallback.name if fallback is not None else None,
+        }
+
+    def _vhost_domains(self) -> list[tuple[VirtualHost, list[str]]]:
+        """Each virtual host with the host forms that reach it (insertion-ordered, deduplicated)."""
+        domains: dict[VirtualHost, dict[str, None]] = {}
+        for alias, name in sorted(self._aliases.items()):
+            vhost = self._exact.get(name)
+            reached = [vhost] if vhost is not None else []
+            reached += [hosts[name] for hosts in self._by_port.values() if name in hosts]
+            for v in reached:
+                domains.setdefault(v, {})[alias] = None
+        for pattern, v in sorted(self._wildcards.items()):
+            domains.setdefault(v, {})[pattern] = None
+        return [(v, list(d)) for v, d in domains.items()]
+
+
+def _virtual_service_hosts(
+    inventory: Inventory, clusters: ClusterSet
+) -> tuple[dict[str, VirtualHost], dict[str, VirtualHost]]:
+    """VirtualService hosts -> their compiled routes; the first VirtualService by name wins."""
+    exact: dict[str, VirtualHost] = {}
+    wildcards: dict[str, VirtualHost] = {}
+    for vs in inventory.virtual_services:
+        if not applies_to_mesh(vs):
+            continue
+        for host in vs.hosts:
+            if host.startswith("*"):
+                wildcards.setdefault(host.lower(), _compile_vs(vs, host, clusters))
+            else:
+                name = fqdn(host, vs.meta.namespace)
+                exact.setdefault(name, _compile_vs(vs, name, clusters))
+    return exact, wildcards
+
+
+def applies_to_mesh(vs: VirtualService) -> bool:
+    """A VirtualService bound to gateways only does not route sidecar (mesh) traffic."""
+    return not vs.gateways or "mesh" in vs.gateways
+
+
+def _compile_vs(vs: VirtualService, host: str, clusters: ClusterSet) -> VirtualHost:
+    ns = vs.meta.namespace
+    routes = tuple(_compile_route(r, ns, clusters) for r in vs.http)
+    return VirtualHost(host, f"VirtualService {ns}/{vs.meta.name}", routes)
+
+
+def _compile_route(route: HTTPRoute, namespace: str, clusters: ClusterSet) -> CompiledRoute:
+    destinations = WeightedTargets(
+        tuple((clusters.target(d.destination, namespace), d.weight) for d in route.route)
+    )
+    mirrors = tuple(
+        Mirror(clusters.target(m.destination, namespace), m.percentage)
+        for m in route.mirrors
+        if m.percentage > 0
+    )
+    return CompiledRoute(route.name, RouteMatch(route.match), destinations, mirrors, route.timeout)
+
+
+def _service_hosts(
+    inventory: Inventory,
+    clusters: ClusterSet,
+    exact: Mapping[str, VirtualHost],
+    wildcards: Mapping[str, VirtualHost],
+) -> dict[int, dict[str, VirtualHost]]:
+    """Per Service port: the FQDNs of the Services that have it -> the route serving them."""
+    by_port: dict[int, dict[str, VirtualHost]] = {}
+    for info in inventory.services.values():
+        vhost = exact.get(info.fqdn) or _wildcard_for(info.fqdn, wildcards)
+        if vhost is None:
+            vhost = _default_vhost(info, clusters)
+        for port in info.ports:
+            by_port.setdefault(port, {})[info.fqdn] = vhost
+    return by_port
+
+
+def _wildcard_for(host: str, wildcards: Mapping[str, VirtualHost]) -> VirtualHost | None:
+    return next((wildcards[k] for k in wildcard_keys(host) if k in wildcards), None)
+
+
+def _default_vhost(info: ServiceInfo, clusters: ClusterSet) -> VirtualHost:
+    """No VirtualService: every endpoint of the Service, on the port the request came on."""
+    # The port the request came on, even for a one-port Service: it is the port asked for.
+    target = Target(info.fqdn, "", None, clusters.clusters_of(info.fqdn, ""))
+    route = CompiledRoute("default", RouteMatch(()), WeightedTargets(((target, 100),)), (), None)
+    service: Service = info.service
+    return VirtualHost(info.fqdn, f"Service {service.meta.namespace}/{service.meta.name}", (route,))
+
+
+def _fallbacks(by_port: Mapping[int, Mapping[str, VirtualHost]]) -> dict[int, VirtualHost]:
+    return {port: next(iter(hosts.values())) for port, hosts in by_port.items() if len(hosts) == 1}
+
+
+def _describe_vhost(vhost: VirtualHost, domains: list[str]) -> dict[str, Any]:
+    return {
+        "name": vhost.name,
+        "source": vhost.source,
+        "domains": domains,
+        "routes": [_describe_route(r) for r in vhost.routes],
+    }
+
+
+def _describe_route(route: CompiledRoute) -> dict[str, Any]:
+    weighted = route.destinations
+    return {
+        "name": route.name,
+        "match": [describe_match(b.source) for b in route.match.blocks],
+        "route": [
+            {**_describe_target(t), "weight": w, "percent": weighted.share(i)}
+            for i, (t, w) in enumerate(weighted.entries)
+        ],
+        "mirrors": [
+            {**_describe_target(m.target), "percentage": m.percentage} for m in route.mirrors
+        ],
+        "timeout": route.timeout,
+    }
+
+
+def _describe_target(target: Target) -> dict[str, Any]:
+    cluster = target.resolve(target.port)[0] if target.port is not None else None
+    known = target.port in target.clusters if target.port is not None else bool(target.clusters)
+    return {
+        "host": target.host,
+        "subset": target.subset,
+        "port": target.port,  # None: the port the request came on
+        "cluster": cluster,
+        # False: requests to it get 503 NC (for a mirror: no copy is sent).
+        "known": known,
+    }
+
+
+def _describe_cluster(cluster: Cluster) -> dict[str, Any]:
+    balancer = cluster.balancer
+    return {
+        "name": cluster.name,
+        "lbPolicy": balancer.policy,
+        "endpoints": [
+            {
+                "address": m.endpoint.address,
+                "port": m.endpoint.port,
+                "workload": m.workload,
+                "activeRequests": balancer.in_flight(m.endpoint),
+            }
+            for m in cluster.members
+        ],
+    }
