@@ -13,7 +13,7 @@ from typing import IO
 import click
 
 from shadowmesh.admin.server import AdminServer
-from shadowmesh.cli.files import read_sources
+from shadowmesh.cli.client import read_sources
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.store import Store
 from shadowmesh.dataplane.server import DataPlane
@@ -54,31 +54,77 @@ class ServeOptions:
 
 
 @click.command()
-@click.option("--state", default=default_state_dir, show_default="$XDG_STATE_HOME/shadowmesh",
-              help="Directory of the config store (SQLite); config survives restarts.")
-@click.option("--admin", "admin", default="127.0.0.1:15000", show_default=True,
-              help="Admin API address (apply, get, delete, /ready, /stats).")
-@click.option("--bind", default="127.0.0.1", show_default=True,
-              help="Address the Service ports listen on (the Services' cluster IP).")
-@click.option("--outbound", default="127.0.0.1:15001", show_default=True,
-              help="HTTP forward-proxy address, as a sidecar's outbound capture; 'off' for none.")
+@click.option(
+    "--state",
+    default=default_state_dir,
+    show_default="$XDG_STATE_HOME/shadowmesh",
+    help="Directory of the config store (SQLite); config survives restarts.",
+)
+@click.option(
+    "--admin",
+    "admin",
+    default="127.0.0.1:15000",
+    show_default=True,
+    help="Admin API address (apply, get, delete, /ready, /stats).",
+)
+@click.option(
+    "--bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the Service ports listen on (the Services' cluster IP).",
+)
+@click.option(
+    "--outbound",
+    default="127.0.0.1:15001",
+    show_default=True,
+    help="HTTP forward-proxy address, as a sidecar's outbound capture; 'off' for none.",
+)
 @click.option("-f", "--filename", "files", multiple=True, help="Apply these files at start.")
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option("--access-log", default="-", show_default=True,
-              help="Access log file; '-' for stdout, 'off' for none.")
-@click.option("--access-log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
-@click.option("--shadow-host-suffix/--no-shadow-host-suffix", default=True, show_default=True,
-              help="Append -shadow to the mirrored request's Host, as Istio up to 1.27 and Envoy.")
-@click.option("--shadow-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds a shadow may take before it is abandoned (counted).")
+@click.option(
+    "--access-log",
+    default="-",
+    show_default=True,
+    help="Access log file; '-' for stdout, 'off' for none.",
+)
+@click.option(
+    "--access-log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--shadow-host-suffix/--no-shadow-host-suffix",
+    default=True,
+    show_default=True,
+    help="Append -shadow to the mirrored request's Host, as Istio up to 1.27 and Envoy.",
+)
+@click.option(
+    "--shadow-timeout",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds a shadow may take before it is abandoned (counted).",
+)
 @click.option("--shadow-max-in-flight", type=int, default=1024, show_default=True)
-@click.option("--shadow-max-body", type=int, default=8 * 1024 * 1024, show_default=True,
-              help="Largest request body mirrored, in bytes; larger ones are dropped (counted).")
-@click.option("--connect-timeout", type=float, default=10.0, show_default=True,
-              help="Upstream connect timeout in seconds (Istio's default is 10s).")
-@click.option("--drain-timeout", type=float, default=5.0, show_default=True,
-              help="On SIGTERM, seconds to let in-flight requests finish.")
+@click.option(
+    "--shadow-max-body",
+    type=int,
+    default=8 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body mirrored, in bytes; larger ones are dropped (counted).",
+)
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Upstream connect timeout in seconds (Istio's default is 10s).",
+)
+@click.option(
+    "--drain-timeout",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="On SIGTERM, seconds to let in-flight requests finish.",
+)
 def serve(
     state: str,
     admin: str,
@@ -127,6 +173,9 @@ def serve(
         errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
         for error in errors:
             click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except ShadowmeshError as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:
         raise click.ClickException(str(exc)) from None

@@ -122,8 +122,6 @@ class ClientConnection(asyncio.Protocol):
         head = self.build_head()
         exchange = Exchange(self, head)
         self.parsing = exchange
-        if not head.keep_alive:
-            self.keep_alive = False
         if self.active is None:
             self.active = exchange
             exchange.start()
@@ -177,7 +175,7 @@ class ClientConnection(asyncio.Protocol):
             authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
             query = path.find(b"?")
             if slash < 0 and query >= 0:
-                authority, path = rest[: rest.find(b"?")], b"/" + rest[rest.find(b"?"):]
+                authority, path = rest[: rest.find(b"?")], b"/" + rest[rest.find(b"?") :]
         elif not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
             raise BadRequest(400, "request target must be a path or an http:// URL")
         if not authority:
@@ -221,7 +219,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self.active:
             return
         self.active = None
-        if not self.keep_alive:
+        if not self.keep_alive or not exchange.head.keep_alive:
             self.close()
             return
         if self.waiting:

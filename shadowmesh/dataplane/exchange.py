@@ -39,9 +39,28 @@ BUFFER_MARK = 256 * 1024
 
 class Exchange:
     __slots__ = (
-        "client", "head", "started", "pending", "pending_size", "request_done", "received",
-        "upstream", "conn", "shadows", "timer", "head_sent", "done", "status", "flag",
-        "sent", "chunked_out", "request_id", "xff", "upstream_start", "keep_upstream", "cluster",
+        "client",
+        "head",
+        "started",
+        "pending",
+        "pending_size",
+        "request_done",
+        "received",
+        "upstream",
+        "conn",
+        "shadows",
+        "timer",
+        "head_sent",
+        "done",
+        "status",
+        "flag",
+        "sent",
+        "chunked_out",
+        "request_id",
+        "xff",
+        "upstream_start",
+        "keep_upstream",
+        "cluster",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -207,7 +226,6 @@ class Exchange:
         out.append((b"x-envoy-upstream-service-time", str(elapsed).encode()))
         connection = None
         if not client.keep_alive or not self.head.keep_alive:
-            client.keep_alive = False
             connection = b"close"
         elif self.head.version == "1.0":
             connection = b"keep-alive"
@@ -283,9 +301,8 @@ class Exchange:
         self.flag = flag
         self.head_sent = True
         self.sent = len(body)
-        self.client.write(
-            resp.local_reply(status, body, self.client.keep_alive, self.head.method == b"HEAD")
-        )
+        keep_alive = self.client.keep_alive and self.head.keep_alive
+        self.client.write(resp.local_reply(status, body, keep_alive, self.head.method == b"HEAD"))
         self.cluster = cluster
         self.finish()
 

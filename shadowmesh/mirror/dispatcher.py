@@ -40,8 +40,21 @@ class ShadowLimits:
 class ShadowCopy:
     """One shadow request being assembled while the primary's body streams in."""
 
-    __slots__ = ("dispatcher", "upstream", "head", "method", "path", "authority", "body", "size",
-                 "held", "done", "user_agent", "request_id", "xff")
+    __slots__ = (
+        "dispatcher",
+        "upstream",
+        "head",
+        "method",
+        "path",
+        "authority",
+        "body",
+        "size",
+        "held",
+        "done",
+        "user_agent",
+        "request_id",
+        "xff",
+    )
 
     def __init__(
         self,
@@ -195,7 +208,10 @@ class Dispatcher:
                 framing = (b"content-length", str(copy.size).encode())
                 has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
                 head = serialize_request(
-                    copy.method, copy.path, copy.authority, copy.head,
+                    copy.method,
+                    copy.path,
+                    copy.authority,
+                    copy.head,
                     framing if has_body else None,
                 )
                 conn.write(head + b"".join(copy.body) if copy.body else head)

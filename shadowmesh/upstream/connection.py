@@ -21,8 +21,9 @@ from shadowmesh.upstream.wire import Headers
 class ResponseSink(Protocol):
     """Who receives a response: the client-side exchange, or a shadow that discards it."""
 
-    def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
-        ...
+    def response_head(
+        self, status: int, reason: bytes, headers: Headers, keep_alive: bool
+    ) -> None: ...
 
     def response_body(self, chunk: bytes) -> None: ...
 

@@ -1,0 +1,276 @@
+"""The admin API: apply, delete and get config, see the route table and the counters.
+
+Like Envoy's admin port it is unauthenticated, so it listens on loopback by default, and it
+refuses what a web page could make a browser send it: a request with an ``Origin`` that is not
+loopback (a cross-site ``fetch`` or form post), and a request whose ``Host`` is a DNS name other
+than localhost (DNS rebinding, where evil.example resolves to 127.0.0.1). Config changes only
+through POST.
+
+Controller calls run on the event loop's thread, one at a time: they are short (parse, compile,
+one SQLite transaction), and the data plane's ``on_table`` callback then runs where the data
+plane's own loop is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from shadowmesh.admin.http import (
+    MAX_HEAD,
+    HttpError,
+    Request,
+    Response,
+    json_response,
+    read_request,
+    text_response,
+)
+from shadowmesh.control.controller import Controller, NotFound, SourceFile
+from shadowmesh.control.kinds import UnknownKind
+from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
+
+log = logging.getLogger("shadowmesh.error")
+
+Handler = Callable[["AdminServer", Request], Response]
+
+# Kubernetes namespace names are RFC 1123 labels.
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class AdminServer:
+    def __init__(
+        self,
+        controller: Controller,
+        host: str = "127.0.0.1",
+        port: int = 15000,
+        extra: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self._controller = controller
+        self._host = host
+        self._port = port
+        self._extra = extra
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def bound_port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the admin server is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._connection, self._host, self._port, limit=MAX_HEAD
+        )
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        # Python 3.11's wait_closed() does not wait for open connections; close them here.
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            response = await self._respond(reader)
+            if response is not None:
+                writer.write(response.encode())
+                await writer.drain()
+        except ConnectionError:
+            pass  # the client went away; nothing to answer
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _respond(self, reader: asyncio.StreamReader) -> Response | None:
+        try:
+            request = await read_request(reader)
+            if request is None:
+                return None
+            return self.handle(request)
+        except HttpError as exc:
+            return json_response(exc.status, {"error": exc.message}, exc.headers)
+
+    def handle(self, request: Request) -> Response:
+        """Route one parsed request; every failure becomes a JSON answer, never a dropped line."""
+        try:
+            _check_browser_safety(request)
+            method, handler = _route(request.path)
+            if request.method != method:
+                allow = {"Allow": method}
+                raise HttpError(405, f"{request.path} takes {method} only", allow)
+            return handler(self, request)
+        except HttpError as exc:
+            return json_response(exc.status, {"error": exc.message}, exc.headers)
+        except ShadowmeshError as exc:
+            log.error("admin %s %s: %s", request.method, request.path, exc)
+            return json_response(500, {"error": str(exc)})
+        except Exception as exc:
+            log.exception("admin %s %s failed", request.method, request.path)
+            return json_response(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def ready(self, request: Request) -> Response:
+        if self._controller.table is None:
+            return text_response(503, "PRE_INITIALIZING\n")
+        return text_response(200, "LIVE\n")
+
+    def apply(self, request: Request) -> Response:
+        body = _object(request.json())
+        files, namespace = _files(body), _namespace(body.get("namespace"))
+        try:
+            outcome = self._controller.apply_files(files, namespace)
+        except (ConfigErrors, ConfigError) as exc:
+            return json_response(422, {"errors": _config_errors(exc)})
+        return json_response(200, {"lines": outcome.lines, "warnings": outcome.warnings})
+
+    def delete(self, request: Request) -> Response:
+        body = _object(request.json())
+        namespace = _namespace(body.get("namespace"))
+        try:
+            if "kind" in body:
+                kind, names = _string(body, "kind"), _names(body.get("names"))
+                outcome = self._controller.delete(kind, names, namespace)
+            else:
+                outcome = self._controller.delete_files(_files(body), namespace)
+        except UnknownKind as exc:
+            return json_response(404, {"error": str(exc)})
+        except (ConfigErrors, ConfigError) as exc:
+            return json_response(422, {"errors": _config_errors(exc)})
+        payload = {"lines": outcome.lines, "errors": outcome.errors, "warnings": outcome.warnings}
+        return json_response(404 if outcome.errors else 200, payload)
+
+    def resources(self, request: Request) -> Response:
+        kind = request.param("kind")
+        if not kind:
+            raise HttpError(400, "the kind parameter is required")
+        every = (request.param("allNamespaces") or "").lower() in ("1", "true", "yes")
+        namespace = None if every else _namespace(request.param("namespace"))
+        try:
+            outcome = self._controller.get(kind, request.param("name") or None, namespace)
+        except UnknownKind as exc:
+            return json_response(404, {"error": str(exc)})
+        except NotFound as exc:
+            return json_response(404, {"errors": [str(exc)]})
+        return json_response(200, {"kind": outcome.kind.kind, "items": outcome.items})
+
+    def config_dump(self, request: Request) -> Response:
+        table = self._controller.table
+        if table is None:
+            raise HttpError(503, "the route table is not compiled yet")
+        return json_response(200, table.describe())
+
+    def stats(self, request: Request) -> Response:
+        return json_response(200, self._extra() if self._extra is not None else {})
+
+
+_ROUTES: dict[str, tuple[str, Handler]] = {
+    "/ready": ("GET", AdminServer.ready),
+    "/apply": ("POST", AdminServer.apply),
+    "/delete": ("POST", AdminServer.delete),
+    "/resources": ("GET", AdminServer.resources),
+    "/config_dump": ("GET", AdminServer.config_dump),
+    "/stats": ("GET", AdminServer.stats),
+}
+
+
+def _route(path: str) -> tuple[str, Handler]:
+    route = _ROUTES.get(path.rstrip("/") or "/")
+    if route is None:
+        raise HttpError(404, f"no such endpoint: {path}")
+    return route
+
+
+def _check_browser_safety(request: Request) -> None:
+    origin = request.headers.get("origin")
+    if origin is not None and not _is_local(_origin_host(origin)):
+        raise HttpError(403, f"requests from origin {origin!r} are refused")
+    host = _host_name(request.headers.get("host", ""))
+    if host and not _is_local(host) and not _is_ip(host):
+        raise HttpError(403, f"requests for host {host!r} are refused: use an IP address")
+
+
+def _origin_host(origin: str) -> str:
+    try:
+        return urlsplit(origin).hostname or ""
+    except ValueError:
+        return ""  # not a URL (``null`` included): not a local origin
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header value: ``[::1]:15000`` -> ``::1``."""
+    try:
+        return urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        raise HttpError(400, f"invalid Host header {host!r}") from None
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    return _is_ip(host) and ipaddress.ip_address(host).is_loopback
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise HttpError(400, "the request body must be a JSON object")
+    return body
+
+
+def _string(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise HttpError(400, f"{name} must be a non-empty string")
+    return value
+
+
+def _files(body: dict[str, Any]) -> list[SourceFile]:
+    files = body.get("files")
+    if not isinstance(files, list) or not files:
+        raise HttpError(400, 'files must be a non-empty list of {"source": ..., "text": ...}')
+    return [(_string(_object(f), "source"), _text(f)) for f in files]
+
+
+def _text(file: dict[str, Any]) -> str:
+    text = file.get("text")
+    if not isinstance(text, str):
+        raise HttpError(400, "each file's text must be a string")
+    return text
+
+
+def _names(names: Any) -> list[str]:
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise HttpError(400, "names must be a non-empty list of strings")
+    return names
+
+
+def _namespace(value: Any) -> str:
+    if value is None or value == "":
+        return "default"
+    if not isinstance(value, str) or not _NAMESPACE.match(value):
+        raise HttpError(400, f"invalid namespace {value!r}: must be an RFC 1123 label")
+    return value
+
+
+def _config_errors(exc: ConfigErrors | ConfigError) -> list[str]:
+    errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    return [str(e) for e in errors]

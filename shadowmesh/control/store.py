@@ -1,0 +1,281 @@
+"""The resource store: every applied document, persisted in SQLite in the state directory.
+
+Rules this module keeps:
+
+1. One apply or one delete is one transaction. SQLite in WAL mode with ``synchronous=FULL``
+   makes a committed transaction durable and an interrupted one invisible, so a crash (or an
+   exception) half way through leaves the last committed state, never a mix. A caller's
+   ``before_commit`` hook runs inside the transaction, so it can still veto the change.
+2. A resource is identified by (kind, namespace, name), as in Kubernetes. Its ``generation``
+   starts at 1 and grows by one each time its document changes; an identical re-apply changes
+   nothing (kubectl's ``unchanged``).
+3. The store-wide ``revision`` grows by one per transaction that changed anything: the
+   ``resourceVersion`` of the whole config.
+
+The stored document is the one the user applied, with ``metadata.namespace`` filled in, so that
+``get -o yaml`` shows where it lives and re-parsing it does not depend on the ``-n`` it came with,
+and without the fields the server sets (generation, resourceVersion...), which live in columns.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from shadowmesh.errors import ConfigError
+from shadowmesh.model.load import load_raw
+from shadowmesh.model.resources import Document, Resource, resource_key
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+ApplyResult = Literal["created", "configured", "unchanged"]
+BeforeCommit = Callable[[bool], None]  # called with "did anything change"
+
+DB_NAME = "config.db"
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    kind        TEXT    NOT NULL,
+    namespace   TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    api_version TEXT    NOT NULL,
+    document    TEXT    NOT NULL,
+    generation  INTEGER NOT NULL,
+    revision    INTEGER NOT NULL,
+    created_at  TEXT    NOT NULL,
+    updated_at  TEXT    NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS config (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO config (id, revision) VALUES (1, 0);
+"""
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """One row: the applied document and what the store knows about it."""
+
+    key: Key
+    api_version: str
+    document: Mapping[str, Any]
+    generation: int
+    revision: int  # the config revision that last changed it
+    created_at: str  # RFC 3339, UTC, seconds: kubectl's creationTimestamp
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class LoadedResources:
+    """What ``Store.all()`` could re-parse, and the errors of rows that no longer parse."""
+
+    resources: list[Resource]
+    errors: list[ConfigError]
+
+
+class Store:
+    """The SQLite-backed resource store. Not thread-safe: one owner (the Controller)."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.path = _prepare_dir(Path(state_dir)) / DB_NAME
+        # isolation_level=None: transactions are begun and ended here, explicitly, not by the
+        # sqlite3 module's implicit BEGIN before DML (which does not cover every statement).
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def revision(self) -> int:
+        row = self._db.execute("SELECT revision FROM config WHERE id = 1").fetchone()
+        return int(row[0])
+
+    def apply(
+        self, documents: Sequence[Document], before_commit: BeforeCommit | None = None
+    ) -> list[tuple[Key, ApplyResult]]:
+        """Create or replace each document's resource, all in one transaction.
+
+        ``before_commit(changed)`` runs inside the transaction, after the writes: if it raises,
+        nothing is committed. The Controller swaps the data plane's table there.
+        """
+        results: list[tuple[Key, ApplyResult]] = []
+        with self._transaction() as revision:
+            for doc in documents:
+                results.append(self._apply_one(doc, revision))
+            self._finish(
+                any(outcome != "unchanged" for _, outcome in results), revision, before_commit
+            )
+        return results
+
+    def delete(
+        self, keys: Iterable[Key], before_commit: BeforeCommit | None = None
+    ) -> list[tuple[Key, bool]]:
+        """Delete each key that exists, in one transaction; False marks a key not found.
+
+        As ``kubectl delete``: the found ones are deleted even when others are missing.
+        ``before_commit`` as in ``apply``.
+        """
+        results: list[tuple[Key, bool]] = []
+        with self._transaction() as revision:
+            for key in keys:
+                cur = self._db.execute(
+                    "DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?", key
+                )
+                results.append((key, cur.rowcount > 0))
+            self._finish(any(found for _, found in results), revision, before_commit)
+        return results
+
+    def get(
+        self, kind: str, namespace: str | None = None, name: str | None = None
+    ) -> list[StoredResource]:
+        """Rows of ``kind``, in one namespace or all (None), optionally one name, sorted."""
+        sql = "SELECT * FROM resources WHERE kind = ?"
+        args: list[str] = [kind]
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            args.append(namespace)
+        if name is not None:
+            sql += " AND name = ?"
+            args.append(name)
+        sql += " ORDER BY namespace, name"
+        return [_row(r) for r in self._db.execute(sql, args)]
+
+    def rows(self) -> list[StoredResource]:
+        """Every row, sorted by key."""
+        sql = "SELECT * FROM resources ORDER BY kind, namespace, name"
+        return [_row(r) for r in self._db.execute(sql)]
+
+    def all(self) -> LoadedResources:
+        """Every stored resource, re-parsed into the model.
+
+        A row that no longer parses (a document stored by an older, more lenient shadowmesh)
+        is reported, not raised: one bad row must not stop the proxy from starting.
+        """
+        resources: list[Resource] = []
+        errors: list[ConfigError] = []
+        for row in self.rows():
+            kind, namespace, name = row.key
+            try:
+                doc = load_raw(row.document, f"stored {kind} {namespace}/{name}", 0, namespace)
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
+            resources.append(doc.resource)
+        return LoadedResources(resources, errors)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _apply_one(self, doc: Document, revision: int) -> tuple[Key, ApplyResult]:
+        key = resource_key(doc.resource)
+        text = _encode(_with_namespace(doc.resource.raw, key[1]))
+        old = self._db.execute(
+            "SELECT document, generation FROM resources "
+            "WHERE kind = ? AND namespace = ? AND name = ?",
+            key,
+        ).fetchone()
+        now = _now()
+        if old is None:
+            self._db.execute(
+                "INSERT INTO resources VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                (*key, doc.resource.api_version, text, revision, now, now),
+            )
+            return key, "created"
+        if old[0] == text:
+            return key, "unchanged"
+        self._db.execute(
+            "UPDATE resources SET api_version = ?, document = ?, generation = ?, revision = ?, "
+            "updated_at = ? WHERE kind = ? AND namespace = ? AND name = ?",
+            (doc.resource.api_version, text, old[1] + 1, revision, now, *key),
+        )
+        return key, "configured"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[int]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception; yields the next revision.
+
+        IMMEDIATE takes the write lock up front, so two processes sharing a state dir never
+        both compute the same next revision.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.revision + 1
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _finish(self, changed: bool, revision: int, before_commit: BeforeCommit | None) -> None:
+        if changed:
+            self._db.execute("UPDATE config SET revision = ? WHERE id = 1", (revision,))
+        if before_commit is not None:
+            before_commit(changed)
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} was written by a newer shadowmesh (schema {version}, "
+                f"this one reads {_SCHEMA_VERSION})"
+            )
+        self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+
+
+def _prepare_dir(state_dir: Path) -> Path:
+    # 0700: the store is the proxy's whole config; other local users have no business in it.
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return state_dir
+
+
+# Set by the server, shown by ``get -o yaml``; a document fed back from there must not differ
+# from the stored one by these alone (kubectl then says "unchanged").
+SERVER_FIELDS = ("creationTimestamp", "generation", "resourceVersion", "uid", "managedFields")
+
+
+def _with_namespace(raw: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    document = dict(raw)
+    metadata = document.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, Mapping) else {}
+    for name in SERVER_FIELDS:
+        metadata.pop(name, None)
+    metadata["namespace"] = namespace
+    document["metadata"] = metadata
+    return document
+
+
+def _encode(document: Mapping[str, Any]) -> str:
+    # sort_keys: the same document always encodes to the same text, which is how "unchanged"
+    # is decided. default=str: YAML timestamps become strings, as they do in Kubernetes' JSON.
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _row(r: tuple[Any, ...]) -> StoredResource:
+    kind, namespace, name, api_version, text, generation, revision, created, updated = r
+    return StoredResource(
+        (kind, namespace, name),
+        api_version,
+        json.loads(text),
+        generation,
+        revision,
+        created,
+        updated,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,343 @@
+"""Istio ``VirtualService``: hosts, and HTTP routes with weighted destinations and mirrors.
+
+Validation and wording follow Istio's webhook (``pkg/config/validation``:
+``ValidateVirtualService``, ``validateHTTPRoute``, ``validateHTTPRouteConflict``,
+``validateHTTPMirrors``). Mirror percentages are resolved here once, by ``route.go``'s
+``MirrorPercent``: ``mirrorPercentage`` wins over the deprecated ``mirrorPercent``; neither
+means 100; an explicit 0 is kept as 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shadowmesh.model import shapes, validate
+from shadowmesh.model.fields import Issues, Obj, type_error
+from shadowmesh.model.matches import parse_matches
+from shadowmesh.model.resources import (
+    Destination,
+    HTTPRoute,
+    Meta,
+    MirrorPolicy,
+    RouteDestination,
+    VirtualService,
+)
+
+SPEC_FIELDS = ("hosts", "gateways", "http", "tls", "tcp", "export_to")
+HTTP_ROUTE_FIELDS = (
+    "name",
+    "match",
+    "route",
+    "redirect",
+    "direct_response",
+    "delegate",
+    "rewrite",
+    "timeout",
+    "retries",
+    "fault",
+    "mirror",
+    "mirrors",
+    "mirror_percent",
+    "mirror_percentage",
+    "cors_policy",
+    "headers",
+)
+_ROUTE_NOT_ACTED_ON: dict[str, shapes.Shape] = {
+    "retries": shapes.RETRIES,
+    "fault": shapes.FAULT,
+    "headers": shapes.HEADERS,
+    "rewrite": shapes.REWRITE,
+    "corsPolicy": shapes.CORS_POLICY,
+    "redirect": shapes.REDIRECT,
+    "directResponse": shapes.DIRECT_RESPONSE,
+    "delegate": shapes.DELEGATE,
+}
+DEPRECATED_MIRROR_PERCENT = (
+    'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead'
+)
+_INT32_MAX = 2**31 - 1
+
+
+def parse_virtual_service(spec: Obj, meta: Meta | None, issues: Issues) -> VirtualService | None:
+    issues.tail = "the route works without it"
+    hosts = _hosts(spec, issues)
+    gateways = _gateways(spec, issues)
+    for name, shape in (("tcp", shapes.TCP_ROUTE), ("tls", shapes.TLS_ROUTE)):
+        if spec.has(name):
+            shapes.check(spec.get(name), [shape], spec.path(name), issues)
+            issues.not_acted_on(spec.path(name), "only http routes are served")
+    if spec.has("exportTo"):
+        spec.texts("exportTo")
+        issues.not_acted_on(spec.path("exportTo"), "the rule is visible in every namespace")
+    if not (spec.get("http") or spec.get("tcp") or spec.get("tls")):
+        issues.error(spec.path("http"), "http, tcp or tls must be provided in virtual service")
+    routes = [_http_route(path, value, issues) for path, value in spec.items("http")]
+    if meta is None or any(route is None for route in routes):
+        return None
+    return VirtualService(
+        meta=meta,
+        hosts=hosts,
+        http=tuple(route for route in routes if route is not None),
+        gateways=gateways,
+    )
+
+
+def _hosts(spec: Obj, issues: Issues) -> tuple[str, ...]:
+    hosts = spec.texts("hosts")
+    if not spec.get("hosts"):
+        issues.error(spec.path("hosts"), "virtual service must have at least one host")
+    valid = True
+    for index, host in enumerate(hosts):
+        path = f"{spec.path('hosts')}[{index}]"
+        problem = validate.wildcard_domain(host)
+        if problem and not validate.ip_address(host):
+            issues.error(path, problem)
+            valid = False
+        elif host == "*":
+            issues.error(
+                path,
+                "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+            )
+            valid = False
+    if valid:
+        _check_duplicate_hosts(hosts, spec.path("hosts"), issues)
+    return hosts
+
+
+def _check_duplicate_hosts(hosts: tuple[str, ...], path: str, issues: Issues) -> None:
+    for i, first in enumerate(hosts):
+        for second in hosts[i + 1 :]:
+            if _overlap(first.lower(), second.lower()):
+                issues.error(path, f"duplicate hosts in virtual service: {first} & {second}")
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Istio's ``host.Name.Matches``: equal, or one wildcard covers the other."""
+    if a.startswith("*") and b.startswith("*"):
+        return a[1:].endswith(b[1:]) or b[1:].endswith(a[1:])
+    if a.startswith("*"):
+        return b.endswith(a[1:])
+    if b.startswith("*"):
+        return a.endswith(b[1:])
+    return a == b
+
+
+def _gateways(spec: Obj, issues: Issues) -> tuple[str, ...]:
+    gateways = spec.texts("gateways")
+    for index, gateway in enumerate(gateways):
+        if gateway != "mesh":
+            issues.note(
+                f"{spec.path('gateways')}[{index}]",
+                f'("{gateway}") is not acted on by shadowmesh yet; shadowmesh serves the mesh only',
+            )
+    return gateways
+
+
+def _http_route(path: str, value: Any, issues: Issues) -> HTTPRoute | None:
+    if value is None:
+        issues.error(path, "http route may not be null")
+        return None
+    route = Obj.of(value, path, issues, HTTP_ROUTE_FIELDS, proto=True)
+    if route is None:
+        return None
+    for name, shape in _ROUTE_NOT_ACTED_ON.items():
+        if route.has(name):
+            shapes.check(route.get(name), shape, route.path(name), issues)
+            issues.not_acted_on(route.path(name))
+    _check_conflicts(route, issues)
+    return HTTPRoute(
+        name=route.text("name") or "",
+        match=parse_matches(route, issues),
+        route=_destinations(route, issues),
+        mirrors=_mirrors(route, issues),
+        timeout=_timeout(route, issues),
+    )
+
+
+def _check_conflicts(route: Obj, issues: Issues) -> None:
+    """Istio's ``validateHTTPRouteConflict``, for routes of a VirtualService with hosts."""
+    has_route = bool(route.get("route"))
+    if route.has("delegate"):
+        name = route.text("name") or ""
+        for other in ("redirect", "route"):
+            if other == "route" and has_route or other == "redirect" and route.has(other):
+                issues.error(route.at, f"root HTTP route {name} must not specify {other}")
+        return
+    for action, wording in (("redirect", "redirect"), ("directResponse", "direct_response")):
+        if not route.has(action):
+            continue
+        if has_route:
+            issues.error(route.at, f"HTTP route cannot contain both route and {wording}")
+        if route.has("fault"):
+            issues.error(route.at, f"HTTP route cannot contain both fault and {wording}")
+        if route.has("rewrite"):
+            issues.error(route.at, f"HTTP route rule cannot contain both rewrite and {wording}")
+        if action == "redirect" and route.has("directResponse"):
+            issues.error(
+                route.at, "HTTP route rule cannot contain both direct_response and redirect"
+            )
+        return
+    if not has_route:
+        issues.error(route.path("route"), "HTTP route, redirect or direct_response is required")
+
+
+def _destinations(route: Obj, issues: Issues) -> tuple[RouteDestination, ...]:
+    entries = list(route.items("route"))
+    out, total = [], 0
+    for path, value in entries:
+        if value is None:
+            issues.error(path, "weight may not be nil")
+            continue
+        entry = Obj.of(value, path, issues, ("destination", "weight", "headers"), proto=True)
+        if entry is None:
+            continue
+        if entry.has("headers"):
+            shapes.check(entry.get("headers"), shapes.HEADERS, entry.path("headers"), issues)
+            issues.not_acted_on(entry.path("headers"))
+        weight = _weight(entry, issues)
+        total += weight
+        if not entry.has("destination"):
+            issues.error(entry.path("destination"), "destination is required")
+            continue
+        destination = parse_destination(entry.get("destination"), entry.path("destination"), issues)
+        if destination is not None:
+            out.append(RouteDestination(destination=destination, weight=weight))
+    if len(entries) > 1 and total == 0:
+        issues.error(route.path("route"), "total destination weight = 0")
+    return tuple(out)
+
+
+def _weight(entry: Obj, issues: Issues) -> int:
+    weight = entry.integer("weight") or 0
+    if weight < 0:
+        issues.error(entry.path("weight"), f"weight {weight} < 0")
+    elif weight > _INT32_MAX:
+        issues.error(entry.path("weight"), f"weight {weight} > {_INT32_MAX}")
+    return weight
+
+
+def parse_destination(value: Any, path: str, issues: Issues) -> Destination | None:
+    """Istio's ``validateDestination``; the host is kept as written (``fqdn()`` resolves it)."""
+    obj = Obj.of(value, path, issues, ("host", "subset", "port"), proto=True)
+    if obj is None:
+        return None
+    host = obj.text("host")
+    if host is None:
+        if not obj.has("host"):
+            issues.error(obj.path("host"), "host is required")
+        return None
+    problem = f"invalid destination host {host}" if host == "*" else validate.wildcard_domain(host)
+    if problem:
+        issues.error(obj.path("host"), problem)
+    subset = obj.text("subset") or ""
+    problem = validate.subset_name(subset) if subset else None
+    if problem:
+        issues.error(obj.path("subset"), problem)
+    return Destination(host=host, subset=subset, port=_port_selector(obj, issues))
+
+
+def _port_selector(destination: Obj, issues: Issues) -> int | None:
+    selector = destination.sub("port", ("number",))
+    if selector is None:
+        return None
+    number = selector.integer("number")
+    if number is None and selector.has("number"):
+        return None
+    problem = validate.port_number(number or 0)
+    if problem:
+        issues.error(selector.path("number"), problem)
+    return number
+
+
+def _mirrors(route: Obj, issues: Issues) -> tuple[MirrorPolicy, ...]:
+    entries = list(route.items("mirrors"))
+    if route.has("mirror") and entries:
+        issues.error(route.at, "HTTP route cannot contain both mirror and mirrors")
+    percentage = _mirror_percentage(route, issues)
+    policies = []
+    if route.has("mirror"):
+        destination = parse_destination(route.get("mirror"), route.path("mirror"), issues)
+        if destination is not None:
+            resolved = 100.0 if percentage is None else percentage
+            policies.append(MirrorPolicy(destination=destination, percentage=resolved))
+    else:
+        for name in ("mirrorPercentage", "mirrorPercent"):
+            if route.has(name):
+                issues.note(
+                    route.path(name), 'has no effect without "mirror"; shadowmesh ignores it'
+                )
+    for path, value in entries:
+        policy = _mirror_policy(path, value, issues)
+        if policy is not None:
+            policies.append(policy)
+    return tuple(policies)
+
+
+def _mirror_percentage(route: Obj, issues: Issues) -> float | None:
+    legacy = None
+    if route.has("mirrorPercent"):
+        issues.warn(DEPRECATED_MIRROR_PERCENT)
+        value = route.integer("mirrorPercent")
+        if value is not None and value < 0:
+            issues.error(
+                route.path("mirrorPercent"), f"must be a non-negative integer (it has {value})"
+            )
+        elif value is not None and value > 100:
+            message = f"mirror_percent must have a max value of 100 (it has {value})"
+            issues.error(route.path("mirrorPercent"), message)
+        elif value is not None:
+            legacy = float(value)
+    if route.has("mirrorPercentage"):
+        return _percent(route, "mirrorPercentage", "mirror_percentage", issues)
+    return legacy
+
+
+def _percent(parent: Obj, name: str, wording: str, issues: Issues) -> float | None:
+    """An Istio ``Percent`` message, ``{value: 0..100}``; ``{}`` is 0, as in protobuf."""
+    percent = parent.sub(name, ("value",))
+    if percent is None:
+        return None
+    value = percent.number("value")
+    if value is None:
+        return None if percent.has("value") else 0.0
+    if value > 100:
+        issues.error(
+            percent.path("value"), f"{wording} must have a max value of 100 (it has {value:f})"
+        )
+    elif value < 0:
+        issues.error(
+            percent.path("value"), f"{wording} must have a min value of 0 (it has {value:f})"
+        )
+    return value
+
+
+def _mirror_policy(path: str, value: Any, issues: Issues) -> MirrorPolicy | None:
+    if value is None:
+        issues.error(path, "mirror cannot be null")
+        return None
+    policy = Obj.of(value, path, issues, ("destination", "percentage"), proto=True)
+    if policy is None:
+        return None
+    if not policy.has("destination"):
+        issues.error(policy.path("destination"), "destination is required for mirrors")
+        return None
+    destination = parse_destination(policy.get("destination"), policy.path("destination"), issues)
+    percentage = 100.0
+    if policy.has("percentage"):
+        percentage = _percent(policy, "percentage", "mirror percentage", issues) or 0.0
+    if destination is None:
+        return None
+    return MirrorPolicy(destination=destination, percentage=percentage)
+
+
+def _timeout(route: Obj, issues: Issues) -> float | None:
+    value = route.get("timeout")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        type_error(issues, route.path("timeout"), 'a duration string like "5s"', value)
+        return None
+    seconds, problem = validate.duration(value)
+    if problem:
+        issues.error(route.path("timeout"), problem)
+    return seconds

@@ -1,0 +1,171 @@
+"""A real ``shadowmesh serve`` in front of recording upstreams, configured from generated YAML."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dataplane.upstreams import RecordingUpstream
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def mesh_yaml(
+    v1: int,
+    v2: int,
+    mirror: str = "",
+    timeout: str = "",
+) -> str:
+    """The seed scenario's resources with these ports; ``mirror`` is extra route YAML.
+
+    The Service port is left as ``SERVICE_PORT``: ``Served`` picks a free one.
+    """
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-v1}}
+spec: {{address: 127.0.0.1, ports: {{http: {v1}}}, labels: {{app: app, version: v1}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-v2}}
+spec: {{address: 127.0.0.1, ports: {{http: {v2}}}, labels: {{app: app, version: v2}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app}}
+spec:
+  selector: {{app: app}}
+  ports: [{{name: http, port: SERVICE_PORT, targetPort: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: app}}
+spec:
+  host: app
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: app}}
+spec:
+  hosts: [app]
+  http:
+  - route:
+    - destination: {{host: app, subset: v1}}
+{mirror}{timeout}
+"""
+
+
+class Served:
+    def __init__(self, tmp: Path, config: str, *args: str) -> None:
+        self.port = free_port()
+        self.admin = free_port()
+        self.log = tmp / "access.log"
+        cfg = tmp / "mesh.yaml"
+        cfg.write_text(config.replace("SERVICE_PORT", str(self.port)))
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shadowmesh",
+                "serve",
+                "--state",
+                str(tmp / "state"),
+                "--admin",
+                f"127.0.0.1:{self.admin}",
+                "--outbound",
+                "off",
+                "--access-log",
+                str(self.log),
+                "-f",
+                str(cfg),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.proc.communicate()[1]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/ready", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("serve did not become ready")
+
+    def stats(self) -> dict[str, object]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats", timeout=5) as r:
+            data: dict[str, object] = json.loads(r.read())
+            return data
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        assert self.proc.stdout and self.proc.stderr
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def upstreams() -> Iterator[list[RecordingUpstream]]:
+    made: list[RecordingUpstream] = []
+    yield made
+    for u in made:
+        u.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    started: list[Served] = []
+
+    def start(config: str, *args: str) -> Served:
+        s = Served(tmp_path, config, *args)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes, read until the server closes (or the timeout), return all it sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)

@@ -1,0 +1,197 @@
+"""The data plane against real sockets: bodies, framing, reuse, pipelining, failures, shadows."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.dataplane.conftest import Served, free_port, mesh_yaml, raw_request
+from tests.dataplane.upstreams import RecordingUpstream
+
+MIRROR_V2 = "    mirror: {host: app, subset: v2}\n"
+
+
+def make(
+    upstreams: list[RecordingUpstream], *modes: str, delay: float = 0.0
+) -> list[RecordingUpstream]:
+    made = [RecordingUpstream(mode=m, delay=delay) for m in modes]
+    upstreams.extend(made)
+    return made
+
+
+def discard(urls: list[str]) -> list[str]:
+    """curl's ``-o`` applies to one URL: give each its own."""
+    return [a for url in urls for a in ("-o", "/dev/null", url)]
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "10", *args], capture_output=True, text=True, timeout=20
+    )
+
+
+def test_post_bodies_reach_primary_and_shadow_whole(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], tmp_path: Any
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    body = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    (tmp_path / "body.bin").write_bytes(body)
+    url = f"http://127.0.0.1:{s.port}/post"
+    for extra in ([], ["-H", "Transfer-Encoding: chunked"]):
+        r = curl(
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: app",
+            "--data-binary",
+            f"@{tmp_path / 'body.bin'}",
+            *extra,
+            url,
+        )
+        assert r.stdout == "200", r.stderr
+    primary = v1.wait_for(2)
+    shadows = v2.wait_for(2)
+    assert [r.body == body for r in primary] == [True, True]
+    assert [r.body == body for r in shadows] == [True, True]
+    assert {r.headers["host"] for r in shadows} == {"app-shadow"}
+    assert {r.headers["host"] for r in primary} == {"app"}
+    # Each shadow carries its primary's request id.
+    assert sorted(r.headers["x-request-id"] for r in primary) == sorted(
+        r.headers["x-request-id"] for r in shadows
+    )
+
+
+def test_upstream_connections_are_reused(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    urls = [f"http://127.0.0.1:{s.port}/get?i={i}" for i in range(10)]
+    r = curl("-H", "Host: app", "-w", "%{http_code}\n", *discard(urls))
+    assert r.stdout.split() == ["200"] * 10
+    assert len(v1.wait_for(10)) == 10
+    assert v1.connections == 1
+
+
+def test_pipelined_requests_are_answered_in_order(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    pipeline = (
+        b"GET /a HTTP/1.1\r\nHost: app\r\n\r\n"
+        b"POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello"
+        b"HEAD /c HTTP/1.1\r\nHost: app\r\n\r\n"
+        b"GET /d HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
+    )
+    out = raw_request(s.port, pipeline)
+    assert out.count(b"HTTP/1.1 200 OK") == 4
+    assert out.endswith(b'{"ok": true}')
+    # HEAD's answer carries the length but no body: 3 bodies for 4 answers.
+    assert out.count(b'{"ok": true}') == 3
+    got = v1.wait_for(4)
+    assert [r.request_line for r in got] == [
+        "GET /a HTTP/1.1",
+        "POST /b HTTP/1.1",
+        "HEAD /c HTTP/1.1",
+        "GET /d HTTP/1.1",
+    ]
+    assert got[1].body == b"hello"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app\r\nHost: other\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app\r\nBad Header: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app\r\nX: a\r\n folded\r\n\r\n",
+    ],
+    ids=[
+        "cl-and-te",
+        "two-cl",
+        "te-not-chunked",
+        "two-hosts",
+        "no-host",
+        "space-in-name",
+        "obs-fold",
+    ],
+)
+def test_ambiguous_framing_is_refused_and_never_forwarded(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], request_bytes: bytes
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    out = raw_request(s.port, request_bytes)
+    assert out.startswith(b"HTTP/1.1 400 "), out
+    assert b"connection: close" in out.lower()
+    time.sleep(0.2)
+    assert v1.raw == b"" and v1.connections == 0
+
+
+def test_frozen_shadow_leaves_primary_fast_and_connections_reused(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "frozen")
+    s = serve(
+        mesh_yaml(v1.port, v2.port, MIRROR_V2),
+        "--shadow-timeout",
+        "1",
+    )
+    urls = [f"http://127.0.0.1:{s.port}/get?i={i}" for i in range(20)]
+    r = curl("-H", "Host: app", "-w", "%{http_code} %{num_connects}\n", *discard(urls))
+    lines = r.stdout.split("\n")[:20]
+    assert [line.split()[0] for line in lines] == ["200"] * 20
+    # One client connection for all twenty: the shadow never holds the primary's connection.
+    assert sum(int(line.split()[1]) for line in lines) == 1
+    assert v1.connections == 1
+    assert len(v2.wait_for(20)) == 20  # every copy was sent...
+    time.sleep(1.5)
+    stats = s.stats()
+    assert stats["shadow_failed"] == {"timeout": 20}  # ...and each abandoned at its timeout
+
+
+def test_dead_shadow_counts_failures_and_primary_is_untouched(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    (v1,) = make(upstreams, "ok")
+    dead = free_port()  # nothing listens there
+    s = serve(mesh_yaml(v1.port, dead, MIRROR_V2))
+    urls = [f"http://127.0.0.1:{s.port}/get?i={i}" for i in range(5)]
+    r = curl("-H", "Host: app", "-w", "%{http_code}\n", *discard(urls))
+    assert r.stdout.split() == ["200"] * 5
+    time.sleep(0.3)
+    assert s.stats()["shadow_failed"] == {"connect": 5}
+
+
+def test_upstream_reset_mid_response_closes_the_client_connection(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "reset", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    r = curl("-H", "Host: app", f"http://127.0.0.1:{s.port}/get")
+    # Never a silent truncation: curl sees the response end early.
+    assert r.returncode != 0
+    assert r.stdout.startswith("partial")
+
+
+def test_route_timeout_answers_504_ut(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "slow", "ok", delay=2.0)
+    s = serve(mesh_yaml(v1.port, v2.port, timeout="    timeout: 0.3s\n"))
+    r = curl("-H", "Host: app", "-w", " %{http_code}", f"http://127.0.0.1:{s.port}/get")
+    assert r.stdout == "upstream request timeout 504"
+    time.sleep(0.2)
+    assert " 504 UT " in s.log.read_text()
