@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import Coroutine
 from typing import Any
 
@@ -60,26 +59,30 @@ class DataPlane:
     # --- config ---------------------------------------------------------------------------
 
     def swap(self, table: RouteTable) -> None:
-        """Install a new route table (called by the controller after a committed apply).
+        """Install a new route table (called by the controller before it commits an apply).
 
-        New listening sockets are bound and listening before this returns, so a client that
-        connects right after an apply is queued by the kernel, not refused.
+        All or nothing: every new Service port is bound first, and if one cannot be (another
+        process holds it), nothing changes and the error goes back to the apply. New sockets
+        are listening before this returns, so a client that connects right after an apply is
+        queued by the kernel, not refused.
         """
-        self.table = table
         wanted = set(table.ports)
+        bound: dict[int, socket.socket] = {}
+        try:
+            for port in sorted(wanted - set(self.listeners)):
+                bound[port] = bind_socket(self.bind, port)
+        except OSError as exc:
+            for sock in bound.values():
+                sock.close()
+            raise OSError(
+                exc.errno, f"cannot listen on {self.bind}:{port} for a Service port: {exc.strerror}"
+            ) from None
+        self.table = table
         for port in sorted(set(self.listeners) - wanted):
             server = self.listeners.pop(port)
             if server is not None:
                 server.close()
-        for port in sorted(wanted - set(self.listeners)):
-            try:
-                sock = bind_socket(self.bind, port)
-            except OSError as exc:
-                print(
-                    f"error: cannot listen on {self.bind}:{port} for a Service port: {exc}",
-                    file=sys.stderr,
-                )
-                continue
+        for port, sock in bound.items():
             self.listeners[port] = None
             self.spawn(self._serve(port, sock))
 

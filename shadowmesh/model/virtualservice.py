@@ -52,6 +52,9 @@ _ROUTE_NOT_ACTED_ON: dict[str, shapes.Shape] = {
     "directResponse": shapes.DIRECT_RESPONSE,
     "delegate": shapes.DELEGATE,
 }
+# Route actions other than forwarding: without them the route has nowhere to send a request.
+_ACTIONS = ("redirect", "directResponse", "delegate")
+_ACTION_TAIL = "this route has no destination to send requests to"
 DEPRECATED_MIRROR_PERCENT = (
     'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead'
 )
@@ -143,7 +146,7 @@ def _http_route(path: str, value: Any, issues: Issues) -> HTTPRoute | None:
     for name, shape in _ROUTE_NOT_ACTED_ON.items():
         if route.has(name):
             shapes.check(route.get(name), shape, route.path(name), issues)
-            issues.not_acted_on(route.path(name))
+            issues.not_acted_on(route.path(name), _ACTION_TAIL if name in _ACTIONS else "")
     _check_conflicts(route, issues)
     return HTTPRoute(
         name=route.text("name") or "",

@@ -584,7 +584,7 @@ def test_redirect_direct_response_and_delegate_need_no_route(field: str, value: 
     assert http.route == ()
     assert warnings_of(vs([{field: value}])) == (
         f"VirtualService ns/httpbin: spec.http[0].{field} is not acted on by shadowmesh yet; "
-        "the route works without it",
+        "this route has no destination to send requests to",
     )
 
 
