@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -195,3 +196,38 @@ def test_route_timeout_answers_504_ut(
     assert r.stdout == "upstream request timeout 504"
     time.sleep(0.2)
     assert " 504 UT " in s.log.read_text()
+
+
+def test_apply_of_a_service_on_a_taken_port_is_refused_whole(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], tmp_path: Any
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    taken = RecordingUpstream()  # a listening socket another process could hold
+    upstreams.append(taken)
+    doc = tmp_path / "busy.yaml"
+    doc.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: busy}\n"
+        f"spec: {{selector: {{app: app}}, ports: [{{name: http, port: {taken.port}}}]}}\n"
+    )
+    env = {"SHADOWMESH_ADMIN": f"127.0.0.1:{s.admin}", "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-m", "shadowmesh"]
+    r = subprocess.run([*cmd, "apply", "-f", str(doc)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{taken.port}" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run([*cmd, "get", "svc", "busy"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "not found" in r.stderr
+    # What ran before still runs.
+    assert (
+        curl(
+            "-H",
+            "Host: app",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            f"http://127.0.0.1:{s.port}/",
+        ).stdout
+        == "200"
+    )
