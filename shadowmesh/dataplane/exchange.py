@@ -61,6 +61,8 @@ class Exchange:
         "upstream_start",
         "keep_upstream",
         "cluster",
+        "request_head",
+        "retried",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -86,6 +88,8 @@ class Exchange:
         self.upstream_start = 0.0
         self.keep_upstream = False
         self.cluster = ""  # for the access log when the answer is local
+        self.request_head = b""
+        self.retried = False
 
     # --- request side, driven by the client's parser -------------------------------------
 
@@ -140,11 +144,13 @@ class Exchange:
         framing = self.framing()
         self.upstream_start = time.time()
         conn = plane.pool.take(decision.primary.endpoint)
-        request_head = serialize_request(head.method, head.path, head.authority, headers, framing)
+        self.request_head = serialize_request(
+            head.method, head.path, head.authority, headers, framing
+        )
         if conn is not None:
-            self.attach(conn, request_head)
+            self.attach(conn)
         else:
-            plane.spawn(self.connect(request_head))
+            plane.spawn(self.connect())
 
     def framing(self) -> tuple[bytes, bytes] | None:
         if self.head.chunked:
@@ -172,7 +178,7 @@ class Exchange:
                 copy.finish()
             self.shadows.append(copy)
 
-    async def connect(self, request_head: bytes) -> None:
+    async def connect(self) -> None:
         assert self.upstream is not None
         try:
             conn = await self.client.plane.pool.connect(self.upstream.endpoint)
@@ -183,9 +189,9 @@ class Exchange:
         if self.done:
             self.client.plane.pool.put(conn)
             return
-        self.attach(conn, request_head)
+        self.attach(conn)
 
-    def attach(self, conn: UpstreamConnection, request_head: bytes) -> None:
+    def attach(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         conn.begin(self, head_only=self.head.method == b"HEAD")
         pending, self.pending = self.pending, []
@@ -196,7 +202,7 @@ class Exchange:
                 data += resp.LAST_CHUNK
         else:
             data = b"".join(pending)
-        conn.write(request_head + data)
+        conn.write(self.request_head + data)
         self.client.resume("buffer")
 
     # --- response side: the ResponseSink the upstream connection drives -----------------
@@ -258,7 +264,13 @@ class Exchange:
     def upstream_failed(self, reason: str) -> None:
         if self.done:
             return
-        self.conn = None
+        conn, self.conn = self.conn, None
+        if self.can_retry(conn):
+            # A pooled connection the upstream closed just as we reused it: nothing of the
+            # request can have been processed, so send it once more on a new connection.
+            self.retried = True
+            self.client.plane.spawn(self.connect())
+            return
         if not self.head_sent:
             cluster = self.upstream.cluster if self.upstream else ""
             self.fail(503, "UC", resp.CONNECTION_TERMINATION, cluster)
@@ -268,6 +280,15 @@ class Exchange:
             self.client.keep_alive = False
             self.finish()
             self.client.close()
+
+    def can_retry(self, conn: UpstreamConnection | None) -> bool:
+        return (
+            conn is not None
+            and conn.requests > 1
+            and not self.retried
+            and not self.head_sent
+            and not self.head.has_body
+        )
 
     def upstream_writable(self, writable: bool) -> None:
         if writable:

@@ -207,6 +207,9 @@ class Pool:
         if len(idle) >= self.max_idle:
             conn.close()
             return
+        # Flow control may have paused it for a slow client; an idle connection must read,
+        # or it would neither notice the upstream closing nor serve the next request.
+        conn.resume_reading()
         conn.idle_lost = self._forget
         idle.append(conn)
 

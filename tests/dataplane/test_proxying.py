@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -231,3 +232,50 @@ def test_apply_of_a_service_on_a_taken_port_is_refused_whole(
         ).stdout
         == "200"
     )
+
+
+def test_a_reused_connection_closed_by_the_upstream_is_retried_once(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "one-per-conn", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    for _ in range(3):
+        r = curl(
+            "-H",
+            "Host: app",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            f"http://127.0.0.1:{s.port}/get",
+        )
+        assert r.stdout == "200"
+    # Requests 2 and 3 each found their pooled connection closed under them, and were sent
+    # again on a new one: 5 requests seen upstream on 3 connections, 3 answers to the client.
+    assert len(v1.requests) == 5 and v1.connections == 3
+
+
+def test_a_connection_paused_for_a_slow_client_is_not_pooled_paused(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    (v1,) = make(upstreams, "ok")
+    v1.body = b"x" * (4 * 1024 * 1024)
+    s = serve(mesh_yaml(v1.port, v1.port))
+    with socket.create_connection(("127.0.0.1", s.port)) as slow:
+        slow.sendall(b"GET /big HTTP/1.1\r\nHost: app\r\n\r\n")
+        time.sleep(0.5)  # not reading: the proxy's send buffer fills and it pauses the upstream
+        got = 0
+        while got < len(v1.body):
+            got += len(slow.recv(1 << 20))
+    r = curl(
+        "-H",
+        "Host: app",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "3",
+        f"http://127.0.0.1:{s.port}/next",
+    )
+    assert r.stdout == "200"

@@ -2,7 +2,9 @@
 
 They run in threads on 127.0.0.1 with free ports. ``mode`` picks the behaviour:
 ``ok`` answers 200 with a JSON body (keep-alive), ``frozen`` accepts and never answers,
-``reset`` sends half a response and resets, ``slow`` answers after ``delay`` seconds.
+``reset`` sends half a response and resets, ``slow`` answers after ``delay`` seconds,
+``one-per-conn`` keeps the connection open after its answer but closes it when a second
+request comes on it (the race of an upstream closing an idle keep-alive connection).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class RecordingUpstream:
 
     def _serve(self, conn: socket.socket) -> None:
         buf = b""
+        served = 0
         try:
             while True:
                 while b"\r\n\r\n" not in buf:
@@ -112,6 +115,9 @@ class RecordingUpstream:
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     conn.close()
                     return
+                if self.mode == "one-per-conn" and served:
+                    return  # closes a kept-alive connection as a request arrives on it
+                served += 1
                 method = head.split(b" ", 1)[0]
                 response = (
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
