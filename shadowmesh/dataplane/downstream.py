@@ -64,11 +64,12 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        if self.active is not None:
-            self.active.abort()
-            self.active = None
-        for waiting in self.waiting:
-            waiting.abort()
+        # The exchange being parsed may already be answered (and no longer active) while its
+        # body still streams to a shadow: it is aborted too.
+        for exchange in {self.active, self.parsing, *self.waiting}:
+            if exchange is not None:
+                exchange.abort()
+        self.active = self.parsing = None
         self.waiting.clear()
         self.plane.connection_closed(self)
 

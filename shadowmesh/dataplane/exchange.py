@@ -255,10 +255,9 @@ class Exchange:
                 self.client.plane.pool.put(conn)
             else:
                 conn.detach()
-        if not self.request_done:
-            # The upstream answered before the body ended: we cannot tell where the rest of
-            # it ends on this connection, so it closes after this response.
-            self.client.keep_alive = False
+        # If the upstream answered before the body ended (nginx's `return 200` does), the rest
+        # of the body is still read: the parser knows where it ends, shadows still get it, and
+        # the connection can serve the next request once it has (see ``end``).
         self.finish()
 
     def upstream_failed(self, reason: str) -> None:
@@ -342,10 +341,11 @@ class Exchange:
 
     def abort(self) -> None:
         """The client went away: drop everything this exchange holds."""
+        for shadow in self.shadows:
+            # A copy whose request never ended is dropped; one already sent is not touched.
+            shadow.abandon("client_aborted")
         if self.done:
             return
-        for shadow in self.shadows:
-            shadow.abandon("client_aborted")
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.detach()

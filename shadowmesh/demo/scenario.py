@@ -164,15 +164,12 @@ def _start(tmp: Path, started: list[Managed]) -> Mesh:
             raise DemoFailure(str(e)) from e
         click.echo(f"  {proc.name:<11} pid {proc.pid:<7} {_shell(proc.argv)}")
     click.echo(f"  admin API on {admin}, outbound proxy on {LOCALHOST}:{outbound_port}")
-    return Mesh(
-        v1,
-        v2,
-        proxy,
-        admin,
-        outbound_port,
-        WorkloadLog(v1.stdout_path),
-        WorkloadLog(v2.stdout_path),
-    )
+    v1_log, v2_log = WorkloadLog(v1.stdout_path), WorkloadLog(v2.stdout_path)
+    # gunicorn logs a request after answering it: the probes' lines must be in before the
+    # first step takes its marks.
+    for log in (v1_log, v2_log):
+        log.wait_since(0, 1, SHADOW_WAIT)
+    return Mesh(v1, v2, proxy, admin, outbound_port, v1_log, v2_log)
 
 
 def _two_free_ports() -> tuple[int, int]:
@@ -238,7 +235,10 @@ def _step_route_v1(mesh: Mesh, opts: Options) -> None:
     _show(v1, v2)
     if v2 or len(v1) != opts.requests:
         raise DemoFailure(f"expected v1 to log all {opts.requests} requests and v2 none")
-    _note("Only v1 logs. What httpbin v1 saw of the last request (the proxy added the rest):")
+    _note(
+        "Only v1 logs. The headers v1 saw in the last request; X-Request-Id, X-B3-*, "
+        "X-Envoy-Attempt-Count and X-Forwarded-* were added by shadowmesh:"
+    )
     _show_headers(answers[-1])
 
 
@@ -357,10 +357,10 @@ def _traffic(
 def _show(v1: list[Entry], v2: list[Entry]) -> None:
     for name, entries in (("v1", v1), ("v2", v2)):
         click.echo(f"  httpbin {name} logged {click.style(str(len(entries)), bold=True)}")
+        if len(entries) > 3:
+            click.echo(click.style(f"    ... {len(entries) - 3} earlier, then:", dim=True))
         for e in entries[-3:]:
             click.echo(click.style(f"    {e.line}", dim=True))
-        if len(entries) > 3:
-            click.echo(click.style(f"    ... and {len(entries) - 3} more before", dim=True))
 
 
 def _show_headers(answer: Answer) -> None:

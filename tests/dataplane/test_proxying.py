@@ -279,3 +279,44 @@ def test_a_connection_paused_for_a_slow_client_is_not_pooled_paused(
         f"http://127.0.0.1:{s.port}/next",
     )
     assert r.stdout == "200"
+
+
+def test_an_early_answer_keeps_the_body_flowing_to_the_shadow(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], tmp_path: Any
+) -> None:
+    v1, v2 = make(upstreams, "early", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    body = b"b" * (2 * 1024 * 1024)
+    (tmp_path / "body.bin").write_bytes(body)
+    url = f"http://127.0.0.1:{s.port}/post"
+    # One --data-binary serves both URLs (curl joins repeated ones with "&").
+    r = curl(
+        "-H",
+        "Host: app",
+        "-w",
+        "%{http_code} %{num_connects}\n",
+        "--data-binary",
+        f"@{tmp_path / 'body.bin'}",
+        *discard([url, url]),
+    )
+    assert r.stdout.split("\n")[:2] == ["200 1", "200 0"], r.stderr
+    assert [len(x.body) for x in v2.wait_for(2)] == [len(body)] * 2
+    time.sleep(0.3)
+    stats = s.stats()
+    assert stats["shadow_in_flight"] == 0 and stats["shadow_held_bytes"] == 0
+    assert stats["shadows"] == {"sent": 2, "completed": 2}
+
+
+def test_a_client_gone_mid_body_drops_its_shadow_and_frees_it(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "early", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        c.sendall(b"POST /p HTTP/1.1\r\nHost: app\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
+        assert c.recv(1000).startswith(b"HTTP/1.1 200")
+    time.sleep(0.3)
+    stats = s.stats()
+    assert stats["shadow_in_flight"] == 0 and stats["shadow_held_bytes"] == 0
+    assert stats["shadow_dropped"] == {"client_aborted": 1}
+    assert v2.requests == []

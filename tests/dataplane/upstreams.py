@@ -4,7 +4,8 @@ They run in threads on 127.0.0.1 with free ports. ``mode`` picks the behaviour:
 ``ok`` answers 200 with a JSON body (keep-alive), ``frozen`` accepts and never answers,
 ``reset`` sends half a response and resets, ``slow`` answers after ``delay`` seconds,
 ``one-per-conn`` keeps the connection open after its answer but closes it when a second
-request comes on it (the race of an upstream closing an idle keep-alive connection).
+request comes on it (the race of an upstream closing an idle keep-alive connection),
+``early`` answers as soon as it has the head, then reads the body.
 """
 
 from __future__ import annotations
@@ -100,7 +101,14 @@ class RecordingUpstream:
                     self._record_raw(data)
                     buf += data
                 head, _, buf = buf.partition(b"\r\n\r\n")
+                if self.mode == "early":
+                    # Answer before reading the body, as nginx's `return 200` does.
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly")
                 body, buf = self._read_body(conn, head, buf)
+                if self.mode == "early":
+                    with self._lock:
+                        self.requests.append(Received(head, body))
+                    continue
                 with self._lock:
                     self.requests.append(Received(head, body))
                 if self.mode == "frozen":

@@ -89,9 +89,10 @@ def workloads(tmp_path: Path) -> Iterator[Workloads]:
             started.append(Httpbin(name, port, proc, WorkloadLog(proc.stdout_path)))
         for h in started:
             processes.wait_http_ok(h.proc, f"http://{LOCALHOST}:{h.port}/status/200")
-        # The readiness probe is in the log; tests count from an empty log.
+        # gunicorn logs a request after answering it: wait for the readiness probe's line, so
+        # tests count from a log that has nothing of theirs yet.
         for h in started:
-            h.log = _LogFrom(h.log.path, h.log.mark())
+            h.log = _LogFrom(h.log.path, len(h.log.wait_since(0, 1, SHADOW_WAIT)))
         yield Workloads(*started)
     finally:
         for h in started:

@@ -55,9 +55,8 @@ def test_refused_apply_names_the_problem_and_changes_nothing(mesh: Mesh) -> None
     assert run.stdout == ""
     errors = [line for line in run.err_lines if line.startswith("error:")]
     assert errors, run.stderr
-    assert "mixed.yaml" in run.stderr
-    assert "document 2" in run.stderr
-    assert "mirrorPercentage" in run.stderr
+    assert "mixed.yaml: document 2: VirtualService 'broken'" in run.stderr
+    assert "field spec.http[0].mirrorPercentage" in run.stderr
     # The valid first document was not applied either: traffic still goes to v1 only.
     assert mesh.statuses("/get", 10) == [200] * 10
     assert len(mesh.v1.settled(at_least=10)) == 10

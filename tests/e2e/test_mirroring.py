@@ -70,9 +70,11 @@ def test_frozen_shadow_leaves_the_primary_200(
     plain = mesh.curl("/get", n)
 
     mesh.apply_examples("03-mirror.yaml")
+    mark = mesh.v2.log.mark()
     mesh.v2.freeze()
     try:
         frozen = mesh.curl("/get", n)
+        assert mesh.v2.log.since(mark) == [], "the shadow answered while frozen"
     finally:
         mesh.v2.thaw()
 

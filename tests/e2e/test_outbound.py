@@ -55,7 +55,9 @@ def test_forward_proxy_from_the_http_proxy_variable(mesh: Mesh) -> None:
 
 
 def test_post_body_reaches_the_primary_and_the_shadow(mesh: Mesh) -> None:
-    mesh.apply_examples("00-workloads.yaml", "01-service.yaml", "03-mirror.yaml")
+    mesh.apply_examples(
+        "00-workloads.yaml", "01-service.yaml", "02-route-v1.yaml", "03-mirror.yaml"
+    )
 
     body = json.loads(
         mesh.curl_body("/anything", args=["-X", "POST", "--data-binary", "ping=pong"])

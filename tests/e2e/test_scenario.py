@@ -86,7 +86,9 @@ def test_mirror_percent_warns_and_v2_sees_every_request_once_as_shadow(mesh: Mes
 
 
 def test_proxy_access_log_has_one_line_per_request_and_per_shadow(mesh: Mesh) -> None:
-    mesh.apply_examples("00-workloads.yaml", "01-service.yaml", "03-mirror.yaml")
+    mesh.apply_examples(
+        "00-workloads.yaml", "01-service.yaml", "02-route-v1.yaml", "03-mirror.yaml"
+    )
 
     assert mesh.statuses("/status/201", 5) == [201] * 5
 
@@ -123,7 +125,9 @@ def test_delete_brings_both_versions_back(mesh: Mesh) -> None:
 
 @pytest.mark.parametrize("proxy_args", [["--access-log-format", "json"]])
 def test_json_access_log_marks_the_shadow(mesh: Mesh) -> None:
-    mesh.apply_examples("00-workloads.yaml", "01-service.yaml", "03-mirror.yaml")
+    mesh.apply_examples(
+        "00-workloads.yaml", "01-service.yaml", "02-route-v1.yaml", "03-mirror.yaml"
+    )
 
     assert mesh.statuses("/get", 3) == [200] * 3
 

@@ -72,8 +72,14 @@ def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
         b"127.0.0.1",
     )
     got = names(out.headers)
-    for gone in (b"connection", b"x-secret", b"keep-alive", b"te", b"upgrade",
-                 b"proxy-authorization"):
+    for gone in (
+        b"connection",
+        b"x-secret",
+        b"keep-alive",
+        b"te",
+        b"upgrade",
+        b"proxy-authorization",
+    ):
         assert gone not in got
     assert b"x-kept" in got
     assert dict(out.headers)[b"x-envoy-attempt-count"] == b"1"
@@ -98,6 +104,5 @@ def test_serialized_head_has_one_host_and_the_framing() -> None:
         b"POST", b"/post", b"httpbin:8000", [(b"accept", b"*/*")], (b"content-length", b"3")
     )
     assert raw == (
-        b"POST /post HTTP/1.1\r\nhost: httpbin:8000\r\naccept: */*\r\n"
-        b"content-length: 3\r\n\r\n"
+        b"POST /post HTTP/1.1\r\nhost: httpbin:8000\r\naccept: */*\r\ncontent-length: 3\r\n\r\n"
     )
