@@ -1,0 +1,40 @@
+"""What the data plane hands to the comparison: one request's responses, joined on x-request-id.
+
+This module is the contract between the data plane (which captures bytes without delaying the
+client) and the analysis (which runs off the request path). Plain data, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedResponse:
+    """One response as captured: headers lower-cased, body cut at the Comparison's cap."""
+
+    status: int  # 0 when there was no response (timeout, reset, connect failure)
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    truncated: bool  # the body was longer than maxBodyBytes
+    duration_ms: float  # request sent to last byte received
+    error: str = ""  # "timeout", "reset", "connect" when status is 0
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedExchange:
+    """The primary's response and its shadows' for one request, ready for the analysis.
+
+    ``comparison`` is the Comparison's (namespace, name). Redaction is not yet applied: the
+    analysis applies the Comparison's ``redact`` rules before anything is stored.
+    """
+
+    comparison: tuple[str, str]
+    request_id: str
+    started: float  # epoch seconds
+    method: str
+    path: str  # origin-form, with the query
+    request_headers: tuple[tuple[str, str], ...]
+    primary: CapturedResponse
+    candidate: CapturedResponse | None
+    baseline: CapturedResponse | None
