@@ -51,6 +51,7 @@ class Exchange:
         "shadows",
         "timer",
         "head_sent",
+        "out",
         "done",
         "status",
         "flag",
@@ -78,6 +79,7 @@ class Exchange:
         self.shadows: list[ShadowCopy] = []
         self.timer: asyncio.TimerHandle | None = None
         self.head_sent = False
+        self.out: list[bytes] = []  # response bytes gathered during one upstream read
         self.done = False
         self.status = 0
         self.flag = ""
@@ -214,12 +216,12 @@ class Exchange:
         self.keep_upstream = keep_alive
         head_only = self.head.method == b"HEAD" or status in (204, 304)
         framing: tuple[bytes, bytes] | None = None
-        length = next((v for n, v in headers if n == b"content-length"), None)
+        out, length, chunked = resp.response_headers(headers)
         client = self.client
         if head_only:
             if length is not None:
                 framing = (b"content-length", length)
-        elif length is not None and not any(n == b"transfer-encoding" for n, _ in headers):
+        elif length is not None and not chunked:
             framing = (b"content-length", length)
         elif self.head.version == "1.1":
             framing = (b"transfer-encoding", b"chunked")
@@ -227,7 +229,6 @@ class Exchange:
         else:
             # HTTP/1.0 client and a body of unknown length: the end of it is the close.
             client.keep_alive = False
-        out = resp.response_headers(headers)
         elapsed = int((time.time() - self.upstream_start) * 1000)
         out.append((b"x-envoy-upstream-service-time", str(elapsed).encode()))
         connection = None
@@ -235,20 +236,22 @@ class Exchange:
             connection = b"close"
         elif self.head.version == "1.0":
             connection = b"keep-alive"
-        self.head_sent = True
-        client.write(resp.serialize_response(status, reason, out, framing, connection))
+        # Held until the end of this upstream read (``flush``): head and body then leave in one
+        # write, one syscall, and a failure before that can still be answered with a 503.
+        self.out.append(resp.serialize_response(status, reason, out, framing, connection))
 
     def response_body(self, chunk: bytes) -> None:
         if self.done:
             return
         self.sent += len(chunk)
-        self.client.write(resp.chunk(chunk) if self.chunked_out else chunk)
+        self.out.append(resp.chunk(chunk) if self.chunked_out else chunk)
 
     def response_complete(self) -> None:
         if self.done:
             return
         if self.chunked_out:
-            self.client.write(resp.LAST_CHUNK)
+            self.out.append(resp.LAST_CHUNK)
+        self.flush()
         conn, self.conn = self.conn, None
         if conn is not None:
             if self.request_done and self.keep_upstream and not conn.closed:
@@ -260,9 +263,18 @@ class Exchange:
         # the connection can serve the next request once it has (see ``end``).
         self.finish()
 
+    def flush(self) -> None:
+        """Write what this upstream read produced, in one go."""
+        if self.out:
+            data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+            self.out = []
+            self.head_sent = True
+            self.client.write(data)
+
     def upstream_failed(self, reason: str) -> None:
         if self.done:
             return
+        self.out = []  # a head not yet written is dropped: the client gets a clean 503
         conn, self.conn = self.conn, None
         if self.can_retry(conn):
             # A pooled connection the upstream closed just as we reused it: nothing of the
@@ -300,6 +312,7 @@ class Exchange:
     def timed_out(self) -> None:
         if self.done:
             return
+        self.out = []
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.detach()

@@ -116,53 +116,68 @@ class Outgoing:
     span_id: bytes
 
 
+def tokens(value: bytes) -> frozenset[bytes]:
+    """The lower-cased names listed in a ``Connection`` header value."""
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+
+
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    tokens: set[bytes] = set()
+    names: frozenset[bytes] = frozenset()
     for name, value in headers:
         if name == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return frozenset(tokens)
+            names |= tokens(value)
+    return names
+
+
+# Headers that need more than a copy: dropped, replaced, or read for what we add.
+_SPECIAL = HOP_BY_HOP | _REPLACED | {b"x-request-id", b"x-b3-traceid", b"x-forwarded-for"}
 
 
 def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
-    """The end-to-end headers the upstream gets, with what Envoy adds."""
-    drop = HOP_BY_HOP | connection_tokens(head.headers) | _REPLACED
+    """The end-to-end headers the upstream gets, with what Envoy adds.
+
+    One pass: most headers are copied as they are; the few in ``_SPECIAL`` are looked at.
+    """
     out: Headers = []
-    request_id = trace_id = parent = sampled = None
-    forwarded_for = None
-    for name, value in head.headers:
-        if name in drop:
-            if name == b"x-b3-spanid":
-                parent = value
-            elif name == b"x-b3-sampled":
-                sampled = value
-            continue
-        if name == b"x-request-id":
-            request_id = value
+    request_id = trace_id = parent = sampled = forwarded_for = None
+    listed: frozenset[bytes] = frozenset()
+    for pair in head.headers:
+        name = pair[0]
+        if name not in _SPECIAL:
+            out.append(pair)
+        elif name == b"x-request-id":
+            if request_id is None:
+                request_id = pair[1]
         elif name == b"x-b3-traceid":
-            trace_id = value
-            continue
+            trace_id = pair[1]
+        elif name == b"x-b3-spanid":
+            parent = pair[1]
+        elif name == b"x-b3-sampled":
+            sampled = pair[1]
         elif name == b"x-forwarded-for":
-            forwarded_for = value
-            continue
-        out.append((name, value))
+            forwarded_for = pair[1]
+        elif name == b"connection":
+            listed |= tokens(pair[1])
+    if listed:
+        out = [pair for pair in out if pair[0] not in listed]
     if request_id is None:
         request_id = new_request_id()
-        out.append((b"x-request-id", request_id))
     if trace_id is None:
         trace_id = new_trace_id()
     if parent is None:
         # A new trace: the proxy's own server span is the parent of the upstream call's span.
         parent = new_span_id()
     span_id = new_span_id()
-    out.append((b"x-b3-traceid", trace_id))
-    out.append((b"x-b3-spanid", span_id))
-    out.append((b"x-b3-parentspanid", parent))
-    out.append((b"x-b3-sampled", sampled if sampled is not None else b"1"))
-    out.append((b"x-envoy-attempt-count", b"1"))
-    xff = forwarded_for + b", " + client_ip if forwarded_for else client_ip
-    out.append((b"x-forwarded-for", xff))
-    out.append((b"x-forwarded-proto", head.scheme.encode()))
+    out += (
+        (b"x-request-id", request_id),
+        (b"x-b3-traceid", trace_id),
+        (b"x-b3-spanid", span_id),
+        (b"x-b3-parentspanid", parent),
+        (b"x-b3-sampled", sampled if sampled is not None else b"1"),
+        (b"x-envoy-attempt-count", b"1"),
+        (b"x-forwarded-for", forwarded_for + b", " + client_ip if forwarded_for else client_ip),
+        (b"x-forwarded-proto", b"https" if head.scheme == "https" else b"http"),
+    )
     return Outgoing(out, request_id, trace_id, span_id)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from shadowmesh.dataplane.request import HOP_BY_HOP, connection_tokens
+from shadowmesh.dataplane.request import HOP_BY_HOP, tokens
 from shadowmesh.upstream.wire import Headers
 
 # Envoy's local reply bodies, so scripts written against Istio see the same text.
@@ -41,10 +41,29 @@ def local_reply(status: int, body: bytes, keep_alive: bool, head_only: bool = Fa
     return b"".join(parts)
 
 
-def response_headers(headers: Headers) -> Headers:
-    """The upstream's end-to-end response headers (hop-by-hop and framing removed)."""
-    drop = HOP_BY_HOP | connection_tokens(headers) | {b"content-length"}
-    return [(n, v) for n, v in headers if n not in drop]
+_RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
+
+
+def response_headers(headers: Headers) -> tuple[Headers, bytes | None, bool]:
+    """The upstream's end-to-end response headers (hop-by-hop and framing removed), with its
+    Content-Length value and whether it was chunked, in one pass."""
+    out: Headers = []
+    length = None
+    chunked = False
+    listed: frozenset[bytes] = frozenset()
+    for pair in headers:
+        name = pair[0]
+        if name not in _RESPONSE_SPECIAL:
+            out.append(pair)
+        elif name == b"content-length":
+            length = pair[1]
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif name == b"connection":
+            listed |= tokens(pair[1])
+    if listed:
+        out = [pair for pair in out if pair[0] not in listed]
+    return out, length, chunked
 
 
 def serialize_response(

@@ -149,6 +149,9 @@ class _Discard:
         # A shadow that cannot take its request fast enough just waits; its timeout bounds it.
         pass
 
+    def flush(self) -> None:
+        pass
+
 
 class Dispatcher:
     def __init__(

@@ -58,6 +58,7 @@ class VirtualHost:
 
 
 _NO_HOSTS: Mapping[str, VirtualHost] = {}
+_HOST_CACHE_SIZE = 4096
 
 
 class RouteTable:
@@ -83,6 +84,10 @@ class RouteTable:
         self._fallback = fallback
         self._ports = frozenset(by_port)
         self.shadow_skipped: Counter[str] = Counter()
+        # (listener port, authority as sent) -> (virtual host, service port). Clients send few
+        # distinct authorities, so parsing and the alias lookups happen once per table, not
+        # per request. Bounded: past the cap, lookups still work, uncached.
+        self._hosts: dict[tuple[int | None, str, str], tuple[VirtualHost | None, int]] = {}
 
     @classmethod
     def compile(
@@ -108,19 +113,33 @@ class RouteTable:
         return self._ports
 
     def route(self, listener_port: int | None, request: RequestView) -> Decision:
-        host, authority_port = split_authority(request.authority)
-        if listener_port is None:
-            port = authority_port or default_port(request.scheme)
-        else:
-            port = listener_port
-        vhost = self._virtual_host(host, port, listener_port is not None)
+        key = (listener_port, request.authority, request.scheme)
+        found = self._hosts.get(key)
+        if found is None:
+            found = self._lookup(listener_port, key[1], key[2])
+            if len(self._hosts) < _HOST_CACHE_SIZE:
+                self._hosts[key] = found
+        vhost, port = found
         if vhost is None:
             return NO_ROUTE
+        routes = vhost.routes
+        if routes and not routes[0].match.blocks:
+            return self._forward(routes[0], port)  # the common case: a route that fits all
         facts = RequestFacts(request, port)
-        for route in vhost.routes:
+        for route in routes:
             if route.match.fits(facts):
                 return self._forward(route, port)
         return NO_ROUTE
+
+    def _lookup(
+        self, listener_port: int | None, authority: str, scheme: str
+    ) -> tuple[VirtualHost | None, int]:
+        host, authority_port = split_authority(authority)
+        if listener_port is None:
+            port = authority_port or default_port(scheme)
+        else:
+            port = listener_port
+        return self._virtual_host(host, port, listener_port is not None), port
 
     def _virtual_host(self, host: str, port: int, on_listener: bool) -> VirtualHost | None:
         name = self._aliases.get(host, host)

@@ -37,6 +37,10 @@ class ResponseSink(Protocol):
         """Flow control: the upstream's send buffer went over (False) or under (True) its mark."""
         ...
 
+    def flush(self) -> None:
+        """One upstream read has been parsed: write out what it produced."""
+        ...
+
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
@@ -83,10 +87,13 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes from an idle connection: the upstream broke framing. Never reuse it.
             self.close()
             return
+        sink = self.sink
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(f"protocol error: {exc}")
+            return
+        sink.flush()
 
     def pause_writing(self) -> None:
         if self.sink is not None:
