@@ -106,3 +106,17 @@ def test_serialized_head_has_one_host_and_the_framing() -> None:
     assert raw == (
         b"POST /post HTTP/1.1\r\nhost: httpbin:8000\r\naccept: */*\r\ncontent-length: 3\r\n\r\n"
     )
+
+
+def test_generated_ids_have_envoys_shapes() -> None:
+    import uuid
+
+    from shadowmesh.observe.trace import new_request_id, new_span_id, new_trace_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for rid in ids:
+        parsed = uuid.UUID(rid.decode())
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed).encode() == rid
+    assert all(len(new_trace_id()) == 32 and len(new_span_id()) == 16 for _ in range(100))
