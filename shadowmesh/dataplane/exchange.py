@@ -271,12 +271,17 @@ class Exchange:
             self.head_sent = True
             self.client.write(data)
 
-    def upstream_failed(self, reason: str) -> None:
+    def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
         if self.done:
             return
-        self.out = []  # a head not yet written is dropped: the client gets a clean 503
+        self.out = []  # a head not yet written is dropped: the client gets a clean 5xx
         conn, self.conn = self.conn, None
-        if self.can_retry(conn):
+        if protocol_error and not self.head_sent:
+            # An answer we cannot frame is never relayed: Envoy's 502 with flag UPE.
+            cluster = self.upstream.cluster if self.upstream else ""
+            self.fail(502, "UPE", resp.PROTOCOL_ERROR, cluster)
+            return
+        if not protocol_error and self.can_retry(conn):
             # A pooled connection the upstream closed just as we reused it: nothing of the
             # request can have been processed, so send it once more on a new connection.
             self.retried = True
@@ -287,7 +292,7 @@ class Exchange:
             self.fail(503, "UC", resp.CONNECTION_TERMINATION, cluster)
         else:
             # Part of the response is out: closing is the only honest way to say it broke.
-            self.flag = "UC"
+            self.flag = "UPE" if protocol_error else "UC"
             self.client.keep_alive = False
             self.finish()
             self.client.close()

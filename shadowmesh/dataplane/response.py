@@ -17,6 +17,7 @@ CONNECTION_TERMINATION = (
     b"reset reason: connection termination"
 )
 UPSTREAM_TIMEOUT = b"upstream request timeout"
+PROTOCOL_ERROR = b"upstream sent an invalid response"
 
 
 def reason_phrase(status: int) -> bytes:

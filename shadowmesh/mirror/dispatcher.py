@@ -141,7 +141,7 @@ class _Discard:
         if not self.future.done():
             self.future.set_result(None)
 
-    def upstream_failed(self, reason: str) -> None:
+    def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
         if not self.future.done():
             self.future.set_exception(ConnectionError(reason))
 

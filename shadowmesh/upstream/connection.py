@@ -17,6 +17,10 @@ import httptools
 from shadowmesh.routing.decision import Endpoint
 from shadowmesh.upstream.wire import Headers
 
+# llhttp bounds the size of a head only by what we feed it; a response with more headers than
+# this is refused as Envoy refuses one over its limit (100 headers).
+MAX_RESPONSE_HEADERS = 100
+
 
 class ResponseSink(Protocol):
     """Who receives a response: the client-side exchange, or a shadow that discards it."""
@@ -29,8 +33,9 @@ class ResponseSink(Protocol):
 
     def response_complete(self) -> None: ...
 
-    def upstream_failed(self, reason: str) -> None:
-        """The connection broke or sent garbage; the sink must not reuse it."""
+    def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
+        """The connection broke, or sent a response we refuse (``protocol_error``); the sink
+        must not reuse it."""
         ...
 
     def upstream_writable(self, writable: bool) -> None:
@@ -91,7 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(f"protocol error: {exc}")
+            self._fail(f"protocol error: {exc}", protocol_error=True)
             return
         sink.flush()
 
@@ -110,6 +115,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        if len(self._headers) > MAX_RESPONSE_HEADERS:
+            raise httptools.HttpParserError("too many response headers")
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -173,11 +180,11 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is not None:
             sink.response_complete()
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, protocol_error: bool = False) -> None:
         sink, self.sink = self.sink, None
         self.close()
         if sink is not None:
-            sink.upstream_failed(reason)
+            sink.upstream_failed(reason, protocol_error)
 
 
 class Pool:

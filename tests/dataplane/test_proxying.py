@@ -320,3 +320,28 @@ def test_a_client_gone_mid_body_drops_its_shadow_and_frees_it(
     assert stats["shadow_in_flight"] == 0 and stats["shadow_held_bytes"] == 0
     assert stats["shadow_dropped"] == {"client_aborted": 1}
     assert v2.requests == []
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(150)) + b"\r\n",
+    ],
+    ids=["bad-status", "bad-version", "two-lengths", "cl-and-te", "too-many-headers"],
+)
+def test_an_invalid_upstream_response_is_a_502_upe_and_never_relayed(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], response: bytes
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    v1.response = response
+    s = serve(mesh_yaml(v1.port, v2.port))
+    r = curl("-H", "Host: app", "-i", f"http://127.0.0.1:{s.port}/get")
+    assert r.stdout.startswith("HTTP/1.1 502 Bad Gateway"), r.stdout
+    assert "x-h1:" not in r.stdout and "abc" not in r.stdout
+    time.sleep(0.2)
+    assert " 502 UPE " in s.log.read_text()

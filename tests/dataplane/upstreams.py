@@ -37,6 +37,7 @@ class RecordingUpstream:
     mode: str = "ok"
     delay: float = 0.0
     body: bytes = b'{"ok": true}'
+    response: bytes | None = None  # sent as is, instead of the usual answer
     requests: list[Received] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)
     connections: int = 0
@@ -126,6 +127,9 @@ class RecordingUpstream:
                 if self.mode == "one-per-conn" and served:
                     return  # closes a kept-alive connection as a request arrives on it
                 served += 1
+                if self.response is not None:
+                    conn.sendall(self.response)
+                    continue
                 method = head.split(b" ", 1)[0]
                 response = (
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
