@@ -12,11 +12,12 @@ from typing import IO
 
 import click
 
+from shadowmesh.admin.auth import TokenError, serve_token
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.client import read_sources
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.store import Store
-from shadowmesh.dataplane.server import DataPlane
+from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.observe.accesslog import AccessLog, Format
@@ -51,6 +52,8 @@ class ServeOptions:
     limits: ShadowLimits
     connect_timeout: float
     drain_timeout: float
+    downstream: DownstreamLimits
+    admin_token: str | None = None
 
 
 @click.command()
@@ -66,6 +69,12 @@ class ServeOptions:
     default="127.0.0.1:15000",
     show_default=True,
     help="Admin API address (apply, get, delete, /ready, /stats).",
+)
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False),
+    help="File holding a token every admin request but GET /ready must carry as "
+    "'Authorization: Bearer TOKEN'; required when --admin is not loopback.",
 )
 @click.option(
     "--bind",
@@ -119,6 +128,27 @@ class ServeOptions:
     help="Upstream connect timeout in seconds (Istio's default is 10s).",
 )
 @click.option(
+    "--idle-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds a client connection may wait between requests before it is closed.",
+)
+@click.option(
+    "--request-header-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a whole request head (408 after that).",
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="Client connections served at once; more are closed on accept.",
+)
+@click.option(
     "--drain-timeout",
     type=float,
     default=5.0,
@@ -128,6 +158,7 @@ class ServeOptions:
 def serve(
     state: str,
     admin: str,
+    admin_token_file: str | None,
     bind: str,
     outbound: str,
     files: tuple[str, ...],
@@ -139,12 +170,22 @@ def serve(
     shadow_max_in_flight: int,
     shadow_max_body: int,
     connect_timeout: float,
+    idle_timeout: float,
+    request_header_timeout: float,
+    max_connections: int,
     drain_timeout: float,
 ) -> None:
     """Run the proxy: a listener per Service port, the forward proxy, and the admin API."""
+    admin_address = split_address(admin, "--admin")
+    try:
+        admin_token, token_warnings = serve_token(admin_address[0], admin_token_file)
+    except TokenError as exc:
+        raise click.BadParameter(str(exc), param_hint="--admin-token-file") from None
+    for warning in token_warnings:
+        click.echo(f"Warning: {warning}", err=True)
     options = ServeOptions(
         state=state,
-        admin=split_address(admin, "--admin"),
+        admin=admin_address,
         bind=bind,
         outbound=None if outbound == "off" else split_address(outbound, "--outbound"),
         files=files,
@@ -159,6 +200,8 @@ def serve(
         ),
         connect_timeout=connect_timeout,
         drain_timeout=drain_timeout,
+        downstream=DownstreamLimits(idle_timeout, request_header_timeout, max_connections),
+        admin_token=admin_token,
     )
     sources = read_sources(files) if files else []
     try:
@@ -219,7 +262,9 @@ async def serve_forever(
         dispatcher,
         access_log,
         stats,
+        options.downstream,
     )
+    plane.spawn(plane.sweep())
     controller = Controller(store, plane.swap)
     for warning in controller.start():
         click.echo(f"Warning: {warning}", err=True)
@@ -237,7 +282,9 @@ async def serve_forever(
         snapshot["shadow_skipped"] = dict(getattr(plane.table, "shadow_skipped", {}))
         return snapshot
 
-    admin = AdminServer(controller, options.admin[0], options.admin[1], extra=extra)
+    admin = AdminServer(
+        controller, options.admin[0], options.admin[1], extra=extra, token=options.admin_token
+    )
     await admin.start()
     outbound_port = None
     if options.outbound is not None:

@@ -51,16 +51,24 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        # Since when this connection has waited for a request (idle) or for the rest of a head
+        # (``in_head``); the data plane's sweep closes those past their timeout.
+        self.since = 0.0
+        self.in_head = False
 
     # --- asyncio ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
+        self.since = self.plane.clock()
+        if not self.plane.connection_opened(self):
+            self.closing = True
+            self.transport.close()
+            return
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = str(peer[0]).encode()
-        self.plane.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -107,6 +115,8 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self.in_head = True
+        self.since = self.plane.clock()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -120,6 +130,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         head = self.build_head()
         exchange = Exchange(self, head)
         self.parsing = exchange
@@ -166,6 +177,9 @@ class ClientConnection(asyncio.Protocol):
                 chunked = True
         if chunked and content_length is not None:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+        if chunked and version == "1.0":
+            # RFC 9112 6.1: chunked is an HTTP/1.1 coding; nginx and Envoy refuse it on 1.0.
+            raise BadRequest(400, "Transfer-Encoding on an HTTP/1.0 request")
         target = self._url
         path = target
         authority = host or b""
@@ -220,6 +234,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange is not self.active:
             return
         self.active = None
+        self.since = self.plane.clock()
         if not self.keep_alive or not exchange.head.keep_alive:
             self.close()
             return
@@ -230,6 +245,18 @@ class ClientConnection(asyncio.Protocol):
             self.active.start()
         else:
             self.resume("pipeline")
+
+    def expire(self, now: float, idle_timeout: float, head_timeout: float) -> None:
+        """Called by the data plane's sweep: close a connection that waited too long."""
+        if self.active is not None or self.closing:
+            return
+        if self.in_head:
+            if now - self.since > head_timeout:
+                # Slowloris: a head trickling in. nginx answers 408 and closes.
+                self.plane.stats.requests["header_timeout"] += 1
+                self.reject(408, "request header read timeout")
+        elif now - self.since > idle_timeout:
+            self.close()
 
     def reject(self, status: int, message: str) -> None:
         """A request we will not forward: answer it, and close, since framing is in doubt."""

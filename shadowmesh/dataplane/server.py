@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from shadowmesh.dataplane.downstream import ClientConnection
@@ -18,6 +20,15 @@ from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.upstream.connection import Pool
+
+
+@dataclass(frozen=True)
+class DownstreamLimits:
+    """Client-side limits (nginx: keepalive_timeout, client_header_timeout, worker_connections)."""
+
+    idle_timeout: float = 60.0
+    header_timeout: float = 10.0
+    max_connections: int = 10_000
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -44,7 +55,9 @@ class DataPlane:
         dispatcher: Dispatcher,
         access_log: AccessLog,
         stats: Stats,
+        limits: DownstreamLimits | None = None,
     ) -> None:
+        self.limits = limits or DownstreamLimits()
         self.table = table
         self.bind = bind
         self.pool = pool
@@ -55,6 +68,7 @@ class DataPlane:
         self.outbound: asyncio.Server | None = None
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_time = time.monotonic
 
     # --- config ---------------------------------------------------------------------------
 
@@ -109,9 +123,30 @@ class DataPlane:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def connection_opened(self, conn: ClientConnection) -> None:
+    def connection_opened(self, conn: ClientConnection) -> bool:
+        """Admit a new client connection, or refuse it (False) past the connection cap."""
+        if len(self.connections) >= self.limits.max_connections:
+            self.stats.requests["downstream_cx_overflow"] += 1
+            return False
         self.connections.add(conn)
         self.stats.downstream_active = len(self.connections)
+        return True
+
+    def clock(self) -> float:
+        return self._loop_time()
+
+    async def sweep(self) -> None:
+        """Close connections idle or stuck in a head past their timeouts, a few times a second.
+
+        One pass over the connections beats a timer per request on the hot path.
+        """
+        limits = self.limits
+        interval = max(0.05, min(limits.idle_timeout, limits.header_timeout) / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = self.clock()
+            for conn in list(self.connections):
+                conn.expire(now, limits.idle_timeout, limits.header_timeout)
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)

@@ -345,3 +345,56 @@ def test_an_invalid_upstream_response_is_a_502_upe_and_never_relayed(
     assert "x-h1:" not in r.stdout and "abc" not in r.stdout
     time.sleep(0.2)
     assert " 502 UPE " in s.log.read_text()
+
+
+def test_transfer_encoding_on_http_1_0_is_refused(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    out = raw_request(
+        s.port,
+        b"POST / HTTP/1.0\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert v1.raw == b""
+
+
+def test_slow_heads_get_408_and_idle_connections_are_closed(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port), "--request-header-timeout", "0.5", "--idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as slow:
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: app\r\n")  # and never the end of the head
+        started = time.monotonic()
+        answer = slow.recv(1000)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert slow.recv(1000) == b""  # closed
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as idle:
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+        assert idle.recv(1000).startswith(b"HTTP/1.1 200 ")
+        assert idle.recv(1000) == b""  # closed after the idle timeout, without an answer
+    assert time.monotonic() - started < 4.5
+    assert v1.raw.count(b"GET / HTTP/1.1") == 1
+
+
+def test_connections_past_the_cap_are_closed_on_accept(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port), "--max-connections", "2")
+    held = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        try:
+            out = raw_request(s.port, b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+        except ConnectionResetError:
+            out = b""  # closed with the request unread: the kernel may answer with a reset
+        assert out == b""
+        held[0].sendall(b"GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+        assert held[0].recv(1000).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for c in held:
+            c.close()
+    assert s.stats()["requests"]["downstream_cx_overflow"] == 1
