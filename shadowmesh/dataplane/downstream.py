@@ -19,6 +19,7 @@ import httptools
 from shadowmesh.dataplane import response as resp
 from shadowmesh.dataplane.exchange import Exchange
 from shadowmesh.dataplane.request import RequestHead
+from shadowmesh.upstream.connection import UpstreamConnection
 
 if TYPE_CHECKING:
     from shadowmesh.dataplane.server import DataPlane
@@ -55,6 +56,10 @@ class ClientConnection(asyncio.Protocol):
         # (``in_head``); the data plane's sweep closes those past their timeout.
         self.since = 0.0
         self.in_head = False
+        # An Upgrade request's bytes after its head wait here for the upstream's 101; then
+        # ``tunnel`` carries everything raw.
+        self.upgrade_rest = b""
+        self.tunnel: UpstreamConnection | None = None
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -84,14 +89,25 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.tunnel is not None:
+            self.received_in_tunnel(data)
+            return
+        if self.upgrade_rest or (self.active is not None and self.active.head.upgrade):
+            self.upgrade_rest += data  # bytes for the tunnel, before the upstream's answer
+            self.pause("upgrade")
+            return
         try:
             self.parser.feed_data(data)
         except BadRequest as exc:
             self.reject(exc.status, exc.message)
-        except httptools.HttpParserUpgrade:
-            # Upgrades are not tunnelled yet: the request was answered as a plain one and the
-            # connection closes after it (see Exchange and keep_alive below).
-            pass
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops at the end of an Upgrade request's head (or at a CONNECT's).
+            rest = data[exc.args[0] :] if exc.args else b""
+            if self.tunnel is not None:
+                self.received_in_tunnel(rest)
+            elif rest:
+                self.upgrade_rest += rest
+                self.pause("upgrade")
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__ or exc.__cause__
             if isinstance(cause, BadRequest):
@@ -217,6 +233,19 @@ class ClientConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def start_tunnel(self, conn: UpstreamConnection) -> None:
+        self.tunnel = conn
+        rest, self.upgrade_rest = self.upgrade_rest, b""
+        if rest:
+            conn.write(rest)
+        self.resume("upgrade")
+
+    def received_in_tunnel(self, data: bytes) -> None:
+        if self.active is not None:
+            self.active.received += len(data)
+        assert self.tunnel is not None
+        self.tunnel.write(data)
 
     def pause(self, reason: str) -> None:
         if not self._paused and self.transport is not None and not self.closing:

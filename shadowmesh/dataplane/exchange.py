@@ -172,7 +172,7 @@ class Exchange:
 
     def attach(self, conn: UpstreamConnection) -> None:
         self.conn = conn
-        conn.begin(self, head_only=self.head.method == b"HEAD")
+        conn.begin(self, head_only=self.head.method == b"HEAD", upgrade=self.head.upgrade)
         pending, self.pending = self.pending, ()
         self.pending_size = 0
         if self.head.chunked:
@@ -190,6 +190,9 @@ class Exchange:
         if self.done:
             return
         self.status = status
+        if status == 101:
+            self.switch_protocols(reason, headers)
+            return
         self.keep_upstream = keep_alive
         head_only = self.head.method == b"HEAD" or status in (204, 304)
         framing: tuple[bytes, bytes] | None = None
@@ -240,6 +243,20 @@ class Exchange:
         # the connection can serve the next request once it has (see ``end``).
         self.finish()
 
+    def switch_protocols(self, reason: bytes, headers: Headers) -> None:
+        """The upstream accepted the Upgrade: relay its 101, then bytes both ways, raw."""
+        out, _, _ = resp.response_headers(headers)
+        upgrade = next((v for n, v in headers if n == b"upgrade"), b"")
+        out += ((b"upgrade", upgrade),)
+        self.out = [resp.serialize_response(101, reason, out, None, b"upgrade")]
+        self.flush()
+        assert self.conn is not None
+        self.client.start_tunnel(self.conn)
+
+    def tunnel_data(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.client.write(data)
+
     def flush(self) -> None:
         """Write what this upstream read produced, in one go."""
         if self.out:
@@ -253,6 +270,10 @@ class Exchange:
             return
         self.out = []  # a head not yet written is dropped: the client gets a clean 5xx
         conn, self.conn = self.conn, None
+        if self.status == 101:
+            self.finish()  # the tunnel's upstream side closed: so does the client's
+            self.client.close()
+            return
         if protocol_error and not self.head_sent:
             # An answer we cannot frame is never relayed: Envoy's 502 with flag UPE.
             cluster = self.upstream.cluster if self.upstream else ""

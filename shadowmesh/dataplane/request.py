@@ -146,7 +146,7 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
     One pass: most headers are copied as they are; the few in ``_SPECIAL`` are looked at.
     """
     out: Headers = []
-    request_id = trace_id = parent = sampled = forwarded_for = None
+    request_id = trace_id = parent = sampled = forwarded_for = upgrade = None
     expect = False
     listed: frozenset[bytes] = frozenset()
     for pair in head.headers:
@@ -168,6 +168,8 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
             listed |= tokens(pair[1])
         elif name == b"expect":
             expect = True
+        elif name == b"upgrade":
+            upgrade = pair[1]
     if listed:
         out = [pair for pair in out if pair[0] not in listed]
     if request_id is None:
@@ -189,6 +191,9 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
         (b"x-forwarded-for", xff),
         (b"x-forwarded-proto", b"https" if head.scheme == "https" else b"http"),
     )
+    if head.upgrade and upgrade is not None:
+        # The one hop-by-hop header a proxy passes on, so WebSocket works through it.
+        out += ((b"connection", b"upgrade"), (b"upgrade", upgrade))
     return Outgoing(out, request_id, trace_id, span_id, xff, expect)
 
 

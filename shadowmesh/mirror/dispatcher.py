@@ -152,6 +152,9 @@ class _Discard:
     def flush(self) -> None:
         pass
 
+    def tunnel_data(self, data: bytes) -> None:
+        pass  # shadows never ask for an Upgrade
+
 
 class Dispatcher:
     def __init__(

@@ -42,6 +42,10 @@ class ResponseSink(Protocol):
         """Flow control: the upstream's send buffer went over (False) or under (True) its mark."""
         ...
 
+    def tunnel_data(self, data: bytes) -> None:
+        """After a 101 to an Upgrade request: raw bytes from the upstream, relayed as they are."""
+        ...
+
     def flush(self) -> None:
         """One upstream read has been parsed: write out what it produced."""
         ...
@@ -60,6 +64,8 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_lost",
         "requests",
         "paused",
+        "upgrade",
+        "tunnel",
     )
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -74,6 +80,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_lost: Callable[[UpstreamConnection], None] | None = None
         self.requests = 0
         self.paused = False
+        self.upgrade = False  # the request in flight asked for an Upgrade
+        self.tunnel = False  # the upstream said 101: bytes now flow raw both ways
 
     # asyncio callbacks
 
@@ -95,8 +103,18 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         sink = self.sink
+        if self.tunnel:
+            sink.tunnel_data(data)
+            return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops at the end of a 101's head: what follows is the tunnel's.
+            sink.flush()
+            rest = data[exc.args[0] :] if exc.args else b""
+            if self.tunnel and rest:
+                sink.tunnel_data(rest)
+            return
         except httptools.HttpParserError as exc:
             self._fail(f"protocol error: {exc}", protocol_error=True)
             return
@@ -122,9 +140,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status == 101 and self.upgrade and self.sink is not None:
+            headers, self._headers = self._headers, []
+            reason, self._status_reason = self._status_reason, b""
+            self.tunnel = True
+            self.sink.response_head(status, reason, headers, False)
+            return
         if status < 200:
             # Interim responses (100 Continue, 103) are not relayed: the proxy answers
-            # Expect itself, and Upgrade is not tunnelled.
+            # Expect itself.
             self._headers = []
             self._status_reason = b""
             return
@@ -149,9 +173,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     # used by the owner
 
-    def begin(self, sink: ResponseSink, head_only: bool) -> None:
+    def begin(self, sink: ResponseSink, head_only: bool, upgrade: bool = False) -> None:
         self.sink = sink
         self._head_only = head_only
+        self.upgrade = upgrade
         self.requests += 1
 
     def write(self, data: bytes) -> None:

@@ -398,3 +398,33 @@ def test_connections_past_the_cap_are_closed_on_accept(
         for c in held:
             c.close()
     assert s.stats()["requests"]["downstream_cx_overflow"] == 1
+
+
+def test_upgrade_is_tunnelled_both_ways_and_never_mirrored(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "upgrade", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as ws:
+        ws.sendall(
+            b"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\nearly-bytes"
+        )
+        got = b""
+        while not got.endswith(b"early-bytes"):
+            got += ws.recv(65536)
+        head, _, rest = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"upgrade: websocket" in head.lower() and b"connection: upgrade" in head.lower()
+        assert rest == b"early-bytes"
+        for message in (b"hello", b"x" * 300_000):
+            ws.sendall(message)
+            echoed = b""
+            while len(echoed) < len(message):
+                echoed += ws.recv(65536)
+            assert echoed == message
+    seen = v1.wait_for(1)[0]
+    assert seen.headers["upgrade"] == "websocket" and seen.headers["connection"] == "upgrade"
+    time.sleep(0.3)
+    assert v2.requests == []  # Envoy: "Shadowing doesn't support HTTP CONNECT and upgrades."
+    assert '"GET /chat HTTP/1.1" 101 ' in s.log.read_text()

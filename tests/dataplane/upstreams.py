@@ -5,7 +5,8 @@ They run in threads on 127.0.0.1 with free ports. ``mode`` picks the behaviour:
 ``reset`` sends half a response and resets, ``slow`` answers after ``delay`` seconds,
 ``one-per-conn`` keeps the connection open after its answer but closes it when a second
 request comes on it (the race of an upstream closing an idle keep-alive connection),
-``early`` answers as soon as it has the head, then reads the body.
+``early`` answers as soon as it has the head, then reads the body, ``upgrade`` answers 101
+and echoes the bytes that follow.
 """
 
 from __future__ import annotations
@@ -127,6 +128,16 @@ class RecordingUpstream:
                 if self.mode == "one-per-conn" and served:
                     return  # closes a kept-alive connection as a request arrives on it
                 served += 1
+                if self.mode == "upgrade":
+                    # A WebSocket-like upgrade: 101, then echo whatever comes, raw.
+                    conn.sendall(
+                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n\r\n" + buf
+                    )
+                    while data := conn.recv(65536):
+                        self._record_raw(data)
+                        conn.sendall(data)
+                    return
                 if self.response is not None:
                     conn.sendall(self.response)
                     continue
