@@ -148,6 +148,9 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         head = self.build_head()
+        # Trailers of a chunked body come through on_header too: they land in a list of their
+        # own and are dropped (as Envoy does for HTTP/1 unless told otherwise), never in the head.
+        self._headers = []
         exchange = Exchange(self, head)
         self.parsing = exchange
         if self.active is None:

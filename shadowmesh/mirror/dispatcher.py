@@ -23,6 +23,10 @@ from shadowmesh.upstream.connection import Pool, UpstreamConnection
 from shadowmesh.upstream.wire import Headers, serialize_request
 
 
+class ShadowProtocolError(Exception):
+    """The shadow answered something that is not HTTP/1.1 we can frame."""
+
+
 class ShadowLimits:
     def __init__(
         self,
@@ -143,7 +147,8 @@ class _Discard:
 
     def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
         if not self.future.done():
-            self.future.set_exception(ConnectionError(reason))
+            error = ShadowProtocolError if protocol_error else ConnectionError
+            self.future.set_exception(error(reason))
 
     def upstream_writable(self, writable: bool) -> None:
         # A shadow that cannot take its request fast enough just waits; its timeout bounds it.
@@ -233,6 +238,9 @@ class Dispatcher:
         except TimeoutError:
             flag = flag or "UT"
             self.stats.shadow_failed["timeout"] += 1
+        except ShadowProtocolError:
+            flag = "UPE"
+            self.stats.shadow_failed["protocol"] += 1
         except OSError:
             flag = flag or "UC"
             self.stats.shadow_failed["connect" if flag == "UF" else "reset"] += 1

@@ -146,7 +146,9 @@ def serve(tmp_path: Path) -> Iterator[object]:
     started: list[Served] = []
 
     def start(config: str, *args: str) -> Served:
-        s = Served(tmp_path, config, *args)
+        workdir = tmp_path / f"serve-{len(started)}"  # a fresh state dir for each
+        workdir.mkdir()
+        s = Served(workdir, config, *args)
         started.append(s)
         return s
 

@@ -428,3 +428,92 @@ def test_upgrade_is_tunnelled_both_ways_and_never_mirrored(
     time.sleep(0.3)
     assert v2.requests == []  # Envoy: "Shadowing doesn't support HTTP CONNECT and upgrades."
     assert '"GET /chat HTTP/1.1" 101 ' in s.log.read_text()
+
+
+def test_chunked_trailers_are_dropped_and_the_next_request_is_clean(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    out = raw_request(
+        s.port,
+        b"POST /a HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"
+        b"GET /b HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+    )
+    assert out.count(b"HTTP/1.1 200 OK") == 2
+    first, second = v1.wait_for(2)
+    assert first.body == b"hello"
+    assert "x-trailer" not in first.headers and "x-trailer" not in second.headers
+
+
+def test_http_1_0_with_and_without_keep_alive(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    out = raw_request(s.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in out
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+        for _ in range(2):
+            c.sendall(b"GET / HTTP/1.0\r\nHost: app\r\nConnection: keep-alive\r\n\r\n")
+            answer = c.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 OK")
+            assert b"connection: keep-alive" in answer and answer.endswith(b'{"ok": true}')
+
+
+def test_expect_100_continue_is_answered_by_the_proxy(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+        c.sendall(
+            b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert c.recv(1000) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        c.sendall(b"body")
+        assert c.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    (seen,) = v1.wait_for(1)
+    assert seen.body == b"body" and "expect" not in seen.headers
+
+
+def test_a_client_aborting_mid_body_frees_the_upstream_connection(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+        c.sendall(b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+        time.sleep(0.3)
+    # The half-sent request's upstream connection is not reused: the next request opens anew
+    # and is answered.
+    r = curl(
+        "-H", "Host: app", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{s.port}/"
+    )
+    assert r.stdout == "200"
+    assert v1.connections == 2
+
+
+def test_shadow_faults_never_touch_the_primary_and_are_counted(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    cases = {
+        "reset": RecordingUpstream(mode="reset"),
+        "garbage": RecordingUpstream(response=b"NOT HTTP AT ALL\r\n\r\n"),
+        "big": RecordingUpstream(body=b"z" * (10 * 1024 * 1024)),
+    }
+    upstreams.extend(cases.values())
+    (v1,) = make(upstreams, "ok")
+    for name, shadow in cases.items():
+        s = serve(mesh_yaml(v1.port, shadow.port, MIRROR_V2))
+        urls = [f"http://127.0.0.1:{s.port}/get?i={i}" for i in range(5)]
+        r = curl("-H", "Host: app", "-w", "%{http_code} %{size_download}\n", *discard(urls))
+        assert r.stdout.split("\n")[:5] == ["200 12"] * 5, name
+        time.sleep(0.5)
+        stats = s.stats()
+        outcome = {**stats["shadow_failed"], **stats["shadows"]}  # type: ignore[dict-item]
+        assert outcome["sent"] == 5, (name, stats)
+        expected = {"big": "completed", "reset": "reset", "garbage": "protocol"}[name]
+        assert outcome[expected] == 5, (name, stats)
+        s.stop()
