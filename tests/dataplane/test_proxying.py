@@ -517,3 +517,27 @@ def test_shadow_faults_never_touch_the_primary_and_are_counted(
         expected = {"big": "completed", "reset": "reset", "garbage": "protocol"}[name]
         assert outcome[expected] == 5, (name, stats)
         s.stop()
+
+
+def test_a_1_gib_upload_streams_through_with_bounded_memory(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "count", "count")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    size = 1 << 30
+    block = b"\0" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=30) as c:
+        c.sendall(b"POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(size // len(block)):
+            c.sendall(block)
+        assert c.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    (seen,) = v1.wait_for(1)
+    assert int(seen.body) == size
+    status = open(f"/proc/{s.proc.pid}/status").read()
+    peak_mib = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    print(f"1 GiB upload: proxy peak RSS {peak_mib:.0f} MiB")
+    assert peak_mib < 120, peak_mib  # the body was streamed, never held
+    time.sleep(0.2)
+    # Too big to mirror (the shadow's cap is 8 MiB): dropped and counted, not half-sent.
+    assert s.stats()["shadow_dropped"] == {"body_too_large": 1}
+    assert v2.requests == []

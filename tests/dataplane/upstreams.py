@@ -6,7 +6,7 @@ They run in threads on 127.0.0.1 with free ports. ``mode`` picks the behaviour:
 ``one-per-conn`` keeps the connection open after its answer but closes it when a second
 request comes on it (the race of an upstream closing an idle keep-alive connection),
 ``early`` answers as soon as it has the head, then reads the body, ``upgrade`` answers 101
-and echoes the bytes that follow.
+and echoes the bytes that follow, ``count`` keeps only the size of a body (as its text).
 """
 
 from __future__ import annotations
@@ -153,11 +153,15 @@ class RecordingUpstream:
             conn.close()
 
     def _record_raw(self, data: bytes) -> None:
+        if self.mode == "count":
+            return
         with self._lock:
             self.raw += data
 
     def _read_body(self, conn: socket.socket, head: bytes, buf: bytes) -> tuple[bytes, bytes]:
         lower = head.lower()
+        if self.mode == "count":
+            return self._count_body(conn, lower, buf)
         if b"\r\ntransfer-encoding: chunked" in lower:
             return self._read_chunked(conn, buf)
         length = 0
@@ -171,6 +175,17 @@ class RecordingUpstream:
             self._record_raw(data)
             buf += data
         return buf[:length], buf[length:]
+
+    def _count_body(self, conn: socket.socket, lower: bytes, buf: bytes) -> tuple[bytes, bytes]:
+        """Read a Content-Length body without keeping it; record only its size."""
+        length = int(lower.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        seen = len(buf)
+        while seen < length:
+            data = conn.recv(1 << 20)
+            if not data:
+                break
+            seen += len(data)
+        return str(seen).encode(), b""
 
     def _read_chunked(self, conn: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
         body = b""
