@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+# Fixtures shared by the data-plane and end-to-end tests: a real `shadowmesh serve` (`serve`)
+# and recording upstreams (`upstreams`).
+pytest_plugins = ["tests.support.serve"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

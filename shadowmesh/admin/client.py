@@ -42,12 +42,15 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class AdminClient:
-    def __init__(self, address: str = DEFAULT_ADMIN, timeout: float = 120.0) -> None:
+    def __init__(
+        self, address: str = DEFAULT_ADMIN, timeout: float = 120.0, token: str | None = None
+    ) -> None:
         host, port = parse_address(address)
         self.address = address
         self._base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self._timeout = timeout
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, path: str, params: dict[str, str] | None = None) -> tuple[int, Any]:
         query = f"?{urlencode(params)}" if params else ""
@@ -70,14 +73,26 @@ class AdminClient:
         )
         return self._send(request)
 
+    def get_text(self, path: str) -> tuple[int, str]:
+        """(status, body as text): for the answers that are not JSON (``/stats/prometheus``)."""
+        status, body = self._open(urllib.request.Request(self._base + path, method="GET"))
+        return status, body.decode("utf-8", "replace")
+
     def _send(self, request: urllib.request.Request) -> tuple[int, Any]:
         """(status, decoded JSON body); 4xx and 5xx answers are returned, not raised."""
+        status, body = self._open(request)
+        return status, _decode(status, body)
+
+    def _open(self, request: urllib.request.Request) -> tuple[int, bytes]:
+        # Unredirected: a redirect must never carry the token to another address.
+        for name, value in self._auth.items():
+            request.add_unredirected_header(name, value)
         try:
             with self._opener.open(request, timeout=self._timeout) as response:
-                return response.status, _decode(response.status, response.read())
+                return response.status, response.read()
         except urllib.error.HTTPError as exc:
             with exc:
-                return exc.code, _decode(exc.code, exc.read())
+                return exc.code, exc.read()
         except urllib.error.URLError as exc:
             raise AdminUnreachable(self.address, _reason(exc.reason)) from exc
         except (OSError, http.client.HTTPException) as exc:

@@ -20,8 +20,11 @@ MAX_BODY = 16 * 1024 * 1024
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
 
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_DIGITS = re.compile(r"^[0-9]+$")
+# Used with fullmatch: ``$`` would also match before a trailing newline.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DIGITS = re.compile(r"[0-9]+")
+_TARGET = re.compile(rb"/[\x21-\x7e]*")  # origin-form, visible ASCII only
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")  # no CR, LF, NUL or other controls
 
 
 class HttpError(Exception):
@@ -115,14 +118,14 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     """(method, target, headers) of a request head ending in CRLF CRLF."""
     request_line, *header_lines = head[:-4].split(b"\r\n")
     parts = request_line.split(b" ")
-    if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1].startswith(b"/"):
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1]):
         raise HttpError(400, "malformed request line")
     if parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are served")
     headers: dict[str, str] = {}
     for line in header_lines:
         name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
+        if not sep or not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
             raise HttpError(400, "malformed header line")
         key = name.decode("ascii").lower()
         text = value.strip(b" \t").decode("latin-1")
@@ -138,7 +141,7 @@ def body_length(headers: dict[str, str]) -> int:
         return 0
     # Repeated Content-Length headers arrive joined; they are fine only if they all agree.
     values = {v.strip() for v in raw.split(",")}
-    if len(values) != 1 or not _DIGITS.match(next(iter(values))):
+    if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
         raise HttpError(400, f"invalid Content-Length: {raw!r}")
     length = int(values.pop())
     if length > MAX_BODY:

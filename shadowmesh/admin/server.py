@@ -1,8 +1,10 @@
 """The admin API: apply, delete and get config, see the route table and the counters.
 
-Like Envoy's admin port it is unauthenticated, so it listens on loopback by default, and it
-refuses what a web page could make a browser send it: a request with an ``Origin`` that is not
-loopback (a cross-site ``fetch`` or form post), and a request whose ``Host`` is a DNS name other
+Like Envoy's admin port it listens on loopback by default, unauthenticated there; bound
+elsewhere it requires a bearer token (``admin.auth``) on every request but ``GET /ready``. It
+refuses what a web page could make a browser send it, token or not: a request with a foreign
+``Origin`` or a cross-site ``Sec-Fetch-Site`` (a ``fetch`` or a form post from any other page,
+one on localhost included), and, without a token, a request whose ``Host`` is a DNS name other
 than localhost (DNS rebinding, where evil.example resolves to 127.0.0.1). Config changes only
 through POST.
 
@@ -21,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from shadowmesh.admin import comparisons
+from shadowmesh.admin.auth import authorized
 from shadowmesh.admin.http import (
     MAX_HEAD,
     HttpError,
@@ -30,9 +34,12 @@ from shadowmesh.admin.http import (
     read_request,
     text_response,
 )
+from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller, NotFound, SourceFile
 from shadowmesh.control.kinds import UnknownKind
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
+from shadowmesh.observe import metrics
+from shadowmesh.observe.accesslog import escape
 
 log = logging.getLogger("shadowmesh.error")
 
@@ -49,11 +56,16 @@ class AdminServer:
         host: str = "127.0.0.1",
         port: int = 15000,
         extra: Callable[[], dict[str, Any]] | None = None,
+        token: str | None = None,
+        analyzer: Analyzer | None = None,
     ) -> None:
         self._controller = controller
+        self._analyzer = analyzer
         self._host = host
         self._port = port
         self._extra = extra
+        self._token = token
+        self._metrics = metrics.registry(self._snapshot)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -104,7 +116,10 @@ class AdminServer:
     def handle(self, request: Request) -> Response:
         """Route one parsed request; every failure becomes a JSON answer, never a dropped line."""
         try:
-            _check_browser_safety(request)
+            _check_browser_safety(request, dns_names=self._token is not None)
+            self._check_token(request)
+            if comparisons.owns(request.path):
+                return comparisons.handle(self._analyzer, request)
             method, handler = _route(request.path)
             if request.method != method:
                 allow = {"Allow": method}
@@ -113,11 +128,27 @@ class AdminServer:
         except HttpError as exc:
             return json_response(exc.status, {"error": exc.message}, exc.headers)
         except ShadowmeshError as exc:
-            log.error("admin %s %s: %s", request.method, request.path, exc)
+            log.error("admin %s %s: %s", request.method, escape(request.path), escape(str(exc)))
             return json_response(500, {"error": str(exc)})
         except Exception as exc:
-            log.exception("admin %s %s failed", request.method, request.path)
+            log.exception("admin %s %s failed", request.method, escape(request.path))
             return json_response(500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
+
+    def _check_token(self, request: Request) -> None:
+        if self._token is None:
+            return
+        if request.method == "GET" and (request.path.rstrip("/") or "/") == "/ready":
+            return  # probes carry no secrets
+        if not authorized(request.headers.get("authorization"), self._token):
+            raise HttpError(
+                401,
+                "this admin API requires a token: give the client --admin-token-file FILE "
+                "(or set SHADOWMESH_ADMIN_TOKEN_FILE)",
+                {"WWW-Authenticate": 'Bearer realm="shadowmesh-admin"'},
+            )
+
+    def _snapshot(self) -> dict[str, Any]:
+        return self._extra() if self._extra is not None else {}
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -172,7 +203,10 @@ class AdminServer:
         return json_response(200, table.describe())
 
     def stats(self, request: Request) -> Response:
-        return json_response(200, self._extra() if self._extra is not None else {})
+        return json_response(200, self._snapshot())
+
+    def prometheus(self, request: Request) -> Response:
+        return Response(200, metrics.render(self._metrics), metrics.CONTENT_TYPE)
 
 
 _ROUTES: dict[str, tuple[str, Handler]] = {
@@ -182,6 +216,7 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/resources": ("GET", AdminServer.resources),
     "/config_dump": ("GET", AdminServer.config_dump),
     "/stats": ("GET", AdminServer.stats),
+    "/stats/prometheus": ("GET", AdminServer.prometheus),
 }
 
 
@@ -192,20 +227,24 @@ def _route(path: str) -> tuple[str, Handler]:
     return route
 
 
-def _check_browser_safety(request: Request) -> None:
+def _check_browser_safety(request: Request, dns_names: bool = False) -> None:
+    """Refuse what only a browser sends: no CLI, curl or script sets these headers.
+
+    Any Origin but the admin API's own is refused, loopback ones too: a page served by another
+    local program (a dev server on localhost:3000) is as foreign as evil.example, and a form
+    post needs no preflight. ``dns_names``: with a token, a Host that is a DNS name is fine
+    (DNS rebinding gets a page no token).
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.strip().lower() not in ("same-origin", "none"):
+        raise HttpError(403, f"cross-site browser requests are refused (Sec-Fetch-Site: {site})")
+    host_header = request.headers.get("host", "")
     origin = request.headers.get("origin")
-    if origin is not None and not _is_local(_origin_host(origin)):
+    if origin is not None and origin.strip().lower() != f"http://{host_header}".lower():
         raise HttpError(403, f"requests from origin {origin!r} are refused")
-    host = _host_name(request.headers.get("host", ""))
-    if host and not _is_local(host) and not _is_ip(host):
+    host = _host_name(host_header)
+    if host and not dns_names and not _is_local(host) and not _is_ip(host):
         raise HttpError(403, f"requests for host {host!r} are refused: use an IP address")
-
-
-def _origin_host(origin: str) -> str:
-    try:
-        return urlsplit(origin).hostname or ""
-    except ValueError:
-        return ""  # not a URL (``null`` included): not a local origin
 
 
 def _host_name(host: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
+from shadowmesh.admin.auth import ENV_TOKEN_FILE, load_token
 from shadowmesh.admin.client import DEFAULT_ADMIN, AdminClient
 from shadowmesh.cli.format import format_output, format_table, no_resources
 from shadowmesh.errors import ShadowmeshError
@@ -51,6 +52,13 @@ admin_option = click.option(
     metavar="HOST:PORT",
     help="Admin API of the running `shadowmesh serve` (env SHADOWMESH_ADMIN).",
 )
+token_option = click.option(
+    "--admin-token-file",
+    "admin_token_file",
+    envvar=ENV_TOKEN_FILE,
+    metavar="FILE",
+    help=f"File holding the admin API's token, when serve has one (env {ENV_TOKEN_FILE}).",
+)
 namespace_option = click.option(
     "-n", "--namespace", default="default", show_default=True, help="Namespace of the resources."
 )
@@ -68,15 +76,16 @@ filename_option = click.option(
 @filename_option
 @namespace_option
 @admin_option
+@token_option
 @_errors_exit
-def apply(paths: tuple[str, ...], namespace: str, admin: str) -> None:
+def apply(paths: tuple[str, ...], namespace: str, admin: str, admin_token_file: str | None) -> None:
     """Create or update resources from files, all or nothing, as kubectl apply."""
     if not paths:
         fail("must specify -f")
     files = read_sources(paths)
     if not files:
         fail("no objects passed to apply")
-    status, answer = AdminClient(admin).post(
+    status, answer = admin_client(admin, admin_token_file).post(
         "/apply", {"files": _payload_files(files), "namespace": namespace}
     )
     _print_warnings(answer)
@@ -94,8 +103,15 @@ def apply(paths: tuple[str, ...], namespace: str, admin: str) -> None:
 @filename_option
 @namespace_option
 @admin_option
+@token_option
 @_errors_exit
-def delete(args: tuple[str, ...], paths: tuple[str, ...], namespace: str, admin: str) -> None:
+def delete(
+    args: tuple[str, ...],
+    paths: tuple[str, ...],
+    namespace: str,
+    admin: str,
+    admin_token_file: str | None,
+) -> None:
     """Delete resources named in files (-f), or by KIND and NAME."""
     if paths and args:
         fail("give either -f PATH or KIND NAME..., not both")
@@ -110,7 +126,7 @@ def delete(args: tuple[str, ...], paths: tuple[str, ...], namespace: str, admin:
         fail("resource(s) were provided, but no name was specified")
     else:
         fail("you must provide one or more resources by argument or filename")
-    status, answer = AdminClient(admin).post("/delete", payload)
+    status, answer = admin_client(admin, admin_token_file).post("/delete", payload)
     _print_warnings(answer)
     if status == 422:
         for error in _strings(answer, "errors"):
@@ -139,6 +155,7 @@ def delete(args: tuple[str, ...], paths: tuple[str, ...], namespace: str, admin:
     help="Output format; a table by default.",
 )
 @admin_option
+@token_option
 @_errors_exit
 def get(
     kind: str,
@@ -147,6 +164,7 @@ def get(
     all_namespaces: bool,
     output: str | None,
     admin: str,
+    admin_token_file: str | None,
 ) -> None:
     """Show resources of one KIND (svc, vs, dr, we), or one of them by NAME."""
     if name and all_namespaces:
@@ -156,7 +174,7 @@ def get(
         params["name"] = name
     if all_namespaces:
         params["allNamespaces"] = "1"
-    status, answer = AdminClient(admin).get("/resources", params)
+    status, answer = admin_client(admin, admin_token_file).get("/resources", params)
     if status == 404 and isinstance(answer, dict) and "errors" in answer:
         for error in _strings(answer, "errors"):
             click.echo(error, err=True)
@@ -181,6 +199,11 @@ def _render(
         click.echo(no_resources(None if all_namespaces else namespace), err=True)
         return ""
     return format_table(kind, items, all_namespaces=all_namespaces, wide=output == "wide")
+
+
+def admin_client(admin: str, token_file: str | None) -> AdminClient:
+    """A client of ``admin``, with the token of ``token_file`` when one is given."""
+    return AdminClient(admin, token=load_token(token_file) if token_file else None)
 
 
 def read_sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -152,6 +152,19 @@ def _we_labels(item: Mapping[str, Any]) -> Row:
     return [_labels(_spec(item).get("labels"))]
 
 
+def _cmp_cells(item: Mapping[str, Any]) -> Row:
+    spec = _spec(item)
+    return [str(spec.get("host", ""))] + [
+        str(_mapping(spec.get(role)).get("subset", "")) or "<none>"
+        for role in ("primary", "candidate", "baseline")
+    ]
+
+
+def _cmp_sample(item: Mapping[str, Any]) -> Row:
+    percentage = _mapping(_spec(item).get("sample")).get("percentage", 100)
+    return [f"{percentage}%"]
+
+
 def _nothing(item: Mapping[str, Any]) -> Row:
     return []
 
@@ -161,6 +174,9 @@ _COLUMNS: dict[str, _Columns] = {
     "VirtualService": _Columns(["GATEWAYS", "HOSTS"], _vs_cells, [], _nothing),
     "DestinationRule": _Columns(["HOST"], _dr_host, ["SUBSETS"], _dr_subsets),
     "WorkloadEntry": _Columns(["ADDRESS"], _we_address, ["LABELS"], _we_labels),
+    "Comparison": _Columns(
+        ["HOST", "PRIMARY", "CANDIDATE", "BASELINE"], _cmp_cells, ["SAMPLE"], _cmp_sample
+    ),
 }
 
 

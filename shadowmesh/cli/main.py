@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from shadowmesh import __version__
-from shadowmesh.cli import client, demo, serve
+from shadowmesh.cli import client, demo, diff, serve, stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +16,8 @@ def cli() -> None:
 
 cli.add_command(serve.serve)
 cli.add_command(demo.demo)
+cli.add_command(diff.diff)
+cli.add_command(stats.stats)
 for command in client.COMMANDS:
     cli.add_command(command)
 

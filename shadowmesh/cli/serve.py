@@ -16,6 +16,7 @@ from shadowmesh.admin.auth import TokenError, serve_token
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.client import read_sources
 from shadowmesh.cli.workers import Workers, follow_store
+from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.store import Store
 from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
@@ -294,15 +295,25 @@ async def serve_forever(
         for line in outcome.lines:
             click.echo(line, err=True)
 
+    # Comparisons are captured by this process (not by extra workers) and analysed on a thread.
+    analyzer = Analyzer(options.state, lambda: plane.table.comparisons)
+    plane.analyzer = analyzer
+
     def extra() -> dict[str, object]:
         snapshot = stats.snapshot()
+        snapshot["comparison"] = analyzer.stats()
         snapshot["shadow_in_flight"] = dispatcher.in_flight
         snapshot["shadow_held_bytes"] = dispatcher.held_bytes
         snapshot["shadow_skipped"] = dict(getattr(plane.table, "shadow_skipped", {}))
         return snapshot
 
     admin = AdminServer(
-        controller, options.admin[0], options.admin[1], extra=extra, token=options.admin_token
+        controller,
+        options.admin[0],
+        options.admin[1],
+        extra=extra,
+        token=options.admin_token,
+        analyzer=analyzer,
     )
     await admin.start()
     outbound_port = None
@@ -329,6 +340,7 @@ async def serve_forever(
     if workers is not None:
         await workers.stop(options.drain_timeout + 2)
     await plane.shutdown(options.drain_timeout)
+    analyzer.close()
 
 
 async def serve_as_worker(

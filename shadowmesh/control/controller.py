@@ -34,6 +34,7 @@ from shadowmesh.control.kinds import (
 )
 from shadowmesh.control.store import BeforeCommit, Key, Store, StoredResource
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
+from shadowmesh.model.comparison import comparison_warnings
 from shadowmesh.model.load import LoadResult, load_text
 from shadowmesh.model.resources import Document, Resource, resource_key
 from shadowmesh.routing.analyze import analyze
@@ -272,6 +273,7 @@ def _apply_warnings(
         for (kind, ns, name), text in analyze(list(resources.values()))
         if (kind, ns, name) in keys
     ]
+    warnings += [text for key, text in comparison_warnings(resources.values()) if key in keys]
     return _unique(warnings)
 
 

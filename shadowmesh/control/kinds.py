@@ -54,6 +54,7 @@ KINDS: tuple[KindInfo, ...] = (
         "DestinationRule", "destinationrule", "destinationrules", "networking.istio.io", ("dr",)
     ),
     KindInfo("WorkloadEntry", "workloadentry", "workloadentries", "networking.istio.io", ("we",)),
+    KindInfo("Comparison", "comparison", "comparisons", "shadowmesh.io", ("cmp",)),
 )
 
 _BY_NAME: dict[str, KindInfo] = {name: info for info in KINDS for name in info.names()}

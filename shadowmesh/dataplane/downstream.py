@@ -60,6 +60,10 @@ class ClientConnection(asyncio.Protocol):
         # ``tunnel`` carries everything raw.
         self.upgrade_rest = b""
         self.tunnel: UpstreamConnection | None = None
+        # While one read is parsed, upstream writes wait in the exchanges on ``flush_later``.
+        self.parsing_read = False
+        self.flush_later: list[Exchange] = []
+        self.refusal = b""  # a 400 owed once the requests before the bad one are answered
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -87,8 +91,8 @@ class ClientConnection(asyncio.Protocol):
         self.plane.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
+        if self.closing or self.refusal:
+            return  # after a refused request, nothing more on this connection is read
         if self.tunnel is not None:
             self.received_in_tunnel(data)
             return
@@ -96,8 +100,13 @@ class ClientConnection(asyncio.Protocol):
             self.upgrade_rest += data  # bytes for the tunnel, before the upstream's answer
             self.pause("upgrade")
             return
+        self.parsing_read = True
         try:
             self.parser.feed_data(data)
+            self.parsing_read = False
+            for exchange in self.flush_later:
+                exchange.flush_up()
+            self.flush_later.clear()
         except BadRequest as exc:
             self.reject(exc.status, exc.message)
         except httptools.HttpParserUpgrade as exc:
@@ -116,6 +125,8 @@ class ClientConnection(asyncio.Protocol):
                 raise
         except httptools.HttpParserError as exc:
             self.reject(400, f"malformed request: {exc}")
+        finally:
+            self.parsing_read = False
 
     def pause_writing(self) -> None:
         if self.active is not None and self.active.conn is not None:
@@ -270,6 +281,10 @@ class ClientConnection(asyncio.Protocol):
         if not self.keep_alive or not exchange.head.keep_alive:
             self.close()
             return
+        if not self.waiting and self.refusal:
+            self.write(self.refusal)
+            self.close()
+            return
         if self.waiting:
             self.active = self.waiting.popleft()
             if not self.waiting:
@@ -291,11 +306,35 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def reject(self, status: int, message: str) -> None:
-        """A request we will not forward: answer it, and close, since framing is in doubt."""
+        """A request we will not forward: answer it, and close, since framing is in doubt.
+
+        Nothing of the read that held it reaches an upstream (see ``Exchange.send_up``). If
+        requests before it are still being answered, the refusal waits for them, in order.
+        """
         self.plane.stats.requests["rejected"] += 1
-        if self.active is None or not self.active.head_sent:
-            self.write(resp.local_reply(status, message.encode(), keep_alive=False))
-        self.close()
+        reply = resp.local_reply(status, message.encode(), keep_alive=False)
+        bad = self.parsing
+        self.parsing = None
+        if bad is not None:
+            if bad in self.waiting:
+                self.waiting.remove(bad)
+            bad.abort()  # drops what it held for its upstream
+        # Good requests earlier in the same read still go: they will be answered first.
+        self.parsing_read = False
+        for exchange in self.flush_later:
+            exchange.flush_up()
+        self.flush_later.clear()
+        if bad is not None and bad is self.active:
+            # The body of the request in flight is broken: it cannot be answered honestly.
+            if not bad.head_sent:
+                self.write(reply)
+            self.close()
+        elif self.active is not None:
+            self.refusal = reply
+            self.pause("refused")
+        else:
+            self.write(reply)
+            self.close()
 
     def close(self) -> None:
         if self.closing:

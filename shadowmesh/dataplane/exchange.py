@@ -26,6 +26,8 @@ from shadowmesh.dataplane.request import (
 )
 from shadowmesh.dataplane.request import upstream_headers as build_upstream_headers
 from shadowmesh.mirror.dispatcher import ShadowCopy
+from shadowmesh.mirror.pairing import BodyCopy, Pairing, response, subset_of
+from shadowmesh.model.comparison import sampled
 from shadowmesh.observe.accesslog import AccessRecord
 from shadowmesh.routing.decision import Failure, Forward, Upstream
 from shadowmesh.upstream.connection import UpstreamConnection
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
     from shadowmesh.dataplane.downstream import ClientConnection
 
 BUFFER_MARK = 256 * 1024
-_STATUS_CLASS = tuple(f"{n}xx" for n in range(10))
+# Envoy flags of a primary that got no upstream answer, as the comparison's error words.
+_ERRORS = {"UT": "timeout", "UF": "connect", "UC": "reset", "UPE": "protocol"}
 
 
 class Exchange:
@@ -58,15 +61,21 @@ class Exchange:
     request_id = b""
     xff = b""
     upstream_start = 0.0
+    upstream_clock = 0.0  # monotonic twin of upstream_start, for the latency histogram
     keep_upstream = False
     cluster = ""  # for the access log when the answer is local
     request_head = b""
     retried = False
+    pairing: Pairing | None = None  # this request is compared: its response is copied
+    copy: BodyCopy | None = None
+    primary_headers: Headers = []  # replaced per exchange, never mutated
+    up_out: list[bytes] | None = None  # bytes for the upstream, held until the read is checked
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.head = head
         self.started = time.time()
+        self.clock = time.monotonic()
         self.out: list[bytes] = []  # response bytes gathered during one upstream read
 
     # --- request side, driven by the client's parser -------------------------------------
@@ -76,7 +85,7 @@ class Exchange:
         for shadow in self.shadows:
             shadow.feed(chunk)
         if self.conn is not None:
-            self.conn.write(resp.chunk(chunk) if self.head.chunked else chunk)
+            self.send_up(resp.chunk(chunk) if self.head.chunked else chunk)
         elif not self.done:
             if not self.pending:
                 self.pending = []
@@ -90,7 +99,7 @@ class Exchange:
         for shadow in self.shadows:
             shadow.finish()
         if self.conn is not None and self.head.chunked:
-            self.conn.write(resp.LAST_CHUNK)
+            self.send_up(resp.LAST_CHUNK)
         if self.done:
             # A local reply was written before the request body ended: now the next may go.
             self.client.exchange_finished(self)
@@ -114,6 +123,8 @@ class Exchange:
         self.request_id = out.request_id
         self.xff = out.forwarded_for
         if decision.shadows:
+            if plane.compare_plan:
+                self.compare(decision, out)
             self.start_shadows(decision, out)
         if decision.timeout:
             self.timer = asyncio.get_running_loop().call_later(decision.timeout, self.timed_out)
@@ -121,6 +132,7 @@ class Exchange:
             # Answer Expect ourselves (as nginx does), so the client sends its body at once.
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.upstream_start = time.time()
+        self.upstream_clock = time.monotonic()
         conn = plane.pool.take(decision.primary.endpoint)
         self.request_head = serialize_request(
             head.method, head.path, head.authority, out.headers, self.framing()
@@ -137,6 +149,32 @@ class Exchange:
             return (b"content-length", str(self.head.content_length).encode())
         return None
 
+    def compare(self, decision: Forward, out: Outgoing) -> None:
+        """Set up capture when a Comparison covers this route and samples this request."""
+        plane = self.client.plane
+        comparison = plane.compare_plan.for_cluster(decision.primary.cluster)
+        if comparison is None or plane.analyzer is None:
+            return
+        roles = {subset_of(s.cluster) for s in decision.shadows}
+        wanted = {"candidate": comparison.candidate, "baseline": comparison.baseline}
+        present = {role for role, subset in wanted.items() if subset in roles}
+        if "candidate" not in present:
+            return  # the candidate's copy was not sampled by the route's mirror percentage
+        request_id = out.request_id.decode("latin-1")
+        if not sampled(comparison, request_id):
+            return
+        head = self.head
+        self.pairing = Pairing(
+            plane.analyzer,
+            comparison,
+            request_id,
+            head.method.decode("latin-1"),
+            head.path.decode("latin-1"),
+            head.headers,
+            present,
+        )
+        self.copy = BodyCopy(comparison.max_body_bytes)
+
     def start_shadows(self, decision: Forward, out: Outgoing) -> None:
         if self.head.method == b"CONNECT" or self.head.upgrade:
             # Envoy: "Shadowing doesn't support HTTP CONNECT and upgrades."
@@ -149,13 +187,28 @@ class Exchange:
         self.shadows = []
         for target in decision.shadows:
             copy = dispatcher.begin(target, self.head.method, self.head.path, authority, headers)
+            role = self.role_of(target.cluster)
             if copy is None:
+                if role:
+                    assert self.pairing is not None
+                    self.pairing.lost(role, "overflow")
                 continue
+            if role:
+                copy.pairing, copy.role = self.pairing, role
             for chunk in self.pending:
                 copy.feed(chunk)
             if self.request_done:
                 copy.finish()
             self.shadows.append(copy)
+
+    def role_of(self, cluster: str) -> str:
+        if self.pairing is None:
+            return ""
+        subset = subset_of(cluster)
+        comparison = self.pairing.comparison
+        if subset == comparison.candidate:
+            return "candidate"
+        return "baseline" if subset == comparison.baseline else ""
 
     async def connect(self) -> None:
         assert self.upstream is not None
@@ -181,8 +234,28 @@ class Exchange:
                 data += resp.LAST_CHUNK
         else:
             data = b"".join(pending)
-        conn.write(self.request_head + data)
+        self.send_up(self.request_head + data)
         self.client.resume("buffer")
+
+    def send_up(self, data: bytes) -> None:
+        """Write to the upstream; while the client's read is being parsed, only at its end.
+
+        A read that turns out malformed further on (a bad chunk size after a good head) is then
+        refused whole: the upstream never gets a byte of it.
+        """
+        if not self.client.parsing_read:
+            if self.conn is not None:
+                self.conn.write(data)
+        elif self.up_out is None:
+            self.up_out = [data]
+            self.client.flush_later.append(self)
+        else:
+            self.up_out.append(data)
+
+    def flush_up(self) -> None:
+        data, self.up_out = self.up_out, None
+        if data and self.conn is not None:
+            self.conn.write(data[0] if len(data) == 1 else b"".join(data))
 
     # --- response side: the ResponseSink the upstream connection drives -----------------
 
@@ -194,6 +267,8 @@ class Exchange:
             self.switch_protocols(reason, headers)
             return
         self.keep_upstream = keep_alive
+        if self.pairing is not None:
+            self.primary_headers = headers
         head_only = self.head.method == b"HEAD" or status in (204, 304)
         framing: tuple[bytes, bytes] | None = None
         out, length, chunked = resp.response_headers(headers)
@@ -225,6 +300,8 @@ class Exchange:
             return
         self.sent += len(chunk)
         self.out.append(resp.chunk(chunk) if self.chunked_out else chunk)
+        if self.copy is not None:
+            self.copy.add(chunk)
 
     def response_complete(self) -> None:
         if self.done:
@@ -232,6 +309,10 @@ class Exchange:
         if self.chunked_out:
             self.out.append(resp.LAST_CHUNK)
         self.flush()
+        if self.upstream is not None:
+            self.client.plane.stats.observe(
+                self.upstream.cluster, time.monotonic() - self.upstream_clock
+            )
         conn, self.conn = self.conn, None
         if conn is not None:
             if self.request_done and self.keep_upstream and not conn.closed:
@@ -346,6 +427,17 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        if self.pairing is not None:
+            self.pairing.add(
+                "primary",
+                response(
+                    self.status,
+                    self.primary_headers,
+                    self.copy,
+                    self.clock,
+                    _ERRORS.get(self.flag, ""),
+                ),
+            )
         if self.timer is not None:
             self.timer.cancel()
         if self.upstream is not None:
@@ -362,11 +454,14 @@ class Exchange:
             shadow.abandon("client_aborted")
         if self.done:
             return
+        self.up_out = None
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.detach()
         self.flag = self.flag or "DC"
         self.done = True
+        if self.pairing is not None:
+            self.pairing.lost("primary", "client_aborted")
         if self.timer is not None:
             self.timer.cancel()
         if self.upstream is not None:
@@ -375,15 +470,11 @@ class Exchange:
 
     def log(self) -> None:
         plane = self.client.plane
-        stats = plane.stats.requests
-        stats["total"] += 1
-        if self.flag:
-            stats[self.flag] += 1
-        stats[_STATUS_CLASS[self.status // 100]] += 1
+        cluster = self.upstream.cluster if self.upstream else self.cluster
+        plane.stats.count_request(cluster, self.status, self.flag)
         if not plane.access_log.enabled:
             return
         head = self.head
-        cluster = self.upstream.cluster if self.upstream else self.cluster
         plane.access_log.log(
             AccessRecord(
                 start_time=self.started,

@@ -132,12 +132,16 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 # Headers that need more than a copy: dropped, replaced, or read for what we add.
-_SPECIAL = HOP_BY_HOP | _REPLACED | {
-    b"x-request-id",
-    b"x-b3-traceid",
-    b"x-forwarded-for",
-    b"expect",
-}
+_SPECIAL = (
+    HOP_BY_HOP
+    | _REPLACED
+    | {
+        b"x-request-id",
+        b"x-b3-traceid",
+        b"x-forwarded-for",
+        b"expect",
+    }
+)
 
 
 def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:

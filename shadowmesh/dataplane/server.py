@@ -16,6 +16,7 @@ from typing import Any
 
 from shadowmesh.dataplane.downstream import ClientConnection
 from shadowmesh.mirror.dispatcher import Dispatcher
+from shadowmesh.mirror.pairing import ComparePlan, Sink
 from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.table import RouteTable
@@ -67,6 +68,8 @@ class DataPlane:
         self.reuse_port = reuse_port
         self.limits = limits or DownstreamLimits()
         self.table = table
+        self.compare_plan = ComparePlan(table.comparisons)
+        self.analyzer: Sink | None = None  # set by serve when comparisons are analysed
         self.bind = bind
         self.pool = pool
         self.dispatcher = dispatcher
@@ -100,6 +103,7 @@ class DataPlane:
                 exc.errno, f"cannot listen on {self.bind}:{port} for a Service port: {exc.strerror}"
             ) from None
         self.table = table
+        self.compare_plan = ComparePlan(table.comparisons)
         for port in sorted(set(self.listeners) - wanted):
             server = self.listeners.pop(port)
             if server is not None:

@@ -26,6 +26,8 @@ from shadowmesh.demo import processes
 from shadowmesh.demo.accesslog import Entry, WorkloadLog
 from shadowmesh.demo.processes import LOCALHOST, Managed
 from shadowmesh.demo.traffic import Answer, get_via_proxy
+from shadowmesh.observe.accesslog import escape
+from shadowmesh.observe.redact import redact_headers
 
 # The ports the example files name: the demo applies them unchanged.
 V1_PORT = 18081
@@ -369,8 +371,11 @@ def _show_headers(answer: Answer) -> None:
     except (ValueError, KeyError, TypeError):
         click.echo(f"    {answer.body[:500]!r}")
         return
-    for name in sorted(headers):
-        click.echo(f"    {name}: {headers[name]}")
+    if not isinstance(headers, dict):
+        headers = {}
+    shown = redact_headers({str(k): str(v) for k, v in headers.items()})
+    for name in sorted(shown):
+        click.echo(f"    {name}: {escape(shown[name])}")
 
 
 def _section(title: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from shadowmesh.mirror.pairing import BodyCopy, Pairing, response
 from shadowmesh.observe.accesslog import AccessLog, AccessRecord
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Upstream
@@ -58,6 +59,8 @@ class ShadowCopy:
         "user_agent",
         "request_id",
         "xff",
+        "pairing",
+        "role",
     )
 
     def __init__(
@@ -71,6 +74,9 @@ class ShadowCopy:
     ) -> None:
         self.dispatcher = dispatcher
         self.upstream = upstream
+        # Set when a Comparison wants this shadow's response: its role is candidate/baseline.
+        self.pairing: Pairing | None = None
+        self.role = ""
         self.method = method
         self.path = path
         self.authority = authority
@@ -126,20 +132,27 @@ class ShadowCopy:
 class _Discard:
     """Reads a shadow response to its end and keeps only its status and size."""
 
-    __slots__ = ("future", "status", "size", "keep_alive", "writable")
+    __slots__ = ("future", "status", "size", "keep_alive", "headers", "copy")
 
-    def __init__(self, future: asyncio.Future[None]) -> None:
+    def __init__(self, future: asyncio.Future[None], copy_limit: int | None) -> None:
         self.future = future
         self.status = 0
         self.size = 0
         self.keep_alive = False
+        self.headers: Headers = []
+        # Only a compared shadow keeps (the first bytes of) its body.
+        self.copy = BodyCopy(copy_limit) if copy_limit is not None else None
 
     def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
         self.status = status
         self.keep_alive = keep_alive
+        if self.copy is not None:
+            self.headers = headers
 
     def response_body(self, chunk: bytes) -> None:
         self.size += len(chunk)
+        if self.copy is not None:
+            self.copy.add(chunk)
 
     def response_complete(self) -> None:
         if not self.future.done():
@@ -190,6 +203,8 @@ class Dispatcher:
         return ShadowCopy(self, upstream, method, path, authority, headers)
 
     def dropped(self, copy: ShadowCopy, reason: str) -> None:
+        if copy.pairing is not None:
+            copy.pairing.lost(copy.role, reason)
         copy.release_body()
         copy.upstream.release()
         self.in_flight -= 1
@@ -202,7 +217,11 @@ class Dispatcher:
 
     async def _send(self, copy: ShadowCopy) -> None:
         started = time.time()
+        clock = time.monotonic()
         status, flag, received = 0, "", 0
+        sink: _Discard | None = None
+        pairing = copy.pairing
+        limit = pairing.comparison.max_body_bytes if pairing is not None else None
         conn: UpstreamConnection | None = None
         self.stats.shadows["sent"] += 1
         try:
@@ -214,7 +233,7 @@ class Dispatcher:
                     except OSError:
                         flag = "UF"
                         raise
-                sink = _Discard(asyncio.get_running_loop().create_future())
+                sink = _Discard(asyncio.get_running_loop().create_future(), limit)
                 conn.begin(sink, head_only=copy.method == b"HEAD")
                 framing = (b"content-length", str(copy.size).encode())
                 has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
@@ -251,6 +270,11 @@ class Dispatcher:
             copy.upstream.release()
             self.in_flight -= 1
             self._log(copy, started, status, flag, received)
+            if pairing is not None:
+                headers = sink.headers if sink is not None else []
+                body = sink.copy if sink is not None else None
+                error = {"UT": "timeout", "UF": "connect"}.get(flag, "reset" if flag else "")
+                pairing.add(copy.role, response(status, headers, body, clock, error))
 
     def _log(self, copy: ShadowCopy, started: float, status: int, flag: str, sent: int) -> None:
         if not self.access_log.enabled:

@@ -20,7 +20,14 @@ from typing import Any
 import yaml
 
 from shadowmesh.errors import ConfigError, ConfigErrors
-from shadowmesh.model import destinationrule, service, validate, virtualservice, workload
+from shadowmesh.model import (
+    comparison,
+    destinationrule,
+    service,
+    validate,
+    virtualservice,
+    workload,
+)
 from shadowmesh.model.fields import Issues, Obj, child, describe, item
 from shadowmesh.model.meta import read_meta
 from shadowmesh.model.resources import Document, Meta, Resource
@@ -80,6 +87,9 @@ _KINDS: dict[str, _Kind] = {
     ),
     "DestinationRule": _Kind(
         ISTIO_VERSIONS, destinationrule.SPEC_FIELDS, True, destinationrule.parse_destination_rule
+    ),
+    "Comparison": _Kind(
+        (comparison.API_VERSION,), comparison.SPEC_FIELDS, False, comparison.parse_comparison
     ),
 }
 
@@ -202,7 +212,8 @@ def _peek_name(raw: Mapping[Any, Any]) -> str:
 def _unknown_kind(kind: str) -> str:
     return (
         f'kind "{kind}" is not supported by shadowmesh; it reads Service (v1), and WorkloadEntry, '
-        "VirtualService and DestinationRule (networking.istio.io/v1, v1beta1 or v1alpha3)"
+        "VirtualService and DestinationRule (networking.istio.io/v1, v1beta1 or v1alpha3), and "
+        f"Comparison ({comparison.API_VERSION})"
     )
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:  # comparison.py imports this module; the union only needs the name
+    from shadowmesh.model.comparison import Comparison
 
 CLUSTER_DOMAIN = "svc.cluster.local"
 
-Kind = Literal["Service", "WorkloadEntry", "VirtualService", "DestinationRule"]
+Kind = Literal["Service", "WorkloadEntry", "VirtualService", "DestinationRule", "Comparison"]
 LbPolicy = Literal["ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"]
 MatchKind = Literal["exact", "prefix", "regex"]
 
@@ -164,7 +167,7 @@ class DestinationRule:
     kind: Literal["DestinationRule"] = "DestinationRule"
 
 
-Resource = Service | WorkloadEntry | VirtualService | DestinationRule
+Resource = Union[Service, WorkloadEntry, VirtualService, DestinationRule, "Comparison"]  # noqa: UP007
 
 
 @dataclass(frozen=True)

@@ -41,21 +41,36 @@ def iso_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{ms:03d}Z"
 
 
-def _escape(value: str) -> str:
-    # A client controls these fields: never let it forge a line or a field boundary.
+def escape(value: str) -> str:
+    """Printable ASCII only: control bytes, DEL and anything past 0x7e become ``\\xNN``-style
+    escapes, and a backslash or a quote is escaped too.
+
+    A client controls most logged fields: it must never forge a line, a field boundary or a
+    terminal escape sequence in whoever reads the log.
+    """
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value  # the usual case, without building a new string
     return value.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+def _word(value: str) -> str:
+    """A space-separated field: escaped, and its spaces too, so it stays one field."""
+    if not value:
+        return "-"
+    text = escape(value)
+    return text.replace(" ", "\\x20") if " " in text else text
 
 
 def format_text(r: AccessRecord) -> str:
     def q(value: str) -> str:
-        return f'"{_escape(value)}"' if value else '"-"'
+        return f'"{escape(value)}"' if value else '"-"'
 
     return (
         f"[{iso_time(r.start_time)}] "
-        f'"{_escape(r.method)} {_escape(r.path)} {r.protocol}" '
-        f"{r.status} {r.response_flags or '-'} {r.bytes_received} {r.bytes_sent} "
+        f'"{_word(r.method)} {_word(r.path)} {_word(r.protocol)}" '
+        f"{r.status} {_word(r.response_flags)} {r.bytes_received} {r.bytes_sent} "
         f"{r.duration_ms} {q(r.x_forwarded_for)} {q(r.user_agent)} {q(r.request_id)} "
-        f"{q(r.authority)} {q(r.upstream_host)} {r.upstream_cluster or '-'} "
+        f"{q(r.authority)} {q(r.upstream_host)} {_word(r.upstream_cluster)} "
         f"{'shadow' if r.shadow else '-'}"
     )
 

@@ -84,7 +84,7 @@ def build_inventory(resources: Iterable[Resource]) -> Inventory:
             workloads.append(r)
         elif isinstance(r, VirtualService):
             virtual_services.append(r)
-        else:
+        elif isinstance(r, DestinationRule):
             rules.append(r)
     # Sorted, so the result never depends on the order resources were applied in.
     services.sort(key=_by_key)

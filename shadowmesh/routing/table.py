@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shadowmesh.model.comparison import Comparison, comparisons_for
 from shadowmesh.model.resources import HTTPRoute, Resource, Service, VirtualService, fqdn
 from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
 from shadowmesh.routing.decision import Decision, Failure, Forward, RequestView, Upstream
@@ -84,6 +85,7 @@ class RouteTable:
         self._fallback = fallback
         self._ports = frozenset(by_port)
         self.shadow_skipped: Counter[str] = Counter()
+        self.comparisons: tuple[Comparison, ...] = ()  # what the data plane captures for
         # (listener port, authority as sent) -> (virtual host, service port). Clients send few
         # distinct authorities, so parsing and the alias lookups happen once per table, not
         # per request. Bounded: past the cap, lookups still work, uncached.
@@ -98,7 +100,7 @@ class RouteTable:
         clusters = ClusterSet(inventory, rng)
         exact, wildcards = _virtual_service_hosts(inventory, clusters)
         by_port = _service_hosts(inventory, clusters, exact, wildcards)
-        return cls(
+        table = cls(
             rng=rng,
             clusters=clusters,
             aliases=build_aliases([*inventory.services, *exact]),
@@ -107,6 +109,8 @@ class RouteTable:
             by_port=by_port,
             fallback=_fallbacks(by_port),
         )
+        table.comparisons = tuple(comparisons_for(resources))
+        return table
 
     @property
     def ports(self) -> frozenset[int]:

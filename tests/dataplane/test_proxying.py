@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.dataplane.conftest import Served, free_port, mesh_yaml, raw_request
-from tests.dataplane.upstreams import RecordingUpstream
+from tests.support.serve import Served, free_port, mesh_yaml, raw_request
+from tests.support.upstreams import RecordingUpstream
 
 MIRROR_V2 = "    mirror: {host: app, subset: v2}\n"
 

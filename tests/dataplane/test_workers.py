@@ -8,8 +8,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from tests.dataplane.conftest import Served, mesh_yaml
-from tests.dataplane.upstreams import RecordingUpstream
+from tests.support.serve import Served, mesh_yaml
+from tests.support.upstreams import RecordingUpstream
 
 
 def children(pid: int) -> list[int]:

@@ -367,6 +367,8 @@ def test_foreign_origin_and_host_are_refused(admin: Admin) -> None:
     for headers in (
         {"Origin": "http://evil.example"},
         {"Origin": "null"},
+        # A page another local program serves is a foreign origin too (see test_admin_auth).
+        {"Origin": "http://localhost:3000"},
         {"Host": "evil.example:15000"},
     ):
         status, _, body = request(admin, "POST", "/apply", {"files": files}, headers)
@@ -374,7 +376,7 @@ def test_foreign_origin_and_host_are_refused(admin: Admin) -> None:
         assert "refused" in json.loads(body)["error"]
     assert admin.controller.get("svc").items == []
     status, _, _ = request(
-        admin, "POST", "/apply", {"files": files}, {"Origin": "http://localhost:3000"}
+        admin, "POST", "/apply", {"files": files}, {"Origin": f"http://127.0.0.1:{admin.port}"}
     )
     assert status == 200
 

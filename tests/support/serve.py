@@ -1,4 +1,4 @@
-"""A real ``shadowmesh serve`` in front of recording upstreams, configured from generated YAML."""
+"""Fixtures: a real ``shadowmesh serve`` in front of recording upstreams, from generated YAML."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dataplane.upstreams import RecordingUpstream
+from tests.support.upstreams import RecordingUpstream
 
 
 def free_port() -> int:

@@ -1,0 +1,246 @@
+"""One captured exchange in, what it says about each field out: pure, no storage, no threads.
+
+The steps, in order: redact (before anything is kept), normalise, diff primary against
+candidate (the raw diff) and, with a baseline, primary against baseline (the noise diff), drop
+ignored paths, and fold the differences into fields (paths with ``[*]`` for indices). A side
+that did not answer (status 0) is compared by its status only: a timeout is not a thousand
+missing fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
+from shadowmesh.compare.diff import ABSENT, MAX_DIFFERENCES, Difference, Kind, canonical, diff
+from shadowmesh.compare.normalise import BodyKind, Redactor, normalise
+from shadowmesh.compare.paths import field_of, matches
+from shadowmesh.compare.volatile import is_volatile
+from shadowmesh.model.comparison import Comparison, IgnoreRule, format_path
+
+MAX_EXAMPLE_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the analysis needs of a Comparison, compiled once per configuration."""
+
+    comparison: Comparison
+    redactor: Redactor
+    ignore: tuple[tuple[IgnoreRule, re.Pattern[str] | None], ...]
+    digest: str  # changes whenever the rules do: counters restart with new rules
+    spec: dict[str, Any]  # the effective settings, as the report shows them
+
+    @classmethod
+    def of(cls, comparison: Comparison, key: bytes | None = None) -> Rules:
+        ignore = tuple(
+            (rule, re.compile(rule.pattern) if rule.pattern is not None else None)
+            for rule in comparison.ignore
+        )
+        spec = describe_spec(comparison)
+        digest = hashlib.sha256(canonical(spec).encode()).hexdigest()[:16]
+        return cls(comparison, Redactor(comparison.redact, key), ignore, digest, spec)
+
+    @property
+    def has_baseline(self) -> bool:
+        return self.comparison.baseline is not None
+
+    def ignored(self, difference: Difference) -> bool:
+        for rule, pattern in self.ignore:
+            if not matches(rule.path, difference.path):
+                continue
+            if pattern is None:
+                return True
+            if _full_match(pattern, difference.left) and _full_match(pattern, difference.right):
+                return True
+        return False
+
+
+def describe_spec(comparison: Comparison) -> dict[str, Any]:
+    """The Comparison's effective settings, as the report shows them."""
+    return {
+        "host": comparison.host,
+        "primary": comparison.primary,
+        "candidate": comparison.candidate,
+        "baseline": comparison.baseline,
+        "samplePercentage": comparison.sample_percentage,
+        "maxBodyBytes": comparison.max_body_bytes,
+        "ignore": [
+            {"path": r.text, **({"pattern": r.pattern} if r.pattern is not None else {})}
+            for r in comparison.ignore
+        ],
+        "redact": [r.text for r in comparison.redact],
+    }
+
+
+def _full_match(pattern: re.Pattern[str], value: Any) -> bool:
+    if value is ABSENT:
+        return False
+    text = value if isinstance(value, str) else canonical(value)
+    return pattern.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class Example:
+    """One difference as the report shows it; values are JSON text, already redacted."""
+
+    path: str  # the concrete path, with indices
+    kind: Kind
+    primary: str | None  # None: the side lacks the field
+    candidate: str | None
+    baseline: str | None = None
+
+
+@dataclass
+class FieldOutcome:
+    field: str
+    kinds: set[Kind] = dataclasses.field(default_factory=set)  # of the raw differences
+    raw: bool = False  # the candidate differs from the primary here
+    noise: bool = False  # the baseline differs from the primary here
+    volatile: bool = True  # every raw difference here is volatile-for-volatile
+    example: Example | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one exchange says; ``skipped`` names why it could not be compared."""
+
+    endpoint_target: str  # the request target, sensitive query values masked
+    method: str
+    request_id: str
+    started: float
+    statuses: tuple[int, int, int | None]  # primary, candidate, baseline
+    durations: tuple[float, float, float | None]
+    body_kinds: tuple[BodyKind, ...]
+    fields: dict[str, FieldOutcome]
+    truncated_differences: bool = False
+
+    @property
+    def differing(self) -> bool:
+        return any(f.raw for f in self.fields.values())
+
+    @property
+    def noisy(self) -> bool:
+        return any(f.noise for f in self.fields.values())
+
+
+class Skipped(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def analyse(exchange: CapturedExchange, rules: Rules) -> Outcome:
+    """Raises Skipped when the exchange cannot be compared (no candidate, primary failed...)."""
+    candidate, baseline = _sides(exchange, rules)
+    primary = exchange.primary
+    trees = [normalise(r, rules.redactor) for r in (primary, candidate)]
+    raw = _differences(trees[0].tree, trees[1].tree, primary, candidate, rules)
+    noise: list[Difference] = []
+    base_tree = None
+    if baseline is not None:
+        base = normalise(baseline, rules.redactor)
+        base_tree = base.tree
+        noise = _differences(trees[0].tree, base_tree, primary, baseline, rules)
+    fields = _fold(raw, noise, base_tree)
+    return Outcome(
+        endpoint_target=rules.redactor.target(exchange.path),
+        method=exchange.method,
+        request_id=exchange.request_id,
+        started=exchange.started,
+        statuses=(primary.status, candidate.status, baseline.status if baseline else None),
+        durations=(
+            primary.duration_ms,
+            candidate.duration_ms,
+            baseline.duration_ms if baseline else None,
+        ),
+        body_kinds=tuple(t.body_kind for t in trees),
+        fields=fields,
+        truncated_differences=max(len(raw), len(noise)) >= MAX_DIFFERENCES,
+    )
+
+
+def _sides(
+    exchange: CapturedExchange, rules: Rules
+) -> tuple[CapturedResponse, CapturedResponse | None]:
+    if exchange.primary.status == 0:
+        raise Skipped(f"primary {exchange.primary.error or 'failed'}")
+    if exchange.candidate is None:
+        raise Skipped("no candidate response")
+    if rules.has_baseline and exchange.baseline is None:
+        # Counting this request's raw differences without its noise would bias the test.
+        raise Skipped("no baseline response")
+    return exchange.candidate, exchange.baseline if rules.has_baseline else None
+
+
+def _differences(
+    left: dict[str, Any],
+    right: dict[str, Any],
+    primary: CapturedResponse,
+    other: CapturedResponse,
+    rules: Rules,
+) -> list[Difference]:
+    if other.status == 0:
+        what = other.error or "no response"
+        return [Difference(("status",), "status", primary.status, f"0 ({what})")]
+    return [d for d in diff(left, right) if not rules.ignored(d)]
+
+
+def _fold(
+    raw: Iterable[Difference], noise: Iterable[Difference], baseline: dict[str, Any] | None
+) -> dict[str, FieldOutcome]:
+    fields: dict[str, FieldOutcome] = {}
+    for d in raw:
+        outcome = fields.setdefault(field_of(d.path), FieldOutcome(field_of(d.path)))
+        outcome.raw = True
+        outcome.kinds.add(d.kind)
+        volatile = d.kind in ("value", "type") and is_volatile(d.path, d.left, d.right)
+        outcome.volatile = outcome.volatile and volatile
+        if outcome.example is None:
+            outcome.example = _example(d, baseline)
+    for d in noise:
+        outcome = fields.setdefault(field_of(d.path), FieldOutcome(field_of(d.path)))
+        outcome.noise = True
+    for outcome in fields.values():
+        if not outcome.raw:
+            outcome.volatile = False
+    return fields
+
+
+def _example(d: Difference, baseline: dict[str, Any] | None) -> Example:
+    base = _at(baseline, d.path) if baseline is not None else ABSENT
+    return Example(
+        path=format_path(d.path),
+        kind=d.kind,
+        primary=show(d.left),
+        candidate=show(d.right),
+        baseline=show(base) if baseline is not None else None,
+    )
+
+
+def _at(tree: Any, path: Iterable[str | int]) -> Any:
+    node = tree
+    for segment in path:
+        if isinstance(node, dict) and isinstance(segment, str) and segment in node:
+            node = node[segment]
+        elif isinstance(node, list) and isinstance(segment, int) and segment < len(node):
+            node = node[segment]
+        else:
+            return ABSENT
+    return node
+
+
+def show(value: Any) -> str | None:
+    """A value as example text: JSON, cut to a readable length; None when absent."""
+    if value is ABSENT:
+        return None
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    if len(text) > MAX_EXAMPLE_CHARS:
+        return text[: MAX_EXAMPLE_CHARS - 3] + "..."
+    return text

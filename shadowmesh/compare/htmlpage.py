@@ -1,0 +1,123 @@
+"""The report as one self-contained HTML page: no script, no external file, safe to mail or
+archive as a CI artifact. Noise is greyed out; regressions stand out; examples side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+from shadowmesh.compare.render import (
+    kinds,
+    latency_pair,
+    number,
+    percent,
+    transitions,
+)
+from shadowmesh.compare.report import EndpointReport, FieldReport, Report
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.2em; margin-top: 2em; } h3 { font-size: 1em; }
+table { border-collapse: collapse; margin: .5em 0 1em; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+td.num { text-align: right; }
+code, pre { font-family: ui-monospace, monospace; font-size: 12px; }
+pre { margin: 0; white-space: pre-wrap; word-break: break-all; max-width: 40em; }
+.regression { background: #fde2e1; } .regression .verdict { color: #b00020; font-weight: bold; }
+.difference .verdict { color: #a15c00; font-weight: bold; }
+.noise { color: #999; } .ok .verdict { color: #1b7f3b; }
+.verdict-line { font-size: 1.1em; }
+"""
+
+
+def render_html(reports: Sequence[Report]) -> str:
+    body = "".join(_report(r) for r in reports) or "<p>No comparisons found.</p>"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>shadowmesh diff</title>"
+        f"<style>{_CSS}</style></head><body><h1>shadowmesh diff</h1>{body}</body></html>\n"
+    )
+
+
+def _report(report: Report) -> str:
+    spec = report.spec
+    roles = (
+        f"primary <b>{_e(spec.get('primary'))}</b>, candidate <b>{_e(spec.get('candidate'))}</b>"
+    )
+    if report.has_baseline:
+        roles += f", baseline <b>{_e(spec.get('baseline'))}</b>"
+    parts = [
+        f'<section class="comparison" id="{_e(report.namespace)}-{_e(report.name)}">',
+        f"<h2>Comparison {_e(report.namespace)}/{_e(report.name)}</h2>",
+        f"<p>host <b>{_e(spec.get('host'))}</b>: {roles}</p>",
+        f'<p class="verdict-line {report.verdict}"><span class="verdict">'
+        f"{_e(report.verdict.upper())}</span>: {report.regressions} field regressions, "
+        f"{report.latency_flags} slower endpoints, {report.differences} field differences; "
+        f"{report.compared} requests compared, {report.differing} differing, "
+        f"{sum(report.skipped.values())} skipped, {report.dropped} dropped</p>",
+        _endpoint_table(report.endpoints),
+    ]
+    parts += [_endpoint_detail(e, report.has_baseline) for e in report.endpoints if e.fields]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _endpoint_table(endpoints: Sequence[EndpointReport]) -> str:
+    rows = [
+        "<tr><th>endpoint</th><th>verdict</th><th>requests</th><th>differing</th>"
+        "<th>status</th><th>p50 primary/candidate</th><th>p99</th><th>latency</th></tr>"
+    ]
+    for e in endpoints:
+        rows.append(
+            f'<tr class="{e.verdict}"><td><code>{_e(e.endpoint)}</code></td>'
+            f'<td class="verdict">{e.verdict}</td><td class="num">{e.requests}</td>'
+            f'<td class="num">{percent(e.difference_rate)}</td><td>{_e(transitions(e))}</td>'
+            f"<td>{_e(latency_pair(e.latency, 'p50'))}</td>"
+            f"<td>{_e(latency_pair(e.latency, 'p99'))}</td>"
+            f"<td>{_e(e.latency.reason) if e.latency.flagged else ''}</td></tr>"
+        )
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _endpoint_detail(endpoint: EndpointReport, baseline: bool) -> str:
+    head = "<tr><th>field</th><th>verdict</th><th>risk</th><th>kinds</th><th>candidate</th>"
+    if baseline:
+        head += "<th>baseline</th><th>n10/n01/n11</th><th>q</th><th>rel %</th><th>abs %</th>"
+    head += "<th>examples: primary</th><th>candidate</th></tr>"
+    rows = [_field_row(f, baseline) for f in endpoint.fields]
+    return (
+        f"<h3><code>{_e(endpoint.endpoint)}</code>: {endpoint.requests} requests</h3>"
+        f"<table>{head}{''.join(rows)}</table>"
+    )
+
+
+def _field_row(f: FieldReport, baseline: bool) -> str:
+    cells = [
+        f"<td><code>{_e(f.field)}</code></td>",
+        f'<td class="verdict">{f.verdict}</td>',
+        f"<td>{f.risk}</td>",
+        f"<td>{_e(kinds(f))}</td>",
+        f'<td class="num">{f.raw}</td>',
+    ]
+    if baseline:
+        q = f.q_value if f.q_value is not None else f.p_value
+        cells += [
+            f'<td class="num">{f.noise}</td>',
+            f"<td>{f.n10}/{f.n01}/{f.n11}</td>",
+            f'<td class="num">{number(q)}</td>',
+            f'<td class="num">{number(f.relative, 1)}</td>',
+            f'<td class="num">{number(f.absolute, 2)}</td>',
+        ]
+    primary = "".join(f"<pre>{_e(_value(e.primary))}</pre>" for e in f.examples)
+    candidate = "".join(f"<pre>{_e(_value(e.candidate))}</pre>" for e in f.examples)
+    cells += [f"<td>{primary}</td>", f"<td>{candidate}</td>"]
+    return f'<tr class="{f.verdict}">{"".join(cells)}</tr>'
+
+
+def _value(value: str | None) -> str:
+    return "(absent)" if value is None else value
+
+
+def _e(value: object) -> str:
+    return escape("" if value is None else str(value), quote=True)

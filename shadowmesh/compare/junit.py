@@ -1,0 +1,84 @@
+"""The report as JUnit XML, for CI: one test suite per Comparison, one test case per endpoint
+and field, plus one per endpoint for its latency. Regressions are failures; everything else
+passes (noise and plain differences say so in ``system-out``)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from shadowmesh.compare.render import cell, kinds, latency_pair
+from shadowmesh.compare.report import EndpointReport, FieldReport, Report
+
+
+def render_junit(reports: Sequence[Report]) -> str:
+    root = ET.Element("testsuites", name="shadowmesh diff")
+    total = failures = 0
+    for report in reports:
+        suite = _suite(report)
+        root.append(suite)
+        total += int(suite.get("tests", "0"))
+        failures += int(suite.get("failures", "0"))
+    root.set("tests", str(total))
+    root.set("failures", str(failures))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _suite(report: Report) -> ET.Element:
+    suite = ET.Element("testsuite", name=f"Comparison {report.namespace}/{report.name}")
+    tests = failures = 0
+    for endpoint in report.endpoints:
+        for f in endpoint.fields:
+            suite.append(_field_case(report, endpoint, f))
+            tests += 1
+            failures += f.verdict == "regression"
+        suite.append(_latency_case(report, endpoint))
+        tests += 1
+        failures += endpoint.latency.flagged
+    if not report.endpoints:
+        case = ET.SubElement(suite, "testcase", classname=_class(report), name="compared")
+        ET.SubElement(case, "skipped", message="no request compared yet")
+        tests += 1
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    return suite
+
+
+def _class(report: Report, endpoint: EndpointReport | None = None) -> str:
+    base = f"{report.namespace}.{report.name}"
+    return f"{base}.{endpoint.endpoint}" if endpoint else base
+
+
+def _field_case(report: Report, endpoint: EndpointReport, f: FieldReport) -> ET.Element:
+    case = ET.Element("testcase", classname=_class(report, endpoint), name=f.field)
+    summary = (
+        f"{f.verdict}, risk {f.risk}: differs in {f.raw} of {endpoint.requests} requests "
+        f"({kinds(f)})"
+    )
+    if report.has_baseline:
+        summary += f"; baseline differs in {f.noise}; n10={f.n10} n01={f.n01} n11={f.n11}"
+        if f.q_value is not None:
+            summary += f", q={f.q_value:.3g}"
+    examples = "\n".join(
+        f"{e.method} {e.target} [{e.request_id}] {e.path}: {cell(e.primary)} -> {cell(e.candidate)}"
+        for e in f.examples
+    )
+    if f.verdict == "regression":
+        failure = ET.SubElement(case, "failure", message=summary, type="regression")
+        failure.text = examples
+    else:
+        ET.SubElement(case, "system-out").text = summary + ("\n" + examples if examples else "")
+    return case
+
+
+def _latency_case(report: Report, endpoint: EndpointReport) -> ET.Element:
+    case = ET.Element("testcase", classname=_class(report, endpoint), name="latency")
+    latency = endpoint.latency
+    text = f"p50 {latency_pair(latency, 'p50')}, p99 {latency_pair(latency, 'p99')}"
+    if latency.flagged:
+        ET.SubElement(case, "failure", message=latency.reason, type="latency").text = text
+    else:
+        ET.SubElement(case, "system-out").text = text
+    return case

@@ -1,0 +1,66 @@
+"""Matching field paths against the patterns of ignore and redact rules, and field keys.
+
+A pattern matches a path and everything below it: ``header`` ignores every header, ``body.items``
+every element of ``items``. Counting is per *field*, the path with its array indices folded to
+``[*]``, so ``body.items[0].id`` and ``body.items[7].id`` are one field and the number of
+counters stays bounded; examples keep the concrete path.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from shadowmesh.model.comparison import (
+    ANY_DEPTH,
+    ANY_INDEX,
+    ANY_KEY,
+    Path,
+    Pattern,
+    PatternSegment,
+    Segment,
+    format_path,
+)
+
+
+def field_of(path: Path) -> str:
+    """``body.items[3].id`` -> ``body.items[*].id``."""
+    return _field_text(path)
+
+
+@lru_cache(maxsize=65_536)
+def _field_text(path: Path) -> str:
+    return format_path(ANY_INDEX if isinstance(s, int) else s for s in path)
+
+
+def matches(pattern: Pattern, path: Path, *, fold_case: bool = False) -> bool:
+    """Whether ``pattern`` names ``path`` or one of its ancestors."""
+    return _match(pattern, 0, path, 0, fold_case)
+
+
+def _match(pattern: Pattern, p: int, path: Path, i: int, fold: bool) -> bool:
+    if p == len(pattern):
+        return True  # the pattern names an ancestor (or the path itself)
+    segment = pattern[p]
+    if segment is ANY_DEPTH or segment == ANY_DEPTH:
+        return any(_match(pattern, p + 1, path, j, fold) for j in range(i, len(path) + 1))
+    if i == len(path):
+        return False
+    if not _segment_matches(segment, path[i], fold):
+        return False
+    return _match(pattern, p + 1, path, i + 1, fold)
+
+
+def _segment_matches(segment: PatternSegment, actual: Segment, fold: bool) -> bool:
+    if segment == ANY_INDEX:
+        return isinstance(actual, int)
+    if segment == ANY_KEY:
+        return isinstance(actual, str)
+    if isinstance(segment, int) or isinstance(actual, int):
+        return segment == actual
+    if isinstance(segment, str):
+        return segment.lower() == actual.lower() if fold else segment == actual
+    return False
+
+
+def any_matches(patterns: tuple[Pattern, ...], path: Path, *, fold_case: bool = False) -> bool:
+    return any(matches(p, path, fold_case=fold_case) for p in patterns)

@@ -1,0 +1,193 @@
+"""The report as plain text: a header, the endpoint table, then each endpoint's fields.
+
+Pure: a Report in, a string out. ``style`` colours words when the CLI writes to a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from shadowmesh.compare.report import EndpointReport, FieldReport, LatencyReport, Report
+
+Style = Callable[[str, str], str]  # (text, verdict or "dim") -> styled text
+MAX_CELL = 40
+EXAMPLES_SHOWN = 3
+_PADDING = 2
+
+
+def plain(text: str, how: str) -> str:
+    return text
+
+
+def render_text(reports: Sequence[Report], style: Style = plain) -> str:
+    if not reports:
+        return "No comparisons found.\n"
+    return "\n".join(_report(r, style) for r in reports)
+
+
+def _report(report: Report, style: Style) -> str:
+    spec = report.spec
+    roles = f"primary {spec.get('primary')}, candidate {spec.get('candidate')}"
+    if report.has_baseline:
+        roles += f", baseline {spec.get('baseline')}"
+    lines = [
+        f"Comparison {report.namespace}/{report.name}: host {spec.get('host')}, {roles}"
+        + ("" if report.configured else " (deleted; stored data)"),
+        _totals(report),
+        "verdict: " + style(_headline(report), report.verdict),
+    ]
+    if not report.has_baseline:
+        lines.append("no baseline: nothing can be called a regression; see the differences")
+    if report.endpoints:
+        lines += ["", table(_endpoint_rows(report.endpoints, style))]
+    for endpoint in report.endpoints:
+        if endpoint.fields or endpoint.latency.flagged:
+            lines += ["", *_endpoint_detail(endpoint, report.has_baseline, style)]
+    return "\n".join(lines) + "\n"
+
+
+def _totals(report: Report) -> str:
+    rate = f" ({percent(report.differing / report.compared)})" if report.compared else ""
+    text = f"compared {report.compared} requests, {report.differing} differing{rate}"
+    skipped = sum(report.skipped.values())
+    if skipped:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in report.skipped.items())
+        text += f"; skipped {skipped} ({reasons})"
+    return text + f"; dropped {report.dropped}"
+
+
+def _headline(report: Report) -> str:
+    parts = []
+    if report.regressions:
+        parts.append(f"{report.regressions} field regression{_s(report.regressions)}")
+    if report.latency_flags:
+        parts.append(f"{report.latency_flags} endpoint{_s(report.latency_flags)} slower")
+    if report.differences:
+        parts.append(f"{report.differences} field difference{_s(report.differences)}")
+    detail = ", ".join(parts)
+    return report.verdict.upper() + (f": {detail}" if detail else "")
+
+
+def _endpoint_rows(endpoints: Sequence[EndpointReport], style: Style) -> list[list[str]]:
+    rows = [["ENDPOINT", "VERDICT", "REQUESTS", "DIFFERING", "STATUS", "P50 PRIM/CAND", "P99"]]
+    for e in endpoints:
+        rows.append(
+            [
+                e.endpoint,
+                style(e.verdict, e.verdict),
+                str(e.requests),
+                percent(e.difference_rate),
+                transitions(e) or "-",
+                latency_pair(e.latency, "p50"),
+                latency_pair(e.latency, "p99"),
+            ]
+        )
+    return rows
+
+
+def _endpoint_detail(endpoint: EndpointReport, baseline: bool, style: Style) -> list[str]:
+    head = (
+        f"{endpoint.endpoint}: {style(endpoint.verdict, endpoint.verdict)}, "
+        f"{endpoint.requests} requests, {percent(endpoint.difference_rate)} differing"
+    )
+    if baseline:
+        head += f" (baseline {percent(endpoint.noise_rate)})"
+    lines = [head]
+    if endpoint.latency.flagged:
+        lines.append("  " + style(f"latency: {endpoint.latency.reason}", "regression"))
+    if endpoint.fields:
+        lines.append(_indent(table(_field_rows(endpoint.fields, baseline, style)), "  "))
+    return lines
+
+
+def _field_rows(fields: Sequence[FieldReport], baseline: bool, style: Style) -> list[list[str]]:
+    title = ["FIELD", "VERDICT", "RISK", "KINDS", "CAND"]
+    if baseline:
+        title += ["BASE", "n10/n01/n11", "Q", "REL%", "ABS%"]
+    rows = [[*title, "PRIMARY", "CANDIDATE"]]
+    for f in fields:
+        how = "dim" if f.verdict == "noise" else f.verdict
+        verdict = "noise (volatile)" if f.verdict == "noise" and f.volatile == f.raw else f.verdict
+        row = [style(f.field, how), verdict, f.risk, kinds(f), str(f.raw)]
+        if baseline:
+            row += [
+                str(f.noise),
+                f"{f.n10}/{f.n01}/{f.n11}",
+                number(f.q_value if f.q_value is not None else f.p_value),
+                number(f.relative, 1),
+                number(f.absolute, 2),
+            ]
+        # Distinct value pairs only: five copies of one pair say less than one.
+        pairs = list(dict.fromkeys((cell(e.primary), cell(e.candidate)) for e in f.examples))
+        if not pairs:
+            rows.append([*row, "", ""])
+        for index, pair in enumerate(pairs[:EXAMPLES_SHOWN]):
+            rows.append([*(row if index == 0 else [""] * len(row)), *pair])
+    return rows
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell (escape codes do not count)."""
+    widths = [max(_width(r[i]) for r in rows) + _PADDING for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [c + " " * (w - _width(c)) for c, w in zip(row[:-1], widths, strict=False)]
+        out.append(("".join(cells) + row[-1]).rstrip())
+    return "\n".join(out)
+
+
+def _width(text: str) -> int:
+    width, escape = 0, False
+    for char in text:
+        if char == "\x1b":
+            escape = True
+        elif escape:
+            escape = char != "m"
+        else:
+            width += 1
+    return width
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def transitions(endpoint: EndpointReport) -> str:
+    changed = [t for t in endpoint.transitions if t.primary != t.candidate]
+    return ", ".join(f"{t.primary}->{t.candidate} x{t.count}" for t in changed[:3])
+
+
+def latency_pair(latency: LatencyReport, quantile: str) -> str:
+    primary = getattr(latency.primary, quantile, None) if latency.primary else None
+    candidate = getattr(latency.candidate, quantile, None) if latency.candidate else None
+    if primary is None or candidate is None:
+        return "-"
+    ratio = latency.ratio.get(quantile)
+    text = f"{primary:.1f}/{candidate:.1f} ms"
+    return text + (f" x{ratio:.2f}" if ratio is not None else "")
+
+
+def kinds(f: FieldReport) -> str:
+    return ",".join(f"{kind} x{count}" for kind, count in f.kinds.items()) or "-"
+
+
+def cell(value: str | None) -> str:
+    if value is None:
+        return "(absent)"
+    return value if len(value) <= MAX_CELL else value[: MAX_CELL - 3] + "..."
+
+
+def percent(rate: float) -> str:
+    return f"{100 * rate:.1f}%"
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if digits:
+        return f"{value:.{digits}f}"
+    return f"{value:.2g}"
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"

@@ -1,0 +1,140 @@
+"""Capture for Comparisons: which requests are compared, and joining their responses.
+
+Nothing here may slow the client: the primary's response is copied (up to the Comparison's
+cap) as it streams past, the shadows' as they are read and discarded anyway, and the joined
+result goes to the analyzer's bounded queue, which drops (and counts) rather than waits.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
+from shadowmesh.model.comparison import Comparison
+from shadowmesh.upstream.wire import Headers
+
+
+class Sink(Protocol):
+    def submit(self, exchange: CapturedExchange) -> bool: ...
+
+
+class ComparePlan:
+    """Per route table: the Comparison, if any, for each primary cluster (by host and subset).
+
+    The port in a cluster name does not matter: a Comparison names a host and subsets.
+    """
+
+    def __init__(self, comparisons: tuple[Comparison, ...]) -> None:
+        self._by_target = {(c.fqdn, c.primary): c for c in comparisons}
+        self._clusters: dict[str, Comparison | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_target)
+
+    def for_cluster(self, cluster: str) -> Comparison | None:
+        try:
+            return self._clusters[cluster]
+        except KeyError:
+            parts = cluster.split("|")
+            found = self._by_target.get((parts[3], parts[2])) if len(parts) == 4 else None
+            self._clusters[cluster] = found  # cluster names come from config: a bounded set
+            return found
+
+
+def subset_of(cluster: str) -> str:
+    parts = cluster.split("|")
+    return parts[2] if len(parts) == 4 else ""
+
+
+class BodyCopy:
+    """The first ``limit`` bytes of a body, and whether there was more."""
+
+    __slots__ = ("limit", "chunks", "size", "truncated")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - self.size
+        if room <= 0:
+            self.truncated = self.truncated or bool(chunk)
+            return
+        if len(chunk) > room:
+            chunk = chunk[:room]
+            self.truncated = True
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+
+    def bytes(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def response(
+    status: int, headers: Headers, body: BodyCopy | None, started: float, error: str = ""
+) -> CapturedResponse:
+    return CapturedResponse(
+        status=status,
+        headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers),
+        body=body.bytes() if body is not None else b"",
+        truncated=body.truncated if body is not None else False,
+        duration_ms=(time.monotonic() - started) * 1000,
+        error=error,
+    )
+
+
+class Pairing:
+    """One compared request: waits for the primary and each shadow, then submits them joined."""
+
+    __slots__ = ("sink", "comparison", "request", "parts", "expected", "submitted")
+
+    def __init__(
+        self,
+        sink: Sink,
+        comparison: Comparison,
+        request_id: str,
+        method: str,
+        path: str,
+        request_headers: Headers,
+        roles: set[str],
+    ) -> None:
+        self.sink = sink
+        self.comparison = comparison
+        self.request = (
+            request_id,
+            time.time(),
+            method,
+            path,
+            tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request_headers),
+        )
+        self.parts: dict[str, CapturedResponse] = {}
+        self.expected = {"primary", *roles}
+        self.submitted = False
+
+    def add(self, role: str, captured: CapturedResponse) -> None:
+        if self.submitted or role in self.parts:
+            return
+        self.parts[role] = captured
+        if self.expected <= self.parts.keys():
+            self.submitted = True
+            request_id, started, method, path, headers = self.request
+            self.sink.submit(
+                CapturedExchange(
+                    comparison=self.comparison.key,
+                    request_id=request_id,
+                    started=started,
+                    method=method,
+                    path=path,
+                    request_headers=headers,
+                    primary=self.parts["primary"],
+                    candidate=self.parts.get("candidate"),
+                    baseline=self.parts.get("baseline"),
+                )
+            )
+
+    def lost(self, role: str, error: str) -> None:
+        """A part that will never come (a dropped shadow, a client gone): say why."""
+        self.add(role, CapturedResponse(0, (), b"", False, 0.0, error))

@@ -1,0 +1,322 @@
+"""Comparison reports end to end: ``shadowmesh apply`` of a Comparison, an Analyzer fed with
+captured exchanges (as the data plane will feed it), the admin API's ``/comparisons`` and
+``shadowmesh diff`` in every output format, and its exit codes for CI."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from shadowmesh.admin.http import Request
+from shadowmesh.admin.server import AdminServer
+from shadowmesh.cli.main import cli
+from shadowmesh.compare.analyzer import Analyzer
+from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
+from shadowmesh.control.controller import Controller
+from shadowmesh.control.store import Store
+from shadowmesh.model.comparison import Comparison, comparisons_for
+from shadowmesh.model.load import load_text
+
+pytestmark = pytest.mark.e2e
+
+SHADOWMESH = Path(sys.executable).parent / "shadowmesh"
+CONFIG = """\
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin}
+spec:
+  ports: [{name: http, port: 8000}]
+  selector: {app: httpbin}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v1b, labels: {version: v1b}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin]
+  http:
+  - route:
+    - destination: {host: httpbin, subset: v1}
+    mirrors:
+    - destination: {host: httpbin, subset: v2}
+    - destination: {host: httpbin, subset: v1b}
+---
+apiVersion: shadowmesh.io/v1alpha1
+kind: Comparison
+metadata: {name: httpbin-v2}
+spec:
+  host: httpbin
+  primary: {subset: v1}
+  candidate: {subset: v2}
+  baseline: {subset: v1b}
+  ignore: [header.server]
+---
+apiVersion: shadowmesh.io/v1alpha1
+kind: Comparison
+metadata: {name: no-baseline}
+spec:
+  host: httpbin
+  primary: {subset: v1}
+  candidate: {subset: v2}
+"""
+
+
+@dataclass
+class Stack:
+    address: str
+    port: int
+    analyzer: Analyzer
+    comparisons: list[Comparison]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A real AdminServer with an Analyzer, its loop in a background thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    store = Store(tmp_path / "state")
+    controller = Controller(store, lambda table: None)
+    controller.start()
+    current: list[Comparison] = []
+    analyzer = Analyzer(tmp_path / "state", lambda: current)
+    server = AdminServer(controller, "127.0.0.1", 0, analyzer=analyzer)
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    port = server.bound_port
+    yield Stack(f"127.0.0.1:{port}", port, analyzer, current)
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+    analyzer.close()
+    store.close()
+
+
+def run(stack: Stack, *args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, [*args, "--admin", stack.address], input=stdin)
+
+
+def get(stack: Stack, path: str, method: str = "GET") -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    conn.request(method, path)
+    response = conn.getresponse()
+    result = response.status, json.loads(response.read())
+    conn.close()
+    return result
+
+
+def reply(
+    body: Any, status: int = 200, ms: float = 10.0, ctype: str = "application/json"
+) -> CapturedResponse:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return CapturedResponse(
+        status, (("content-type", ctype), ("server", "gunicorn")), data, False, ms
+    )
+
+
+def captured(name: str, path: str, *sides: CapturedResponse | None) -> CapturedExchange:
+    primary, candidate, baseline = sides
+    assert primary is not None
+    return CapturedExchange(
+        ("default", name),
+        str(uuid.uuid4()),
+        time.time(),
+        "GET",
+        path,
+        (),
+        primary,
+        candidate,
+        baseline,
+    )
+
+
+def traffic(name: str, requests: int = 20) -> list[CapturedExchange]:
+    out = []
+    for i in range(requests):
+        ids = [{"uuid": str(uuid.uuid4())} for _ in range(3)]
+        out.append(captured(name, "/uuid", reply(ids[0]), reply(ids[1]), reply(ids[2])))
+        old, new = (
+            {"slideshow": {"author": "Yours Truly"}},
+            {"slideshow": {"writer": "Yours Truly"}},
+        )
+        out.append(captured(name, "/json", reply(old), reply(new, ms=45.0), reply(old, ms=11.0)))
+        out.append(
+            captured(
+                name,
+                f"/status/{200 + i % 2}",
+                reply(b"", ctype="text/html"),
+                reply(b"oops", 500, ctype="text/html"),
+                reply(b"", ctype="text/html"),
+            )
+        )
+        same = {"url": "http://httpbin/get"}
+        out.append(captured(name, "/get", reply(same), reply(same), reply(same)))
+    return out
+
+
+def configure(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    result = run(stack, "apply", "-f", str(path))
+    assert result.exit_code == 0, result.output
+    assert "comparison.shadowmesh.io/httpbin-v2 created" in result.stdout
+    assert "Comparison default" not in result.stderr  # both subsets are mirrored
+    # What the data plane does on each config change: comparisons_for the new resources.
+    stack.comparisons[:] = comparisons_for(d.resource for d in load_text(CONFIG, "c").documents)
+
+
+def feed(stack: Stack, exchanges: list[CapturedExchange]) -> None:
+    for e in exchanges:
+        assert stack.analyzer.submit(e)
+    assert stack.analyzer.wait_idle(30)
+
+
+def test_get_comparisons_lists_them_like_kubectl(stack: Stack, tmp_path: Path) -> None:
+    configure(stack, tmp_path)
+    result = run(stack, "get", "cmp")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "HOST", "PRIMARY", "CANDIDATE", "BASELINE", "AGE"]
+    assert lines[1].split()[:5] == ["httpbin-v2", "httpbin", "v1", "v2", "v1b"]
+    assert lines[2].split()[:5] == ["no-baseline", "httpbin", "v1", "v2", "<none>"]
+    result = run(stack, "delete", "comparison", "no-baseline")
+    assert result.stdout == 'comparison.shadowmesh.io "no-baseline" deleted\n'
+
+
+def test_diff_reports_the_regressions_and_not_the_noise(stack: Stack, tmp_path: Path) -> None:
+    configure(stack, tmp_path)
+    feed(stack, traffic("httpbin-v2"))
+
+    text = subprocess.run(
+        [str(SHADOWMESH), "diff", "httpbin-v2", "--admin", stack.address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert out.startswith("Comparison default/httpbin-v2: host httpbin, primary v1, candidate v2")
+    assert "verdict: REGRESSION" in out
+    assert "\x1b[" not in out  # no colour codes into a pipe
+    rows = {
+        line.split()[0] + " " + line.split()[1]: line
+        for line in out.splitlines()
+        if line.startswith("GET ")
+    }
+    assert "regression" in rows["GET /json"] and "regression" in rows["GET /status/{id}"]
+    assert "200->500 x20" in rows["GET /status/{id}"]
+    assert " noise " in rows["GET /uuid"] and " ok " in rows["GET /get"]
+    assert "latency: p50" in out
+
+    gate = run(stack, "diff", "httpbin-v2", "--fail-on", "regression")
+    assert gate.exit_code == 1 and "REGRESSION" in gate.stdout
+
+    answer = json.loads(run(stack, "diff", "httpbin-v2", "-o", "json").stdout)
+    regressions = {
+        (e["endpoint"], f["field"])
+        for e in answer["endpoints"]
+        for f in e["fields"]
+        if f["verdict"] == "regression"
+    }
+    assert ("GET /json", "body.slideshow.author") in regressions
+    assert ("GET /status/{id}", "status") in regressions
+    assert not any(endpoint in ("GET /uuid", "GET /get") for endpoint, _ in regressions)
+
+    junit = ET.fromstring(run(stack, "diff", "httpbin-v2", "-o", "junit").stdout)
+    failed = {
+        (c.get("classname"), c.get("name"))
+        for c in junit.iter("testcase")
+        if c.find("failure") is not None
+    }
+    assert ("default.httpbin-v2.GET /json", "body.slideshow.author") in failed
+    assert ("default.httpbin-v2.GET /json", "latency") in failed
+    assert not any("/uuid" in str(cls) for cls, _ in failed)
+
+    page = run(stack, "diff", "httpbin-v2", "-o", "html").stdout
+    assert '<tr class="regression"><td><code>body.slideshow.author</code>' in page
+
+
+def test_fail_on_difference_and_noise_only(stack: Stack, tmp_path: Path) -> None:
+    configure(stack, tmp_path)
+    noise_only = [e for e in traffic("httpbin-v2", 10) if e.path in ("/uuid", "/get")]
+    feed(stack, noise_only)
+    for fail_on in ("regression", "difference"):
+        result = run(stack, "diff", "httpbin-v2", "--fail-on", fail_on)
+        assert result.exit_code == 0, (fail_on, result.output)
+    changed = [e for e in traffic("no-baseline", 5) if e.path == "/json"]
+    feed(stack, [CapturedExchange(**{**_fields(e), "baseline": None}) for e in changed])
+    assert run(stack, "diff", "no-baseline", "--fail-on", "regression").exit_code == 0
+    assert run(stack, "diff", "no-baseline", "--fail-on", "difference").exit_code == 1
+
+
+def _fields(e: CapturedExchange) -> dict[str, Any]:
+    return {name: getattr(e, name) for name in e.__slots__}
+
+
+def test_diff_without_a_name_reports_every_comparison(stack: Stack, tmp_path: Path) -> None:
+    configure(stack, tmp_path)
+    feed(stack, traffic("httpbin-v2", 3))
+    result = run(stack, "diff")
+    assert result.exit_code == 0, result.output
+    assert "Comparison default/httpbin-v2" in result.stdout
+    assert "Comparison default/no-baseline" in result.stdout
+    assert "compared 0 requests" in result.stdout
+    listing = json.loads(run(stack, "diff", "-o", "json").stdout)
+    assert [r["name"] for r in listing["items"]] == ["httpbin-v2", "no-baseline"]
+    assert run(stack, "diff", "-n", "other").stderr == "No comparisons found in other namespace.\n"
+
+
+def test_admin_endpoints(stack: Stack, tmp_path: Path) -> None:
+    configure(stack, tmp_path)
+    feed(stack, traffic("httpbin-v2", 2))
+    status, answer = get(stack, "/comparisons")
+    assert status == 200
+    assert [(i["name"], i["compared"]) for i in answer["items"]] == [
+        ("httpbin-v2", 8),
+        ("no-baseline", 0),
+    ]
+    assert answer["analyzer"]["analysed"] == 8 and answer["analyzer"]["dropped"] == 0
+    status, report = get(stack, "/comparisons/default/httpbin-v2")
+    assert status == 200 and report["compared"] == 8 and report["spec"]["baseline"] == "v1b"
+    assert get(stack, "/comparisons/default/nope") == (
+        404,
+        {"error": 'comparisons.shadowmesh.io "nope" not found in namespace "default"'},
+    )
+    assert get(stack, "/comparisons/default/Bad_Name")[0] == 400
+    assert get(stack, "/comparisons", method="POST")[0] == 405
+    assert get(stack, "/comparisons/a/b/c")[0] == 404
+    result = run(stack, "diff", "nope")
+    assert result.exit_code == 1
+    assert 'error: comparisons.shadowmesh.io "nope" not found' in result.stderr
+
+
+def test_admin_without_an_analyzer_says_so(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state")
+    server = AdminServer(Controller(store, lambda table: None))
+    response = server.handle(Request("GET", "/comparisons", {}, {"host": "127.0.0.1"}))
+    assert response.status == 404
+    assert b"comparisons are not enabled" in response.body
+    store.close()

@@ -1,0 +1,446 @@
+"""The Analyzer end to end in one process: captured exchanges in, reports out, through the
+real background thread and the real SQLite storage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shadowmesh.compare.analyzer import Analyzer
+from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
+from shadowmesh.compare.htmlpage import render_html
+from shadowmesh.compare.junit import render_junit
+from shadowmesh.compare.render import render_text
+from shadowmesh.compare.report import FieldReport, Report
+from shadowmesh.compare.store import OTHER_FIELDS, CompareStore
+from shadowmesh.model.comparison import (
+    DEFAULT_REDACTIONS,
+    Comparison,
+    IgnoreRule,
+    RedactRule,
+    parse_path,
+)
+from shadowmesh.model.resources import Meta
+
+KEY = ("default", "httpbin-v2")
+DATE = ("date", "Wed, 01 May 2024 12:30:45 GMT")
+
+
+def comparison(baseline: str | None = "v1b", **changes: Any) -> Comparison:
+    c = Comparison(Meta("httpbin-v2", "default"), "httpbin", "v1", "v2", baseline)
+    return dataclasses.replace(c, **changes)
+
+
+def reply(
+    body: Any = None,
+    status: int = 200,
+    ms: float = 10.0,
+    content_type: str = "application/json",
+    headers: Sequence[tuple[str, str]] = (DATE,),
+    error: str = "",
+) -> CapturedResponse:
+    data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+    return CapturedResponse(
+        status, (("content-type", content_type), *headers), data, False, ms, error
+    )
+
+
+def exchange(
+    path: str,
+    primary: CapturedResponse,
+    candidate: CapturedResponse | None,
+    baseline: CapturedResponse | None = None,
+    *,
+    request_id: str | None = None,
+    method: str = "GET",
+    key: tuple[str, str] = KEY,
+) -> CapturedExchange:
+    return CapturedExchange(
+        comparison=key,
+        request_id=request_id or str(uuid.uuid4()),
+        started=time.time(),
+        method=method,
+        path=path,
+        request_headers=(("host", "httpbin"),),
+        primary=primary,
+        candidate=candidate,
+        baseline=baseline,
+    )
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Any]:
+    made: list[Analyzer] = []
+
+    def build(*comparisons: Comparison, **kwargs: Any) -> Analyzer:
+        current = list(comparisons)
+        analyzer = Analyzer(tmp_path / "state", lambda: current, rng=random.Random(7), **kwargs)
+        made.append(analyzer)
+        return analyzer
+
+    yield build
+    for analyzer in made:
+        analyzer.close()
+
+
+def feed(analyzer: Analyzer, exchanges: list[CapturedExchange]) -> None:
+    for e in exchanges:
+        assert analyzer.submit(e)
+    assert analyzer.wait_idle(30)
+
+
+def field(report: Report, endpoint: str, name: str) -> FieldReport:
+    [e] = [e for e in report.endpoints if e.endpoint == endpoint]
+    [f] = [f for f in e.fields if f.field == name]
+    return f
+
+
+def the_scenario(requests: int = 30) -> list[CapturedExchange]:
+    """v2 renames a field on /json, answers 500 on /status/200, is 30 ms slower on /json;
+    /uuid differs on every call (noise), /get is the same."""
+    out = []
+    for _ in range(requests):
+        uuids = [{"uuid": str(uuid.uuid4())} for _ in range(3)]
+        out.append(exchange("/uuid", reply(uuids[0]), reply(uuids[1]), reply(uuids[2])))
+        old = {"slideshow": {"author": "Yours Truly", "title": "Sample"}}
+        new = {"slideshow": {"writer": "Yours Truly", "title": "Sample"}}
+        out.append(exchange("/json", reply(old), reply(new, ms=42.0), reply(old, ms=11.0)))
+        page = b"<html>Internal Server Error</html>"
+        out.append(
+            exchange(
+                "/status/200",
+                reply(b"", content_type="text/html"),
+                reply(page, 500, content_type="text/html"),
+                reply(b"", content_type="text/html"),
+            )
+        )
+        same = {"args": {}, "url": "http://httpbin/get"}
+        out.append(exchange("/get?x=1", reply(same), reply(same), reply(same)))
+    return out
+
+
+def test_the_scenario_with_a_baseline(make: Any) -> None:
+    analyzer = make(comparison())
+    feed(analyzer, the_scenario())
+    report = analyzer.report(*KEY)
+    assert report is not None and report.has_baseline
+    assert report.compared == 120
+    by_name = {e.endpoint: e for e in report.endpoints}
+    assert set(by_name) == {"GET /uuid", "GET /json", "GET /status/{id}", "GET /get"}
+
+    renamed = field(report, "GET /json", "body.slideshow.author")
+    assert (renamed.verdict, renamed.risk, renamed.kinds) == ("regression", "high", {"missing": 30})
+    assert (renamed.n10, renamed.n01, renamed.n11, renamed.n00) == (30, 0, 0, 0)
+    assert renamed.q_value is not None and renamed.q_value < 1e-6
+    assert renamed.relative == 100.0 and renamed.absolute == 100.0
+    assert renamed.examples[0].primary == '"Yours Truly"' and renamed.examples[0].candidate is None
+    added = field(report, "GET /json", "body.slideshow.writer")
+    assert (added.verdict, added.risk) == ("regression", "low")
+    assert by_name["GET /json"].latency.flagged
+    assert "p50" in by_name["GET /json"].latency.reason
+
+    status = field(report, "GET /status/{id}", "status")
+    assert (status.verdict, status.risk) == ("regression", "high")
+    assert [(t.primary, t.candidate, t.count) for t in by_name["GET /status/{id}"].transitions] == [
+        (200, 500, 30)
+    ]
+
+    uuid_field = field(report, "GET /uuid", "body.uuid")
+    assert uuid_field.verdict == "noise"
+    assert (uuid_field.n10, uuid_field.n01, uuid_field.n11) == (0, 0, 30)
+    assert by_name["GET /uuid"].verdict == "noise"
+    assert not by_name["GET /uuid"].latency.flagged
+
+    assert by_name["GET /get"].verdict == "ok"
+    assert by_name["GET /get"].fields == []
+    assert by_name["GET /get"].difference_rate == 0.0
+
+    assert report.verdict == "regression"
+    assert report.latency_flags == 1
+    assert report.failed_on_regression
+    flagged = {f.field for e in report.endpoints for f in e.fields if f.verdict == "regression"}
+    assert "body.uuid" not in flagged
+
+
+def test_without_a_baseline_volatile_fields_are_noise_and_nothing_is_a_regression(
+    make: Any,
+) -> None:
+    analyzer = make(comparison(baseline=None))
+    scenario = [dataclasses.replace(e, baseline=None) for e in the_scenario(10)]
+    feed(analyzer, scenario)
+    report = analyzer.report(*KEY)
+    assert report is not None and not report.has_baseline
+    uuid_field = field(report, "GET /uuid", "body.uuid")
+    assert (uuid_field.verdict, uuid_field.volatile, uuid_field.raw) == ("noise", 10, 10)
+    assert uuid_field.p_value is None
+    renamed = field(report, "GET /json", "body.slideshow.author")
+    assert renamed.verdict == "difference"
+    assert report.regressions == 0
+    assert report.differences > 0
+    assert "noise (volatile)" in render_text([report])
+
+
+def test_a_uuid_against_a_non_uuid_is_a_real_difference(make: Any) -> None:
+    analyzer = make(comparison(baseline=None))
+    feed(
+        analyzer,
+        [
+            exchange("/uuid", reply({"uuid": str(uuid.uuid4())}), reply({"uuid": "n/a"}))
+            for _ in range(3)
+        ],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    assert field(report, "GET /uuid", "body.uuid").verdict == "difference"
+
+
+def test_ignore_rules_drop_differences(make: Any) -> None:
+    ignore = (IgnoreRule(("header", "date")), IgnoreRule(("body", "origin"), r"[0-9.]+"))
+    analyzer = make(comparison(baseline=None, ignore=ignore))
+    other_date = (("date", "Thu, 02 May 2024 00:00:00 GMT"),)
+    feed(
+        analyzer,
+        [
+            exchange(
+                "/ip",
+                reply({"origin": "1.2.3.4"}),
+                reply({"origin": "5.6.7.8"}, headers=other_date),
+            ),
+            exchange("/ip", reply({"origin": "1.2.3.4"}), reply({"origin": "unknown"})),
+        ],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [endpoint] = report.endpoints
+    assert [f.field for f in endpoint.fields] == ["body.origin"]  # only the non-matching one
+    assert endpoint.fields[0].raw == 1
+    assert endpoint.fields[0].examples[0].candidate == '"unknown"'
+
+
+def test_redaction_happens_before_anything_is_stored(make: Any, tmp_path: Path) -> None:
+    rules = (*DEFAULT_REDACTIONS, RedactRule(parse_path("body.profile.ssn")))
+    analyzer = make(comparison(baseline=None, redact=rules))
+    secrets = ["hunter2-pass", "session=s3cr3t-cookie", "078-05-1120", "tok-in-query"]
+    body = {"password": secrets[0], "profile": {"ssn": secrets[2], "name": "ann"}}
+    changed = {"password": secrets[0] + "x", "profile": {"ssn": secrets[2] + "9", "name": "bob"}}
+    feed(
+        analyzer,
+        [
+            exchange(
+                f"/login?token={secrets[3]}",
+                reply(body, headers=(("set-cookie", secrets[1]),)),
+                reply(changed, headers=(("set-cookie", secrets[1] + "2"),)),
+            )
+        ],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    fields = {f.field for e in report.endpoints for f in e.fields}
+    # Changed secrets are still seen as differences, by their masks.
+    assert {"body.password", "body.profile.ssn", "header.set-cookie"} <= fields
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "state").glob("compare.db*"))
+    assert b"ann" in stored or b"bob" in stored  # the file does hold the examples
+    for secret in secrets:
+        assert secret.encode() not in stored, secret
+    assert secrets[3] not in json.dumps(report.to_dict())
+
+
+def test_skipped_exchanges_are_counted_by_reason(make: Any) -> None:
+    analyzer = make(comparison())
+    ok = reply({"a": 1})
+    feed(
+        analyzer,
+        [
+            exchange("/a", ok, None, ok),
+            exchange("/a", reply(status=0, error="timeout"), ok, ok),
+            exchange("/a", ok, ok, None),
+            exchange("/a", ok, ok, ok, key=("default", "not-configured")),
+        ],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    assert report.skipped == {
+        "no baseline response": 1,
+        "no candidate response": 1,
+        "primary timeout": 1,
+    }
+    assert report.compared == 0
+    assert analyzer.stats()["skipped"] == 4
+
+
+def test_a_candidate_that_did_not_answer_is_a_status_difference(make: Any) -> None:
+    analyzer = make(comparison(baseline=None))
+    feed(analyzer, [exchange("/a", reply({"a": 1}), reply(status=0, error="timeout"))])
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [endpoint] = report.endpoints
+    assert [(f.field, f.kinds) for f in endpoint.fields] == [("status", {"status": 1})]
+    assert endpoint.fields[0].examples[0].candidate == '"0 (timeout)"'
+    assert [(t.primary, t.candidate) for t in endpoint.transitions] == [(200, 0)]
+
+
+def test_examples_are_a_reservoir_not_the_first_five(make: Any) -> None:
+    analyzer = make(comparison(baseline=None))
+    feed(
+        analyzer,
+        [
+            exchange("/n", reply({"n": 0}), reply({"n": i + 1}), request_id=f"r{i}")
+            for i in range(60)
+        ],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    examples = field(report, "GET /n", "body.n").examples
+    assert len(examples) == 5
+    indices = sorted(int(e.request_id[1:]) for e in examples)
+    assert len(set(indices)) == 5
+    assert max(indices) >= 5, indices  # later examples get in
+
+
+def test_the_queue_is_bounded_and_drops_are_counted(make: Any) -> None:
+    analyzer = make(comparison(), queue_size=3, start=False)
+    e = exchange("/a", reply({"a": 1}), reply({"a": 1}), reply({"a": 1}))
+    results = [analyzer.submit(e) for _ in range(5)]
+    assert results == [True, True, True, False, False]
+    assert analyzer.stats()["dropped"] == 2
+    assert analyzer.stats()["queued"] == 3
+    report = analyzer.report(*KEY)
+    assert report is not None and report.dropped == 2
+    analyzer.close(deadline=0.1)  # never started: what was queued is dropped too
+    assert analyzer.stats()["dropped"] == 5
+    assert analyzer.submit(e) is False  # closed
+
+
+def test_close_drains_the_queue(tmp_path: Path) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = Analyzer(tmp_path / "state", lambda: current)
+    for i in range(50):
+        analyzer.submit(exchange(f"/x/{i}", reply({"i": i}), reply({"i": -i})))
+    analyzer.close(deadline=30)
+    assert analyzer.stats()["analysed"] == 50
+    store = CompareStore(tmp_path / "state")
+    snapshot = store.snapshot(*KEY)
+    store.close()
+    assert snapshot is not None and snapshot.row.compared == 50
+
+
+def test_new_rules_start_new_counters(make: Any) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = make()
+    analyzer._provider = lambda: current  # the config changes under a running analyzer
+    feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2}))])
+    before = analyzer.report(*KEY)
+    assert before is not None and before.compared == 1
+    current[0] = comparison(baseline=None, ignore=(IgnoreRule(("body", "a")),))
+    after = analyzer.report(*KEY)
+    assert after is not None and after.compared == 0 and after.digest != before.digest
+    feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2}))])
+    after = analyzer.report(*KEY)
+    assert after is not None and (after.compared, after.differing) == (1, 0)
+    assert analyzer.report("default", "nothing") is None
+
+
+def test_a_deleted_comparison_keeps_its_report(make: Any) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = make()
+    analyzer._provider = lambda: current
+    feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2}))])
+    current.clear()
+    report = analyzer.report(*KEY)
+    assert report is not None and not report.configured and report.compared == 1
+    assert [c["name"] for c in analyzer.comparisons()] == ["httpbin-v2"]
+    assert analyzer.comparisons()[0]["configured"] is False
+
+
+def test_storage_is_bounded_by_count_age_endpoints_and_fields(tmp_path: Path) -> None:
+    store = CompareStore(tmp_path, max_exchanges=10, max_endpoints=2, max_fields=2)
+    current = [comparison(baseline=None)]
+    analyzer = Analyzer(tmp_path, lambda: current, store=store)
+    many = {f"k{i}": i for i in range(5)}
+    feed(analyzer, [exchange(f"/p{i}", reply(many), reply({})) for i in range(30)])
+    assert store.exchange_count() <= 30
+    store.prune(force=True)
+    assert store.exchange_count() == 10
+    report = analyzer.report(*KEY)
+    assert report is not None
+    assert sorted(e.endpoint for e in report.endpoints) == ["GET /p0", "GET /p1", "OTHER"]
+    assert {f.field for e in report.endpoints for f in e.fields} == {
+        "body.k0",
+        "body.k1",
+        OTHER_FIELDS,
+    }
+    store.prune(now=time.time() + 8 * 24 * 3600, force=True)
+    assert store.exchange_count() == 0
+    assert store.comparisons() == []
+    analyzer.close()
+
+
+def test_report_formats(make: Any) -> None:
+    analyzer = make(comparison())
+    scenario = the_scenario(10)
+    scenario.append(
+        exchange("/html", reply({"a": "<b>&"}), reply({"a": "<i>"}), reply({"a": "<b>&"}))
+    )
+    feed(analyzer, scenario)
+    report = analyzer.report(*KEY)
+    assert report is not None
+
+    data = json.loads(json.dumps(report.to_dict()))
+    assert Report.from_dict(data) == report
+
+    root = ET.fromstring(render_junit([report]))
+    cases = root.findall("./testsuite/testcase")
+    failures = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert {"body.slideshow.author", "status", "latency"} <= failures
+    assert "body.uuid" not in failures
+    assert int(root.get("failures", "0")) == len(
+        [c for c in cases if c.find("failure") is not None]
+    )
+
+    page = render_html([report])
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert "body.slideshow.author" in page
+    assert '<tr class="regression"><td><code>body.slideshow.author</code>' in page
+    assert "&lt;b&gt;&amp;" in page and "<b>&" not in page  # values are escaped
+
+    text = render_text([report])
+    assert "REGRESSION" in text and "200->500 x10" in text
+    assert "body.slideshow.author" in text and '"Yours Truly"' in text
+
+
+def test_a_failing_batch_is_counted_and_the_thread_goes_on(tmp_path: Path) -> None:
+    calls = []
+
+    def provider() -> list[Comparison]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("config not ready")
+        return [comparison(baseline=None)]
+
+    analyzer = Analyzer(tmp_path, provider, start=False)
+    analyzer.submit(exchange("/a", reply({"a": 1}), reply({"a": 2})))
+    analyzer._thread.start()
+    assert analyzer.wait_idle(30)
+    assert analyzer.stats()["errors"] == 1
+    feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2}))])
+    assert analyzer.stats()["analysed"] == 1
+    analyzer.close()
+
+
+def test_one_broken_exchange_does_not_cost_its_batch(make: Any) -> None:
+    analyzer = make(comparison(baseline=None), start=False)
+    broken = CapturedResponse(200, (), "not bytes", False, 1.0)  # type: ignore[arg-type]
+    analyzer.submit(exchange("/a", reply({"a": 1}), broken))
+    analyzer.submit(exchange("/a", reply({"a": 1}), reply({"a": 2})))
+    analyzer._thread.start()
+    assert analyzer.wait_idle(30)
+    assert (analyzer.stats()["errors"], analyzer.stats()["analysed"]) == (1, 1)

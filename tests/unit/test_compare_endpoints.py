@@ -1,0 +1,53 @@
+"""Endpoint names: method plus path template, ID-like segments as {id}, and the cap."""
+
+from __future__ import annotations
+
+import pytest
+
+from shadowmesh.compare.endpoints import OTHER, EndpointNamer, endpoint_name, is_id, template
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/users/42", "/users/{id}"),
+        ("/users/42/orders?page=2", "/users/{id}/orders"),
+        ("/u/6f1c3a3e-8d1b-4c5e-9f00-1234567890ab", "/u/{id}"),
+        ("/u/6f1c3a3e8d1b4c5e9f001234567890ab", "/u/{id}"),
+        ("/commit/0a1b2c3d", "/commit/{id}"),
+        ("/blob/deadbeefcafe", "/blob/deadbeefcafe"),  # hex letters only: a word, kept
+        ("/t/AbCdEf0123456789_-xy", "/t/{id}"),
+        ("/status/500", "/status/{id}"),
+        ("/v1/users/me", "/v1/users/me"),
+        ("/api/v2/some-long-resource-name", "/api/v2/some-long-resource-name"),
+        ("/", "/"),
+        ("/anything/", "/anything/"),
+        ("/price/12.50", "/price/{id}"),
+    ],
+)
+def test_templates(target: str, expected: str) -> None:
+    assert template(target) == expected
+
+
+def test_short_or_wordy_segments_are_not_ids() -> None:
+    assert not is_id("abc123")  # short token
+    assert not is_id("v1")
+    assert not is_id("abcdefghijklmnopqrstuvwxyz")  # no digit
+    assert is_id("7")
+
+
+def test_endpoint_name_upper_cases_the_method() -> None:
+    assert endpoint_name("get", "/a/1") == "GET /a/{id}"
+
+
+def test_the_number_of_endpoints_is_capped() -> None:
+    namer = EndpointNamer(limit=3)
+    names = [namer.name("GET", f"/p{i}") for i in range(5)]
+    assert names == ["GET /p0", "GET /p1", "GET /p2", OTHER, OTHER]
+    assert namer.name("GET", "/p1") == "GET /p1"  # known ones keep their name
+
+
+def test_the_cap_counts_endpoints_known_from_storage() -> None:
+    namer = EndpointNamer({"GET /a", "GET /b"}, limit=2)
+    assert namer.name("GET", "/c") == OTHER
+    assert namer.name("GET", "/a") == "GET /a"

@@ -1,0 +1,50 @@
+"""Volatile values: compared by class, not by value, when there is no baseline."""
+
+from __future__ import annotations
+
+import pytest
+
+from shadowmesh.compare.volatile import is_volatile, value_class
+
+
+@pytest.mark.parametrize(
+    ("value", "cls"),
+    [
+        ("6f1c3a3e-8d1b-4c5e-9f00-1234567890ab", "uuid"),
+        ("01ARZ3NDEKTSV4RRFFQ69G5FAV", "ulid"),
+        ("2024-05-01T12:30:45Z", "timestamp"),
+        ("2024-05-01T12:30:45.123456+02:00", "timestamp"),
+        ("2024-05-01 12:30", "timestamp"),
+        ("Wed, 01 May 2024 12:30:45 GMT", "http-date"),
+        ("Root=1-663234a5-1b2c3d4e5f60718293a4b5c6", "trace-id"),
+        ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_nature", "jwt"),
+        (1714566645, "epoch"),
+        (1714566645123, "epoch"),
+        ("1714566645", "epoch"),
+        ("9f86d081884c7d659a2feaa0c55ad015", "hex"),
+        ("AbCdEf0123456789xyzQRS", "token"),
+        ("hello world", None),
+        ("2024-05-01", None),  # a date alone is a value, not a clock
+        (42, None),
+        (True, None),
+        ("abcdefghijklmnopqrstuvwxyz", None),  # a long word is not a token
+        (None, None),
+    ],
+)
+def test_value_classes(value: object, cls: str | None) -> None:
+    assert value_class(value) == cls
+
+
+def test_volatile_needs_the_same_class_on_both_sides() -> None:
+    a, b = "6f1c3a3e-8d1b-4c5e-9f00-1234567890ab", "0b9c8d7e-1111-4222-8333-444455556666"
+    assert is_volatile(("body", "uuid"), a, b)
+    assert not is_volatile(("body", "uuid"), a, None)
+    assert not is_volatile(("body", "uuid"), a, "2024-05-01T12:30:45Z")
+    assert not is_volatile(("body", "name"), "ann", "bob")
+
+
+def test_request_id_fields_are_volatile_by_name() -> None:
+    assert is_volatile(("header", "x-request-id"), "abc", "def")
+    assert is_volatile(("body", "headers", "X-Amzn-Trace-Id"), "Root=x", "Root=y")
+    assert is_volatile(("body", "requestId"), 1, 2)
+    assert not is_volatile(("body", "requestId"), "1", 2)
