@@ -113,7 +113,8 @@ class Served:
             except OSError:
                 time.sleep(0.05)
         else:
-            raise RuntimeError("serve did not become ready")
+            self.proc.kill()  # never leave it running behind a failed test
+            raise RuntimeError(f"serve did not become ready: {self.proc.communicate()[1]}")
 
     def stats(self) -> dict[str, object]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/stats", timeout=5) as r:
