@@ -19,7 +19,7 @@ import time
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, response
 from shadowmesh.observe.accesslog import AccessLog, AccessRecord
 from shadowmesh.observe.stats import Stats
-from shadowmesh.routing.decision import Upstream
+from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
 from shadowmesh.upstream.wire import Headers, serialize_request
 
@@ -35,8 +35,12 @@ class ShadowLimits:
         max_in_flight: int = 1024,
         max_body_bytes: int = 8 * 1024 * 1024,
         max_total_body_bytes: int = 64 * 1024 * 1024,
+        max_in_flight_per_endpoint: int = 256,
+        ejection_seconds: float = 1.0,
     ) -> None:
         self.timeout = timeout
+        self.max_in_flight_per_endpoint = max_in_flight_per_endpoint
+        self.ejection_seconds = ejection_seconds
         self.max_in_flight = max_in_flight
         self.max_body_bytes = max_body_bytes
         self.max_total_body_bytes = max_total_body_bytes
@@ -189,25 +193,51 @@ class Dispatcher:
         self.pool = Pool(connect_timeout=min(limits.timeout, 10.0))
         self.held_bytes = 0
         self.in_flight = 0
+        self.per_endpoint: dict[Endpoint, int] = {}
+        self.ejected: dict[Endpoint, float] = {}  # endpoint -> when to try it again
         self._tasks: set[asyncio.Task[None]] = set()
 
     def begin(
         self, upstream: Upstream, method: bytes, path: bytes, authority: bytes, headers: Headers
     ) -> ShadowCopy | None:
-        """A new copy, or None when too many shadows are in flight (counted as a drop)."""
+        """A new copy, or None (counted as a drop by reason) when the shadow cannot take it.
+
+        Dropping here costs the primary a few dictionary lookups; sending to a shadow that is
+        frozen or refusing would cost it a task, a socket and a timeout each time.
+        """
+        endpoint = upstream.endpoint
+        reason = ""
         if self.in_flight >= self.limits.max_in_flight:
+            reason = "overflow"
+        elif self.per_endpoint.get(endpoint, 0) >= self.limits.max_in_flight_per_endpoint:
+            reason = "overflow"
+        elif endpoint in self.ejected:
+            if time.monotonic() < self.ejected[endpoint]:
+                reason = "unhealthy"
+            else:
+                del self.ejected[endpoint]  # the back-off is over: try it again
+        if reason:
             upstream.release()
-            self.stats.shadow_dropped["overflow"] += 1
+            self.stats.shadow_dropped[reason] += 1
             return None
         self.in_flight += 1
+        self.per_endpoint[endpoint] = self.per_endpoint.get(endpoint, 0) + 1
         return ShadowCopy(self, upstream, method, path, authority, headers)
+
+    def done_with(self, endpoint: Endpoint) -> None:
+        self.in_flight -= 1
+        left = self.per_endpoint[endpoint] - 1
+        if left:
+            self.per_endpoint[endpoint] = left
+        else:
+            del self.per_endpoint[endpoint]
 
     def dropped(self, copy: ShadowCopy, reason: str) -> None:
         if copy.pairing is not None:
             copy.pairing.lost(copy.role, reason)
         copy.release_body()
         copy.upstream.release()
-        self.in_flight -= 1
+        self.done_with(copy.upstream.endpoint)
         self.stats.shadow_dropped[reason] += 1
 
     def launch(self, copy: ShadowCopy) -> None:
@@ -232,6 +262,10 @@ class Dispatcher:
                         conn = await self.pool.connect(copy.upstream.endpoint)
                     except OSError:
                         flag = "UF"
+                        # Outlier ejection, as Envoy's for a refusing host: skip it a while.
+                        self.ejected[copy.upstream.endpoint] = (
+                            time.monotonic() + self.limits.ejection_seconds
+                        )
                         raise
                 sink = _Discard(asyncio.get_running_loop().create_future(), limit)
                 conn.begin(sink, head_only=copy.method == b"HEAD")
@@ -268,7 +302,7 @@ class Dispatcher:
                 conn.detach()
             copy.release_body()
             copy.upstream.release()
-            self.in_flight -= 1
+            self.done_with(copy.upstream.endpoint)
             self._log(copy, started, status, flag, received)
             if pairing is not None:
                 headers = sink.headers if sink is not None else []
