@@ -267,16 +267,7 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
 
 
 def _host(spec: Obj, issues: Issues) -> str | None:
-    host = spec.text("host")
-    if host is None:
-        if not spec.has("host"):
-            issues.error(spec.path("host"), "host is required")
-        return None
-    problem = validate.fqdn(host)
-    if problem:
-        issues.error(spec.path("host"), problem)
-        return None
-    return host
+    return spec.required_text("host", validate.fqdn, issues)
 
 
 def _subset(spec: Obj, name: str, issues: Issues, *, required: bool) -> str | None:
@@ -285,16 +276,7 @@ def _subset(spec: Obj, name: str, issues: Issues, *, required: bool) -> str | No
         if required and not spec.has(name):
             issues.error(spec.path(name), f"{name} is required")
         return None
-    subset = ref.text("subset")
-    if subset is None:
-        if not ref.has("subset"):
-            issues.error(ref.path("subset"), "subset is required")
-        return None
-    problem = validate.subset_name(subset)
-    if problem:
-        issues.error(ref.path("subset"), problem)
-        return None
-    return subset
+    return ref.required_text("subset", validate.subset_name, issues)
 
 
 def _distinct_subsets(spec: Obj, subsets: dict[str, str | None]) -> None:

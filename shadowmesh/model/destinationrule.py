@@ -73,15 +73,7 @@ def parse_destination_rule(spec: Obj, meta: Meta | None, issues: Issues) -> Dest
 
 
 def _host(spec: Obj, issues: Issues) -> str | None:
-    host = spec.text("host")
-    if host is None:
-        if not spec.has("host"):
-            issues.error(spec.path("host"), "host is required")
-        return None
-    problem = validate.wildcard_domain(host)
-    if problem:
-        issues.error(spec.path("host"), problem)
-    return host
+    return spec.required_text("host", validate.wildcard_domain, issues)
 
 
 def traffic_policy(parent: Obj, issues: Issues) -> LbPolicy | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +167,24 @@ class Obj:
             return None
         return str(value)
 
+
+    def required_text(
+        self, name: str, check: Callable[[str], str | None], issues: Issues
+    ) -> str | None:
+        """A required string field that ``check`` accepts (it returns a problem, or None).
+
+        Absent, not a string, or refused: the error is recorded and None returned.
+        """
+        value = self.text(name)
+        if value is None:
+            if not self.has(name):
+                issues.error(self.path(name), f"{name} is required")
+            return None
+        problem = check(value)
+        if problem:
+            issues.error(self.path(name), problem)
+            return None
+        return value
     def integer(self, name: str) -> int | None:
         value = self.get(name)
         if value is None or not self._typed(name, is_int(value), "an integer"):
