@@ -14,6 +14,7 @@ from shadowmesh.demo.scenario import _show_headers
 from shadowmesh.demo.traffic import Answer
 from shadowmesh.observe.accesslog import AccessRecord, escape, format_json, format_text
 from shadowmesh.observe.redact import SECRET_HEADERS, redact_headers, redacted
+from tests.support.records import record
 
 HOSTILE = [
     'evil"\n[2025-01-01T00:00:00.000Z] "GET /forged HTTP/1.1" 200',
@@ -34,28 +35,6 @@ TEXT_LINE = re.compile(
     r'"(?:[^"\\]|\\.)*" \S+ (?:-|shadow)$'
 )
 TEXT_FIELDS = [f.name for f in fields(AccessRecord) if f.type in ("str", str)]
-
-
-def record(**changes: object) -> AccessRecord:
-    values: dict[str, object] = dict(
-        start_time=1764118959.123,
-        method="GET",
-        path="/headers",
-        protocol="HTTP/1.1",
-        status=200,
-        response_flags="",
-        bytes_received=0,
-        bytes_sent=321,
-        duration_ms=3,
-        x_forwarded_for="127.0.0.1",
-        user_agent="curl/7.88.1",
-        request_id="rid-1",
-        authority="httpbin:8000",
-        upstream_host="127.0.0.1:18081",
-        upstream_cluster="outbound|8000|v1|httpbin.default.svc.cluster.local",
-    )
-    values.update(changes)
-    return AccessRecord(**values)  # type: ignore[arg-type]
 
 
 def assert_safe_text(line: str) -> None:
