@@ -487,7 +487,7 @@ class Exchange:
                 bytes_sent=self.sent,
                 duration_ms=int((time.time() - self.started) * 1000),
                 x_forwarded_for=self.xff.decode("latin-1"),
-                user_agent=(head.header("user-agent") or ""),
+                user_agent=(head.first(b"user-agent") or b"").decode("latin-1"),
                 request_id=(self.request_id or head.first(b"x-request-id") or b"").decode(
                     "latin-1"
                 ),

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 Format = Literal["text", "json"]
 
@@ -36,9 +36,15 @@ class AccessRecord:
     shadow: bool = False
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def iso_time(epoch: float) -> str:
-    ms = int(epoch * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{ms:03d}Z"
+    """``2026-11-26T01:02:03.456Z``; the seconds part is formatted once per second."""
+    whole = int(epoch)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int(epoch * 1000) % 1000:03d}Z"
 
 
 def escape(value: str) -> str:
