@@ -295,7 +295,8 @@ async def serve_forever(
         for line in outcome.lines:
             click.echo(line, err=True)
 
-    # Comparisons are captured by this process (not by extra workers) and analysed on a thread.
+    # Comparisons are captured by this process (not by extra workers) and analysed in a child
+    # process, so the analysis never holds this event loop's GIL.
     analyzer = Analyzer(options.state, lambda: plane.table.comparisons)
     plane.analyzer = analyzer
 

@@ -13,7 +13,8 @@ its counters) that saw no request for that long; at most ``max_exchanges`` reque
 most ``max_fields`` fields per endpoint (then ``(other fields)``) and the endpoint cap of
 ``endpoints.py``. Values are redacted before they get here.
 
-One writer (the analyzer's thread) and any number of readers: SQLite in WAL mode lets a report
+One writer (the analyzer's worker process, or its thread) and any number of readers, in that
+process or another (the proxy's): SQLite in WAL mode, with a busy timeout, lets a report
 read a consistent snapshot while the writer goes on.
 """
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
+import signal
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -444,3 +446,106 @@ def test_one_broken_exchange_does_not_cost_its_batch(make: Any) -> None:
     analyzer._thread.start()
     assert analyzer.wait_idle(30)
     assert (analyzer.stats()["errors"], analyzer.stats()["analysed"]) == (1, 1)
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+
+def test_the_analysis_runs_in_a_worker_process(tmp_path: Path) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = Analyzer(tmp_path / "state", lambda: current, process=True)
+    try:
+        child = analyzer._child
+        assert child is not None and not analyzer._thread.is_alive()
+        feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2})) for _ in range(5)])
+        assert child.process.pid not in (None, os.getpid()) and child.process.is_alive()
+        report = analyzer.report(*KEY)
+        assert report is not None and (report.compared, report.differing) == (5, 5)
+        # New rules reach the worker ahead of the next exchange: that one is compared under them.
+        current[0] = comparison(baseline=None, ignore=(IgnoreRule(("body", "a")),))
+        feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2}))])
+        report = analyzer.report(*KEY)
+        assert report is not None and (report.compared, report.differing) == (1, 0)
+        # A Comparison deleted before the submit: skipped, and counted by the worker.
+        current.clear()
+        feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2}))])
+        stats = analyzer.stats()
+        assert (stats["submitted"], stats["analysed"], stats["skipped"]) == (7, 6, 1)
+    finally:
+        analyzer.close()
+    assert not child.process.is_alive()
+    assert analyzer.stats()["analysed"] == 6  # the worker's counts outlive it
+
+
+def test_the_worker_process_counts_a_broken_exchange_and_goes_on(tmp_path: Path) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = Analyzer(tmp_path / "state", lambda: current, process=True)
+    broken = CapturedResponse(200, (), "not bytes", False, 1.0)  # type: ignore[arg-type]
+    feed(analyzer, [exchange("/a", reply({"a": 1}), broken)])
+    feed(analyzer, [exchange("/a", reply({"a": 1}), reply({"a": 2}))])
+    analyzer.close()
+    assert (analyzer.stats()["errors"], analyzer.stats()["analysed"]) == (1, 1)
+
+
+def test_a_dead_worker_costs_what_it_held_and_is_restarted_once(tmp_path: Path) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = Analyzer(tmp_path / "state", lambda: current, process=True)
+    e = exchange("/a", reply({"a": 1}), reply({"a": 2}))
+    try:
+        feed(analyzer, [e])
+        first = analyzer._child
+        assert first is not None and first.process.pid is not None
+        os.kill(first.process.pid, signal.SIGSTOP)  # it holds what comes next
+        for _ in range(4):
+            assert analyzer.submit(e)
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.join(30)
+        assert analyzer.wait_idle(30)  # finds it dead: its four are dropped, a new one starts
+        second = analyzer._child
+        assert second is not None and second is not first
+        feed(analyzer, [e, e])
+        stats = analyzer.stats()
+        assert (stats["submitted"], stats["analysed"], stats["dropped"]) == (7, 3, 4)
+        report = analyzer.report(*KEY)
+        assert report is not None and report.compared == 3
+
+        assert second.process.pid is not None
+        os.kill(second.process.pid, signal.SIGKILL)
+        second.process.join(30)
+        assert analyzer.wait_idle(30)
+        assert analyzer._child is None  # restarted once only
+        assert analyzer.submit(e) is False
+        stats = analyzer.stats()
+        assert (stats["submitted"], stats["analysed"], stats["dropped"]) == (7, 3, 5)
+    finally:
+        analyzer.close(deadline=5)
+
+
+def test_the_worker_queue_is_bounded_and_close_drops_what_is_left(tmp_path: Path) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = Analyzer(
+        tmp_path / "state", lambda: current, queue_size=3, process=True, start=False
+    )
+    e = exchange("/a", reply({"a": 1}), reply({"a": 2}))
+    # The first submit also carries the Comparisons: it takes two places.
+    assert [analyzer.submit(e) for _ in range(4)] == [True, True, False, False]
+    assert analyzer.stats()["queued"] == 3
+    assert not analyzer.wait_idle(0.05)
+    analyzer.close(deadline=0.1)  # never started: nothing was analysed, all was dropped
+    stats = analyzer.stats()
+    assert (stats["submitted"], stats["dropped"], stats["analysed"]) == (2, 4, 0)
+    assert analyzer.submit(e) is False
+
+
+def test_close_never_waits_past_its_deadline_for_a_stuck_worker(tmp_path: Path) -> None:
+    current = [comparison(baseline=None)]
+    analyzer = Analyzer(tmp_path / "state", lambda: current, process=True)
+    e = exchange("/a", reply({"a": 1}), reply({"a": 2}))
+    feed(analyzer, [e])
+    child = analyzer._child
+    assert child is not None and child.process.pid is not None
+    os.kill(child.process.pid, signal.SIGSTOP)
+    assert analyzer.submit(e) and analyzer.submit(e)
+    analyzer.close(deadline=0.2)
+    assert not child.process.is_alive()
+    assert (analyzer.stats()["analysed"], analyzer.stats()["dropped"]) == (1, 2)
