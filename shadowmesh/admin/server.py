@@ -1,7 +1,8 @@
 """The admin API: apply, delete and get config, see the route table and the counters.
 
 Like Envoy's admin port it listens on loopback by default, unauthenticated there; bound
-elsewhere it requires a bearer token (``admin.auth``) on every request but ``GET /ready``. It
+elsewhere it requires a bearer token (``admin.auth``) on every request but ``GET /ready`` and
+the web page's static files (``admin.ui``: code, no data; its data comes from the rest). It
 refuses what a web page could make a browser send it, token or not: a request with a foreign
 ``Origin`` or a cross-site ``Sec-Fetch-Site`` (a ``fetch`` or a form post from any other page,
 one on localhost included), and, without a token, a request whose ``Host`` is a DNS name other
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from shadowmesh.admin import comparisons
+from shadowmesh.admin import comparisons, ui
 from shadowmesh.admin.auth import authorized
 from shadowmesh.admin.http import (
     MAX_HEAD,
@@ -117,6 +118,8 @@ class AdminServer:
         """Route one parsed request; every failure becomes a JSON answer, never a dropped line."""
         try:
             _check_browser_safety(request, dns_names=self._token is not None)
+            if ui.owns(request.path):
+                return ui.handle(request)  # code, not data: no token (see admin.ui)
             self._check_token(request)
             if comparisons.owns(request.path):
                 return comparisons.handle(self._analyzer, request)

@@ -12,9 +12,12 @@ from tests.support.serve import Served, mesh_yaml
 from tests.support.upstreams import RecordingUpstream
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "--ppid", str(pid), "-o", "pid="], capture_output=True, text=True)
-    return [int(x) for x in out.stdout.split()]
+def workers_of(pid: int) -> list[int]:
+    """The extra data-plane processes of a serve (not its comparison-analysis process)."""
+    out = subprocess.run(
+        ["ps", "--ppid", str(pid), "-o", "pid=,args="], capture_output=True, text=True
+    )
+    return [int(line.split()[0]) for line in out.stdout.splitlines() if " --worker " in line]
 
 
 def fresh_connection_gets(port: int, count: int) -> list[str]:
@@ -47,7 +50,7 @@ def test_workers_share_the_port_and_follow_config_changes(
     v1, v2 = RecordingUpstream(), RecordingUpstream()
     upstreams += [v1, v2]
     s = serve(mesh_yaml(v1.port, v2.port), "--workers", "3")
-    workers = children(s.proc.pid)
+    workers = workers_of(s.proc.pid)
     assert len(workers) == 2
     time.sleep(0.5)  # the workers' own start
     assert fresh_connection_gets(s.port, 30) == ["200"] * 30
