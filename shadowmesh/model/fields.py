@@ -167,7 +167,6 @@ class Obj:
             return None
         return str(value)
 
-
     def required_text(
         self, name: str, check: Callable[[str], str | None], issues: Issues
     ) -> str | None:
@@ -185,6 +184,7 @@ class Obj:
             issues.error(self.path(name), problem)
             return None
         return value
+
     def integer(self, name: str) -> int | None:
         value = self.get(name)
         if value is None or not self._typed(name, is_int(value), "an integer"):
