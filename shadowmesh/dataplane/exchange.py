@@ -182,17 +182,21 @@ class Exchange:
                 shadow.release()
             return
         dispatcher = self.client.plane.dispatcher
+        admitted = []
+        for target in decision.shadows:
+            reason = dispatcher.refuses(target)
+            if not reason:
+                admitted.append(target)
+            elif self.pairing is not None and (role := self.role_of(target.cluster)):
+                self.pairing.lost(role, reason)
+        if not admitted:
+            return  # all dropped: no copy of the headers was made for nothing
         headers = shadow_headers(out)
         authority = shadow_host(self.head.authority, dispatcher.host_suffix)
         self.shadows = []
-        for target in decision.shadows:
+        for target in admitted:
             copy = dispatcher.begin(target, self.head.method, self.head.path, authority, headers)
             role = self.role_of(target.cluster)
-            if copy is None:
-                if role:
-                    assert self.pairing is not None
-                    self.pairing.lost(role, "overflow")
-                continue
             if role:
                 copy.pairing, copy.role = self.pairing, role
             for chunk in self.pending:

@@ -197,13 +197,12 @@ class Dispatcher:
         self.ejected: dict[Endpoint, float] = {}  # endpoint -> when to try it again
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def begin(
-        self, upstream: Upstream, method: bytes, path: bytes, authority: bytes, headers: Headers
-    ) -> ShadowCopy | None:
-        """A new copy, or None (counted as a drop by reason) when the shadow cannot take it.
+    def refuses(self, upstream: Upstream) -> str:
+        """Why the shadow cannot take a copy now ("" if it can); a refusal is counted as a drop.
 
-        Dropping here costs the primary a few dictionary lookups; sending to a shadow that is
-        frozen or refusing would cost it a task, a socket and a timeout each time.
+        Asked before the copy is built, so a drop costs the primary a few dictionary lookups,
+        where sending to a shadow that is frozen or refusing would cost it a task, a socket
+        and a timeout each time.
         """
         endpoint = upstream.endpoint
         reason = ""
@@ -219,7 +218,13 @@ class Dispatcher:
         if reason:
             upstream.release()
             self.stats.shadow_dropped[reason] += 1
-            return None
+        return reason
+
+    def begin(
+        self, upstream: Upstream, method: bytes, path: bytes, authority: bytes, headers: Headers
+    ) -> ShadowCopy:
+        """A new copy, for a shadow that ``refuses`` nothing."""
+        endpoint = upstream.endpoint
         self.in_flight += 1
         self.per_endpoint[endpoint] = self.per_endpoint.get(endpoint, 0) + 1
         return ShadowCopy(self, upstream, method, path, authority, headers)
