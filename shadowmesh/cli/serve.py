@@ -118,6 +118,14 @@ class ServeOptions:
 )
 @click.option("--shadow-max-in-flight", type=int, default=1024, show_default=True)
 @click.option(
+    "--shadow-max-in-flight-per-endpoint",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Copies in flight to one shadow endpoint; more are dropped (counted). Keeps a slow "
+    "shadow from costing the live traffic more than a tenth of its throughput.",
+)
+@click.option(
     "--shadow-max-body",
     type=int,
     default=8 * 1024 * 1024,
@@ -180,6 +188,7 @@ def serve(
     shadow_host_suffix: bool,
     shadow_timeout: float,
     shadow_max_in_flight: int,
+    shadow_max_in_flight_per_endpoint: int,
     shadow_max_body: int,
     connect_timeout: float,
     idle_timeout: float,
@@ -210,6 +219,7 @@ def serve(
         limits=ShadowLimits(
             timeout=shadow_timeout,
             max_in_flight=shadow_max_in_flight,
+            max_in_flight_per_endpoint=shadow_max_in_flight_per_endpoint,
             max_body_bytes=shadow_max_body,
         ),
         connect_timeout=connect_timeout,
@@ -383,6 +393,8 @@ def worker_argv(options: ServeOptions) -> list[str]:
         str(limits.timeout),
         "--shadow-max-in-flight",
         str(limits.max_in_flight),
+        "--shadow-max-in-flight-per-endpoint",
+        str(limits.max_in_flight_per_endpoint),
         "--shadow-max-body",
         str(limits.max_body_bytes),
         "--connect-timeout",

@@ -35,7 +35,7 @@ class ShadowLimits:
         max_in_flight: int = 1024,
         max_body_bytes: int = 8 * 1024 * 1024,
         max_total_body_bytes: int = 64 * 1024 * 1024,
-        max_in_flight_per_endpoint: int = 256,
+        max_in_flight_per_endpoint: int = 128,
         ejection_seconds: float = 1.0,
     ) -> None:
         self.timeout = timeout

@@ -564,3 +564,15 @@ def test_shadows_past_the_in_flight_bound_are_dropped_and_counted(
     assert stats["shadow_in_flight"] == 3
     assert stats["shadow_dropped"] == {"overflow": 7}
     assert len(v2.wait_for(3)) == 3
+
+
+def test_copies_to_one_shadow_endpoint_are_bounded(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "frozen")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2), "--shadow-max-in-flight-per-endpoint", "2")
+    urls = [f"http://127.0.0.1:{s.port}/get?i={i}" for i in range(6)]
+    r = curl("-H", "Host: app", "-w", "%{http_code}\n", *discard(urls))
+    assert r.stdout.split() == ["200"] * 6
+    stats = s.stats()
+    assert stats["shadow_in_flight"] == 2 and stats["shadow_dropped"] == {"overflow": 4}
