@@ -103,10 +103,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing_read = True
         try:
             self.parser.feed_data(data)
-            self.parsing_read = False
-            for exchange in self.flush_later:
-                exchange.flush_up()
-            self.flush_later.clear()
+            self.flush_upstream_writes()
         except BadRequest as exc:
             self.reject(exc.status, exc.message)
         except httptools.HttpParserUpgrade as exc:
@@ -305,6 +302,13 @@ class ClientConnection(asyncio.Protocol):
         elif now - self.since > idle_timeout:
             self.close()
 
+    def flush_upstream_writes(self) -> None:
+        """The read parsed (or its bad request was dropped): send what it held for upstreams."""
+        self.parsing_read = False
+        for exchange in self.flush_later:
+            exchange.flush_up()
+        self.flush_later.clear()
+
     def reject(self, status: int, message: str) -> None:
         """A request we will not forward: answer it, and close, since framing is in doubt.
 
@@ -320,10 +324,7 @@ class ClientConnection(asyncio.Protocol):
                 self.waiting.remove(bad)
             bad.abort()  # drops what it held for its upstream
         # Good requests earlier in the same read still go: they will be answered first.
-        self.parsing_read = False
-        for exchange in self.flush_later:
-            exchange.flush_up()
-        self.flush_later.clear()
+        self.flush_upstream_writes()
         if bad is not None and bad is self.active:
             # The body of the request in flight is broken: it cannot be answered honestly.
             if not bad.head_sent:
