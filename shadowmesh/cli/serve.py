@@ -315,6 +315,9 @@ async def serve_forever(
         snapshot["comparison"] = analyzer.stats()
         snapshot["shadow_in_flight"] = dispatcher.in_flight
         snapshot["shadow_held_bytes"] = dispatcher.held_bytes
+        # Idle keep-alive connections held by the pools (bounded per endpoint): not leaks.
+        snapshot["upstream_idle"] = plane.pool.idle_count()
+        snapshot["shadow_idle"] = dispatcher.pool.idle_count()
         snapshot["shadow_skipped"] = dict(getattr(plane.table, "shadow_skipped", {}))
         return snapshot
 

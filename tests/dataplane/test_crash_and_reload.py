@@ -386,7 +386,7 @@ def test_100_applies_under_load_fail_no_request_and_leak_nothing(
         for turn in (2, 3, 2, 3):  # 50/50 without a mirror, 80/20 with one
             apply(client, variant(turn, v1.port, v2.port), served.port)
             time.sleep(0.5)
-    settled_stats(served)
+    before = settled_stats(served)
     fds_before = open_fds(served.proc.pid)
 
     extra_port = free_port()
@@ -421,9 +421,18 @@ def test_100_applies_under_load_fail_no_request_and_leak_nothing(
     assert load.ok > APPLIES  # the load really ran alongside
     assert stats["downstream_active"] == 0
     assert stats["shadow_in_flight"] == 0 and stats["shadow_held_bytes"] == 0
-    # Pools may keep a few more idle upstream connections than after the warm-up (one per
-    # client and pool at most); a leak of one descriptor per apply would be 100.
-    assert fds_after <= fds_before + 3 * CLIENTS, (fds_before, fds_after, describe_fds(served))
+    # Pools may keep more idle upstream connections than after the warm-up (how many depends on
+    # how busy the machine was): those are counted by /stats and bounded per endpoint. Any
+    # other descriptor more is a leak; one per apply would be 100.
+    idle_before = before["upstream_idle"] + before["shadow_idle"]
+    idle_after = stats["upstream_idle"] + stats["shadow_idle"]
+    assert fds_after - idle_after <= fds_before - idle_before + CLIENTS, (
+        fds_before,
+        fds_after,
+        idle_before,
+        idle_after,
+        describe_fds(served),
+    )
     assert refused(extra_port)  # the removed Service's port is closed again
 
 
