@@ -261,31 +261,43 @@ class Dispatcher:
         self.stats.shadows["sent"] += 1
         try:
             async with asyncio.timeout(self.limits.timeout):
-                conn = self.pool.take(copy.upstream.endpoint)
-                if conn is None:
-                    try:
-                        conn = await self.pool.connect(copy.upstream.endpoint)
-                    except OSError:
-                        flag = "UF"
-                        # Outlier ejection, as Envoy's for a refusing host: skip it a while.
-                        self.ejected[copy.upstream.endpoint] = (
-                            time.monotonic() + self.limits.ejection_seconds
-                        )
-                        raise
-                sink = _Discard(asyncio.get_running_loop().create_future(), limit)
-                conn.begin(sink, head_only=copy.method == b"HEAD")
                 framing = (b"content-length", str(copy.size).encode())
                 has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
-                head = serialize_request(
+                payload = serialize_request(
                     copy.method,
                     copy.path,
                     copy.authority,
                     copy.head,
                     framing if has_body else None,
-                )
-                conn.write(head + b"".join(copy.body) if copy.body else head)
+                ) + b"".join(copy.body)
                 copy.release_body()
-                await sink.future
+                for attempt in (1, 2):
+                    conn = self.pool.take(copy.upstream.endpoint) if attempt == 1 else None
+                    reused = conn is not None
+                    if conn is None:
+                        try:
+                            conn = await self.pool.connect(copy.upstream.endpoint)
+                        except OSError:
+                            flag = "UF"
+                            # Outlier ejection, as Envoy's for a refusing host: skip it a while.
+                            self.ejected[copy.upstream.endpoint] = (
+                                time.monotonic() + self.limits.ejection_seconds
+                            )
+                            raise
+                    sink = _Discard(asyncio.get_running_loop().create_future(), limit)
+                    conn.begin(sink, head_only=copy.method == b"HEAD")
+                    conn.write(payload)
+                    try:
+                        await sink.future
+                    except ConnectionError:
+                        if reused and sink.status == 0:
+                            # The shadow closed this idle connection as we reused it (gunicorn
+                            # does after 2 s): nothing was processed, so once more on a new one.
+                            conn = None
+                            continue
+                        raise
+                    break
+                assert sink is not None and conn is not None  # the loop ends on an answer
                 status, received = sink.status, sink.size
                 if sink.keep_alive:
                     self.pool.put(conn)
