@@ -576,3 +576,26 @@ def test_copies_to_one_shadow_endpoint_are_bounded(
     assert r.stdout.split() == ["200"] * 6
     stats = s.stats()
     assert stats["shadow_in_flight"] == 2 and stats["shadow_dropped"] == {"overflow": 4}
+
+
+def test_a_shadow_on_a_pooled_connection_closed_under_it_is_sent_again(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "one-per-conn")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    for i in range(3):
+        r = curl(
+            "-H",
+            "Host: app",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            f"http://127.0.0.1:{s.port}/get?i={i}",
+        )
+        assert r.stdout == "200"
+        time.sleep(0.1)  # the copy is back in the shadow pool before the next one
+    time.sleep(0.3)
+    stats = s.stats()
+    assert stats["shadows"] == {"sent": 3, "completed": 3}, stats
+    assert stats["shadow_failed"] == {}
