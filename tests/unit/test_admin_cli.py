@@ -27,54 +27,10 @@ from shadowmesh.cli.main import cli
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.store import Store
 from shadowmesh.routing.table import RouteTable
+from tests.support.seed import ROUTE_V1, SERVICE, WORKLOADS
 
 SHADOWMESH = Path(sys.executable).parent / "shadowmesh"
 
-WORKLOADS = """\
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: httpbin-v1}
-spec:
-  address: 127.0.0.1
-  ports: {http: 18081}
-  labels: {app: httpbin, version: v1}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: httpbin-v2}
-spec:
-  address: 127.0.0.1
-  ports: {http: 18082}
-  labels: {app: httpbin, version: v2}
-"""
-SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin}
-spec:
-  ports: [{name: http, port: 8000, targetPort: 80}]
-  selector: {app: httpbin}
-"""
-ROUTE_V1 = """\
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: httpbin}
-spec:
-  hosts: [httpbin]
-  http:
-  - route:
-    - destination: {host: httpbin, subset: v1}
-      weight: 100
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: httpbin}
-spec:
-  host: httpbin
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
 MIRROR = ROUTE_V1.split("---")[0].replace(
     "      weight: 100\n",
     "      weight: 100\n    mirror: {host: httpbin, subset: v2}\n    mirror_percent: 100\n",

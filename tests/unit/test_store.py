@@ -19,6 +19,7 @@ from shadowmesh.control.store import DB_NAME, Store
 from shadowmesh.errors import ConfigErrors
 from shadowmesh.model.resources import Document, Meta, VirtualService
 from shadowmesh.routing.table import RouteTable
+from tests.support.seed import ROUTE_V1, SERVICE, WORKLOADS
 
 
 def vs_doc(name: str, hosts: list[str], namespace: str = "default", **extra: Any) -> Document:
@@ -186,51 +187,6 @@ def test_kinds_resolve_as_kubectl_names_them() -> None:
 
 # -- the controller ----------------------------------------------------------------------------
 
-WORKLOADS = """\
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: httpbin-v1}
-spec:
-  address: 127.0.0.1
-  ports: {http: 18081}
-  labels: {app: httpbin, version: v1}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: httpbin-v2}
-spec:
-  address: 127.0.0.1
-  ports: {http: 18082}
-  labels: {app: httpbin, version: v2}
-"""
-SERVICE = """\
-apiVersion: v1
-kind: Service
-metadata: {name: httpbin}
-spec:
-  ports: [{name: http, port: 8000, targetPort: 80}]
-  selector: {app: httpbin}
-"""
-ROUTE_V1 = """\
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: httpbin}
-spec:
-  hosts: [httpbin]
-  http:
-  - route:
-    - destination: {host: httpbin, subset: v1}
-      weight: 100
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: httpbin}
-spec:
-  host: httpbin
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
 MIRROR = """\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
