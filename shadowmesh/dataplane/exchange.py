@@ -184,19 +184,19 @@ class Exchange:
         dispatcher = self.client.plane.dispatcher
         admitted = []
         for target in decision.shadows:
+            role = self.role_of(target.cluster)
             reason = dispatcher.refuses(target)
             if not reason:
-                admitted.append(target)
-            elif self.pairing is not None and (role := self.role_of(target.cluster)):
+                admitted.append((target, role))
+            elif role and self.pairing is not None:
                 self.pairing.lost(role, reason)
         if not admitted:
             return  # all dropped: no copy of the headers was made for nothing
         headers = shadow_headers(out)
         authority = shadow_host(self.head.authority, dispatcher.host_suffix)
         self.shadows = []
-        for target in admitted:
+        for target, role in admitted:
             copy = dispatcher.begin(target, self.head.method, self.head.path, authority, headers)
-            role = self.role_of(target.cluster)
             if role:
                 copy.pairing, copy.role = self.pairing, role
             for chunk in self.pending:

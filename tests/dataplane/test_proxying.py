@@ -25,6 +25,14 @@ def make(
     return made
 
 
+def plain_mesh(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> tuple[Served, RecordingUpstream, RecordingUpstream]:
+    """The usual setup: two answering upstreams, v1 routed, no mirror."""
+    v1, v2 = make(upstreams, "ok", "ok")
+    return serve(mesh_yaml(v1.port, v2.port)), v1, v2
+
+
 def discard(urls: list[str]) -> list[str]:
     """curl's ``-o`` applies to one URL: give each its own."""
     return [a for url in urls for a in ("-o", "/dev/null", url)]
@@ -73,8 +81,7 @@ def test_post_bodies_reach_primary_and_shadow_whole(
 def test_upstream_connections_are_reused(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     urls = [f"http://127.0.0.1:{s.port}/get?i={i}" for i in range(10)]
     r = curl("-H", "Host: app", "-w", "%{http_code}\n", *discard(urls))
     assert r.stdout.split() == ["200"] * 10
@@ -85,8 +92,7 @@ def test_upstream_connections_are_reused(
 def test_pipelined_requests_are_answered_in_order(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     pipeline = (
         b"GET /a HTTP/1.1\r\nHost: app\r\n\r\n"
         b"POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello"
@@ -133,8 +139,7 @@ def test_pipelined_requests_are_answered_in_order(
 def test_ambiguous_framing_is_refused_and_never_forwarded(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served], request_bytes: bytes
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     out = raw_request(s.port, request_bytes)
     assert out.startswith(b"HTTP/1.1 400 "), out
     assert b"connection: close" in out.lower()
@@ -211,8 +216,7 @@ def test_route_timeout_answers_504_ut(
 def test_apply_of_a_service_on_a_taken_port_is_refused_whole(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served], tmp_path: Any
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     taken = RecordingUpstream()  # a listening socket another process could hold
     upstreams.append(taken)
     doc = tmp_path / "busy.yaml"
@@ -359,8 +363,7 @@ def test_an_invalid_upstream_response_is_a_502_upe_and_never_relayed(
 def test_transfer_encoding_on_http_1_0_is_refused(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     out = raw_request(
         s.port,
         b"POST / HTTP/1.0\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
@@ -442,8 +445,7 @@ def test_upgrade_is_tunnelled_both_ways_and_never_mirrored(
 def test_chunked_trailers_are_dropped_and_the_next_request_is_clean(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     out = raw_request(
         s.port,
         b"POST /a HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -459,8 +461,7 @@ def test_chunked_trailers_are_dropped_and_the_next_request_is_clean(
 def test_http_1_0_with_and_without_keep_alive(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     out = raw_request(s.port, b"GET / HTTP/1.0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in out
     with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
@@ -474,8 +475,7 @@ def test_http_1_0_with_and_without_keep_alive(
 def test_expect_100_continue_is_answered_by_the_proxy(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
         c.sendall(
             b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
@@ -490,8 +490,7 @@ def test_expect_100_continue_is_answered_by_the_proxy(
 def test_a_client_aborting_mid_body_frees_the_upstream_connection(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
-    v1, v2 = make(upstreams, "ok", "ok")
-    s = serve(mesh_yaml(v1.port, v2.port))
+    s, v1, v2 = plain_mesh(upstreams, serve)
     with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
         c.sendall(b"POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
         time.sleep(0.3)
