@@ -8,7 +8,7 @@ The shadow gets exactly these headers, with its own span and its Host suffixed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Final
 
 from shadowmesh.mirror.host import shadow_authority
 from shadowmesh.observe.trace import new_request_id, new_span_id, new_trace_id
@@ -41,22 +41,54 @@ _REPLACED = frozenset(
 )
 
 
-@dataclass(slots=True)
 class RequestHead:
-    """One request as received. Names are lower-cased bytes; values as sent."""
+    """One request as received. Names are lower-cased bytes; values as sent.
 
-    method: bytes
-    target: bytes
-    version: str  # "1.1" or "1.0"
-    headers: Headers
-    authority: bytes  # Host header or the absolute-form target's authority
-    path: bytes  # origin-form: path and query
-    scheme: str = "http"
-    content_length: int | None = None
-    chunked: bool = False
-    keep_alive: bool = True
-    upgrade: bool = False
-    _index: dict[str, str] | None = field(default=None, repr=False)
+    A plain class with __slots__, not a dataclass: one is made per request, and a dataclass's
+    generated __init__ stays interpreted Python under mypyc (see routing/decision.py).
+    """
+
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "authority",
+        "path",
+        "scheme",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "upgrade",
+        "_index",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: str,  # "1.1" or "1.0"
+        headers: Headers,
+        authority: bytes,  # Host header or the absolute-form target's authority
+        path: bytes,  # origin-form: path and query
+        scheme: str = "http",
+        content_length: int | None = None,
+        chunked: bool = False,
+        keep_alive: bool = True,
+        upgrade: bool = False,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.authority = authority
+        self.path = path
+        self.scheme = scheme
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+        self._index: dict[str, str] | None = None
 
     @property
     def has_body(self) -> bool:
@@ -106,16 +138,26 @@ class RouteView:
         return self._head.header(name)
 
 
-@dataclass(frozen=True, slots=True)
 class Outgoing:
     """Headers for the primary upstream request, plus what the shadow needs to differ."""
 
-    headers: Headers  # without Host, Content-Length and framing
-    request_id: bytes
-    trace_id: bytes
-    span_id: bytes
-    forwarded_for: bytes  # the x-forwarded-for value sent
-    expect: bool  # the client sent Expect (answered by us, not forwarded)
+    __slots__ = ("headers", "request_id", "trace_id", "span_id", "forwarded_for", "expect")
+
+    def __init__(
+        self,
+        headers: Headers,  # without Host, Content-Length and framing
+        request_id: bytes,
+        trace_id: bytes,
+        span_id: bytes,
+        forwarded_for: bytes,  # the x-forwarded-for value sent
+        expect: bool,  # the client sent Expect (answered by us, not forwarded)
+    ) -> None:
+        self.headers: Final = headers
+        self.request_id: Final = request_id
+        self.trace_id: Final = trace_id
+        self.span_id: Final = span_id
+        self.forwarded_for: Final = forwarded_for
+        self.expect: Final = expect
 
 
 def tokens(value: bytes) -> frozenset[bytes]:

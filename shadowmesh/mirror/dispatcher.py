@@ -9,6 +9,11 @@ Rules this module owns, so the shadow can never affect the live request:
 3. Shadows in flight and shadow body bytes held are bounded. Past a bound, the shadow is
    dropped and the drop counted by reason; the primary carries on unaware.
 4. The response is read to the end (so the connection can be reused) and thrown away.
+
+A copy is sent by callbacks, like the primary (the copy is its connection's response sink), not
+by a task per copy: a task, its coroutine, a timeout context and a future cost more than the
+rest of the copy together. Timeouts come from one sweep over the copies in flight (in the order
+they were sent, so it stops at the first that still has time), not from a timer per copy.
 """
 
 from __future__ import annotations
@@ -22,10 +27,6 @@ from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
 from shadowmesh.upstream.wire import Headers, serialize_request
-
-
-class ShadowProtocolError(Exception):
-    """The shadow answered something that is not HTTP/1.1 we can frame."""
 
 
 class ShadowLimits:
@@ -65,6 +66,20 @@ class ShadowCopy:
         "xff",
         "pairing",
         "role",
+        # sending: set by the dispatcher's launch
+        "payload",
+        "conn",
+        "reused",
+        "started",
+        "clock",
+        "deadline",
+        "finished",
+        # the shadow's answer
+        "status",
+        "received",
+        "keep_alive",
+        "answer_headers",
+        "answer_body",
     )
 
     def __init__(
@@ -97,6 +112,16 @@ class ShadowCopy:
                 self.request_id = value.decode("latin-1")
             elif name == b"x-forwarded-for":
                 self.xff = value.decode("latin-1")
+        self.payload = b""
+        self.conn: UpstreamConnection | None = None
+        self.reused = False
+        self.started = self.clock = self.deadline = 0.0
+        self.finished = False
+        self.status = self.received = 0
+        self.keep_alive = False
+        self.answer_headers: Headers = []
+        # Only a compared shadow keeps (the first bytes of) its body.
+        self.answer_body: BodyCopy | None = None
 
     def feed(self, chunk: bytes) -> None:
         if self.done:
@@ -132,47 +157,31 @@ class ShadowCopy:
         self.held = 0
         self.body = []
 
-
-class _Discard:
-    """Reads a shadow response to its end and keeps only its status and size."""
-
-    __slots__ = ("future", "status", "size", "keep_alive", "headers", "copy")
-
-    def __init__(self, future: asyncio.Future[None], copy_limit: int | None) -> None:
-        self.future = future
-        self.status = 0
-        self.size = 0
-        self.keep_alive = False
-        self.headers: Headers = []
-        # Only a compared shadow keeps (the first bytes of) its body.
-        self.copy = BodyCopy(copy_limit) if copy_limit is not None else None
+    # --- the ResponseSink its upstream connection drives ----------------------------------
 
     def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
         self.status = status
         self.keep_alive = keep_alive
-        if self.copy is not None:
-            self.headers = headers
+        if self.answer_body is not None:
+            self.answer_headers = headers
 
     def response_body(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.copy is not None:
-            self.copy.add(chunk)
+        self.received += len(chunk)
+        if self.answer_body is not None:
+            self.answer_body.add(chunk)
 
     def response_complete(self) -> None:
-        if not self.future.done():
-            self.future.set_result(None)
+        self.dispatcher.answered(self)
 
     def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
-        if not self.future.done():
-            error = ShadowProtocolError if protocol_error else ConnectionError
-            self.future.set_exception(error(reason))
+        self.dispatcher.broke(self, protocol_error)
 
     def upstream_writable(self, writable: bool) -> None:
         # A shadow that cannot take its request fast enough just waits; its timeout bounds it.
         pass
 
     def flush(self) -> None:
-        pass
+        pass  # nothing goes to a client
 
     def tunnel_data(self, data: bytes) -> None:
         pass  # shadows never ask for an Upgrade
@@ -195,7 +204,11 @@ class Dispatcher:
         self.in_flight = 0
         self.per_endpoint: dict[Endpoint, int] = {}
         self.ejected: dict[Endpoint, float] = {}  # endpoint -> when to try it again
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Copies sent and not yet answered, in the order sent (so by deadline: one timeout).
+        self._sending: dict[ShadowCopy, None] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = max(0.05, min(limits.timeout / 10, 0.5))
+        self._tasks: set[asyncio.Task[None]] = set()  # connecting
 
     def refuses(self, upstream: Upstream) -> str:
         """Why the shadow cannot take a copy now ("" if it can); a refusal is counted as a drop.
@@ -246,86 +259,123 @@ class Dispatcher:
         self.stats.shadow_dropped[reason] += 1
 
     def launch(self, copy: ShadowCopy) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(copy))
+        """The copy's request is complete: send it, on a pooled connection if there is one."""
+        copy.started = time.time()
+        copy.clock = now = time.monotonic()
+        copy.deadline = now + self.limits.timeout
+        self.stats.shadows["sent"] += 1
+        has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
+        framing = (b"content-length", str(copy.size).encode()) if has_body else None
+        head = serialize_request(copy.method, copy.path, copy.authority, copy.head, framing)
+        copy.payload = head + b"".join(copy.body) if copy.body else head
+        copy.release_body()
+        if copy.pairing is not None:
+            copy.answer_body = BodyCopy(copy.pairing.comparison.max_body_bytes)
+        self._sending[copy] = None
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(self._sweep_every, self._sweep)
+        conn = self.pool.take(copy.upstream.endpoint)
+        if conn is None:
+            self._connect(copy)
+        else:
+            copy.reused = True
+            self._send_on(copy, conn)
+
+    def _connect(self, copy: ShadowCopy) -> None:
+        copy.reused = False
+        task = asyncio.get_running_loop().create_task(self._connected(copy))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, copy: ShadowCopy) -> None:
-        started = time.time()
-        clock = time.monotonic()
-        status, flag, received = 0, "", 0
-        sink: _Discard | None = None
-        pairing = copy.pairing
-        limit = pairing.comparison.max_body_bytes if pairing is not None else None
-        conn: UpstreamConnection | None = None
-        self.stats.shadows["sent"] += 1
+    async def _connected(self, copy: ShadowCopy) -> None:
+        endpoint = copy.upstream.endpoint
         try:
-            async with asyncio.timeout(self.limits.timeout):
-                framing = (b"content-length", str(copy.size).encode())
-                has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
-                payload = serialize_request(
-                    copy.method,
-                    copy.path,
-                    copy.authority,
-                    copy.head,
-                    framing if has_body else None,
-                ) + b"".join(copy.body)
-                copy.release_body()
-                for attempt in (1, 2):
-                    conn = self.pool.take(copy.upstream.endpoint) if attempt == 1 else None
-                    reused = conn is not None
-                    if conn is None:
-                        try:
-                            conn = await self.pool.connect(copy.upstream.endpoint)
-                        except OSError:
-                            flag = "UF"
-                            # Outlier ejection, as Envoy's for a refusing host: skip it a while.
-                            self.ejected[copy.upstream.endpoint] = (
-                                time.monotonic() + self.limits.ejection_seconds
-                            )
-                            raise
-                    sink = _Discard(asyncio.get_running_loop().create_future(), limit)
-                    conn.begin(sink, head_only=copy.method == b"HEAD")
-                    conn.write(payload)
-                    try:
-                        await sink.future
-                    except ConnectionError:
-                        if reused and sink.status == 0:
-                            # The shadow closed this idle connection as we reused it (gunicorn
-                            # does after 2 s): nothing was processed, so once more on a new one.
-                            conn = None
-                            continue
-                        raise
-                    break
-                assert sink is not None and conn is not None  # the loop ends on an answer
-                status, received = sink.status, sink.size
-                if sink.keep_alive:
-                    self.pool.put(conn)
-                else:
-                    conn.close()
-                conn = None
-            self.stats.shadows["completed"] += 1
+            conn = await self.pool.connect(endpoint)
         except TimeoutError:
-            flag = flag or "UT"
-            self.stats.shadow_failed["timeout"] += 1
-        except ShadowProtocolError:
-            flag = "UPE"
-            self.stats.shadow_failed["protocol"] += 1
+            if not copy.finished:
+                self.stats.shadow_failed["timeout"] += 1
+                self._end(copy, "UT")
+            return
         except OSError:
-            flag = flag or "UC"
-            self.stats.shadow_failed["connect" if flag == "UF" else "reset"] += 1
-        finally:
+            # Outlier ejection, as Envoy's for a refusing host: skip it a while.
+            self.ejected[endpoint] = time.monotonic() + self.limits.ejection_seconds
+            if not copy.finished:
+                self.stats.shadow_failed["connect"] += 1
+                self._end(copy, "UF")
+            return
+        if copy.finished:  # timed out while connecting: the connection may serve another
+            self.pool.put(conn)
+            return
+        self._send_on(copy, conn)
+
+    def _send_on(self, copy: ShadowCopy, conn: UpstreamConnection) -> None:
+        copy.conn = conn
+        conn.begin(copy, head_only=copy.method == b"HEAD")
+        conn.write(copy.payload)
+
+    def answered(self, copy: ShadowCopy) -> None:
+        conn, copy.conn = copy.conn, None
+        if conn is not None:
+            if copy.keep_alive:
+                self.pool.put(conn)
+            else:
+                conn.close()
+        if not copy.finished:
+            self.stats.shadows["completed"] += 1
+            self._end(copy, "")
+
+    def broke(self, copy: ShadowCopy, protocol_error: bool) -> None:
+        """The copy's connection closed or answered what we cannot frame."""
+        copy.conn = None
+        if copy.finished:
+            return
+        if protocol_error:
+            self.stats.shadow_failed["protocol"] += 1
+            self._end(copy, "UPE")
+        elif copy.reused and copy.status == 0:
+            # The shadow closed this idle connection as we reused it (gunicorn does after 2 s):
+            # nothing was processed, so once more, on a new connection.
+            self._connect(copy)
+        else:
+            self.stats.shadow_failed["reset"] += 1
+            self._end(copy, "UC")
+
+    def _sweep(self) -> None:
+        """Time out the copies past their deadline; they are in deadline order."""
+        self._sweeper = None
+        now = time.monotonic()
+        expired = []
+        for copy in self._sending:
+            if copy.deadline > now:
+                break
+            expired.append(copy)
+        for copy in expired:
+            conn, copy.conn = copy.conn, None
             if conn is not None:
                 conn.detach()
-            copy.release_body()
-            copy.upstream.release()
-            self.done_with(copy.upstream.endpoint)
-            self._log(copy, started, status, flag, received)
-            if pairing is not None:
-                headers = sink.headers if sink is not None else []
-                body = sink.copy if sink is not None else None
-                error = {"UT": "timeout", "UF": "connect"}.get(flag, "reset" if flag else "")
-                pairing.add(copy.role, response(status, headers, body, clock, error))
+            self.stats.shadow_failed["timeout"] += 1
+            self._end(copy, "UT")
+        if self._sending:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(self._sweep_every, self._sweep)
+
+    def _end(self, copy: ShadowCopy, flag: str, counted: bool = True) -> None:
+        """The copy's outcome is known: free what it holds, log it, hand it to its pairing."""
+        copy.finished = True
+        copy.payload = b""
+        self._sending.pop(copy, None)
+        copy.release_body()
+        copy.upstream.release()
+        self.done_with(copy.upstream.endpoint)
+        if not counted:
+            return
+        self._log(copy, copy.started, copy.status, flag, copy.received)
+        pairing = copy.pairing
+        if pairing is not None:
+            error = {"UT": "timeout", "UF": "connect"}.get(flag, "reset" if flag else "")
+            answer = response(copy.status, copy.answer_headers, copy.answer_body, copy.clock, error)
+            pairing.add(copy.role, answer)
 
     def _log(self, copy: ShadowCopy, started: float, status: int, flag: str, sent: int) -> None:
         if not self.access_log.enabled:
@@ -352,10 +402,20 @@ class Dispatcher:
         )
 
     async def drain(self, deadline: float) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=deadline)
+        """Wait up to ``deadline`` seconds for the copies in flight to be answered."""
+        end = time.monotonic() + deadline
+        while self._sending and time.monotonic() < end:
+            await asyncio.sleep(0.02)
 
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        for copy in list(self._sending):
+            conn, copy.conn = copy.conn, None
+            if conn is not None:
+                conn.detach()
+            self._end(copy, "", counted=False)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self.pool.close()

@@ -10,30 +10,75 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
 from typing import IO, Any, Literal
 
 Format = Literal["text", "json"]
 
 
-@dataclass(slots=True)
+FIELDS = (
+    "start_time",
+    "method",
+    "path",
+    "protocol",
+    "status",
+    "response_flags",
+    "bytes_received",
+    "bytes_sent",
+    "duration_ms",
+    "x_forwarded_for",
+    "user_agent",
+    "request_id",
+    "authority",
+    "upstream_host",
+    "upstream_cluster",
+    "shadow",
+)
+
+
 class AccessRecord:
-    start_time: float  # epoch seconds
-    method: str
-    path: str
-    protocol: str
-    status: int
-    response_flags: str
-    bytes_received: int
-    bytes_sent: int
-    duration_ms: int
-    x_forwarded_for: str
-    user_agent: str
-    request_id: str
-    authority: str
-    upstream_host: str
-    upstream_cluster: str
-    shadow: bool = False
+    """One access log line's fields. A plain class with __slots__: one is made per request (a
+    dataclass's generated __init__ stays interpreted under mypyc; see routing/decision.py)."""
+
+    __slots__ = FIELDS
+
+    def __init__(
+        self,
+        start_time: float,  # epoch seconds
+        method: str,
+        path: str,
+        protocol: str,
+        status: int,
+        response_flags: str,
+        bytes_received: int,
+        bytes_sent: int,
+        duration_ms: int,
+        x_forwarded_for: str,
+        user_agent: str,
+        request_id: str,
+        authority: str,
+        upstream_host: str,
+        upstream_cluster: str,
+        shadow: bool = False,
+    ) -> None:
+        self.start_time = start_time
+        self.method = method
+        self.path = path
+        self.protocol = protocol
+        self.status = status
+        self.response_flags = response_flags
+        self.bytes_received = bytes_received
+        self.bytes_sent = bytes_sent
+        self.duration_ms = duration_ms
+        self.x_forwarded_for = x_forwarded_for
+        self.user_agent = user_agent
+        self.request_id = request_id
+        self.authority = authority
+        self.upstream_host = upstream_host
+        self.upstream_cluster = upstream_cluster
+        self.shadow = shadow
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FIELDS}
 
 
 _second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
@@ -82,7 +127,7 @@ def format_text(r: AccessRecord) -> str:
 
 
 def format_json(r: AccessRecord) -> str:
-    record = asdict(r)
+    record = r.as_dict()
     record["start_time"] = iso_time(r.start_time)
     record["response_flags"] = r.response_flags or "-"
     return json.dumps(record, separators=(",", ":"))

@@ -7,7 +7,7 @@ Everything here is pure: no sockets, no asyncio. The data plane asks
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class RequestView(Protocol):
@@ -34,12 +34,32 @@ class RequestView(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+# Endpoint, Upstream and Forward are made or hashed for every request: plain classes with
+# __slots__ and a hand-written __init__, not frozen dataclasses, whose generated __init__ sets
+# each field through object.__setattr__ and whose __hash__ builds a tuple on every call (and which
+# mypyc leaves interpreted). ``Final`` keeps them immutable for the type checker.
+
+
 class Endpoint:
     """One upstream address: where a WorkloadEntry listens for the Service's port."""
 
-    address: str
-    port: int
+    __slots__ = ("address", "port", "_hash")
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address: Final = address
+        self.port: Final = port
+        self._hash: Final = hash((address, port))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Endpoint):
+            return NotImplemented
+        return self.port == other.port and self.address == other.address
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Endpoint(address={self.address!r}, port={self.port!r})"
 
     def __str__(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
@@ -56,7 +76,6 @@ class Failure:
     cluster: str = ""  # the cluster name when one was chosen (NC, UH), else ""
 
 
-@dataclass(frozen=True, slots=True)
 class Upstream:
     """One chosen upstream: the cluster's name and the endpoint the balancer picked.
 
@@ -64,9 +83,15 @@ class Upstream:
     LEAST_REQUEST sees the real number of requests in flight.
     """
 
-    cluster: str  # outbound|8000|v1|httpbin.default.svc.cluster.local
-    endpoint: Endpoint
-    balancer: Balancer
+    __slots__ = ("cluster", "endpoint", "balancer")
+
+    def __init__(self, cluster: str, endpoint: Endpoint, balancer: Balancer) -> None:
+        self.cluster: Final = cluster  # outbound|8000|v1|httpbin.default.svc.cluster.local
+        self.endpoint: Final = endpoint
+        self.balancer: Final = balancer
+
+    def __repr__(self) -> str:
+        return f"Upstream(cluster={self.cluster!r}, endpoint={self.endpoint!r})"
 
     def release(self) -> None:
         self.balancer.release(self.endpoint)
@@ -78,14 +103,25 @@ class Balancer(Protocol):
     def release(self, endpoint: Endpoint) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
 class Forward:
     """Send the request to ``primary``; copy it to each of ``shadows`` (already sampled)."""
 
-    primary: Upstream
-    shadows: tuple[Upstream, ...]
-    timeout: float | None  # route timeout in seconds; None: none
-    route_name: str = ""
+    __slots__ = ("primary", "shadows", "timeout", "route_name")
+
+    def __init__(
+        self,
+        primary: Upstream,
+        shadows: tuple[Upstream, ...],
+        timeout: float | None,  # route timeout in seconds; None: none
+        route_name: str = "",
+    ) -> None:
+        self.primary: Final = primary
+        self.shadows: Final = shadows
+        self.timeout: Final = timeout
+        self.route_name: Final = route_name
+
+    def __repr__(self) -> str:
+        return f"Forward(primary={self.primary!r}, shadows={self.shadows!r})"
 
 
 Decision = Forward | Failure

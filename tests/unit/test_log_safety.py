@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadowmesh.demo.scenario import _show_headers
 from shadowmesh.demo.traffic import Answer
-from shadowmesh.observe.accesslog import AccessRecord, escape, format_json, format_text
+from shadowmesh.observe.accesslog import FIELDS, escape, format_json, format_text
 from shadowmesh.observe.redact import SECRET_HEADERS, redact_headers, redacted
 from tests.support.records import record
 
@@ -34,7 +32,7 @@ TEXT_LINE = re.compile(
     r'"(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*" '
     r'"(?:[^"\\]|\\.)*" \S+ (?:-|shadow)$'
 )
-TEXT_FIELDS = [f.name for f in fields(AccessRecord) if f.type in ("str", str)]
+TEXT_FIELDS = [name for name in FIELDS if isinstance(getattr(record(), name), str)]
 
 
 def assert_safe_text(line: str) -> None:

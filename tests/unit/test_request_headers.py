@@ -120,3 +120,22 @@ def test_generated_ids_have_envoys_shapes() -> None:
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
         assert str(parsed).encode() == rid
     assert all(len(new_trace_id()) == 32 and len(new_span_id()) == 16 for _ in range(100))
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    import os
+
+    from shadowmesh.observe.trace import new_request_id, new_span_id
+
+    new_span_id()  # the parent holds a batch of digits it has not used yet
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent, then out without cleanup
+        os.write(write_end, new_request_id() + b" " + new_span_id())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 100).split(b" ")
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert child[0] != new_request_id()
+    assert child[1] != new_span_id()
