@@ -17,13 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from shadowmesh.dataplane import response as resp
-from shadowmesh.dataplane.request import (
-    Outgoing,
-    RequestHead,
-    RouteView,
-    shadow_headers,
-    shadow_host,
-)
+from shadowmesh.dataplane.request import Outgoing, RequestHead, RouteView, shadow_host
 from shadowmesh.dataplane.request import upstream_headers as build_upstream_headers
 from shadowmesh.mirror.dispatcher import ShadowCopy
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, response, subset_of
@@ -31,7 +25,7 @@ from shadowmesh.model.comparison import sampled
 from shadowmesh.observe.accesslog import AccessRecord
 from shadowmesh.routing.decision import Failure, Forward, Upstream
 from shadowmesh.upstream.connection import UpstreamConnection
-from shadowmesh.upstream.wire import Headers, serialize_request
+from shadowmesh.upstream.wire import CHUNKED, Headers, content_length, serialize_request
 
 if TYPE_CHECKING:
     from shadowmesh.dataplane.downstream import ClientConnection
@@ -135,19 +129,19 @@ class Exchange:
         self.upstream_clock = time.monotonic()
         conn = plane.pool.take(decision.primary.endpoint)
         self.request_head = serialize_request(
-            head.method, head.path, head.authority, out.headers, self.framing()
+            head.method, head.path, head.authority, out.primary_lines(), self.framing()
         )
         if conn is not None:
             self.attach(conn)
         else:
             plane.spawn(self.connect())
 
-    def framing(self) -> tuple[bytes, bytes] | None:
+    def framing(self) -> bytes:
         if self.head.chunked:
-            return (b"transfer-encoding", b"chunked")
+            return CHUNKED
         if self.head.content_length is not None:
-            return (b"content-length", str(self.head.content_length).encode())
-        return None
+            return content_length(self.head.content_length)
+        return b""
 
     def compare(self, decision: Forward, out: Outgoing) -> None:
         """Set up capture when a Comparison covers this route and samples this request."""
@@ -192,11 +186,22 @@ class Exchange:
                 self.pairing.lost(role, reason)
         if not admitted:
             return  # all dropped: no copy of the headers was made for nothing
-        headers = shadow_headers(out)
-        authority = shadow_host(self.head.authority, dispatcher.host_suffix)
+        lines = out.shadow_lines()
+        head = self.head
+        authority = shadow_host(head.authority, dispatcher.host_suffix)
+        user_agent = head.first(b"user-agent") or b""
         self.shadows = []
         for target, role in admitted:
-            copy = dispatcher.begin(target, self.head.method, self.head.path, authority, headers)
+            copy = dispatcher.begin(
+                target,
+                head.method,
+                head.path,
+                authority,
+                lines,
+                out.request_id,
+                out.forwarded_for,
+                user_agent,
+            )
             if role:
                 copy.pairing, copy.role = self.pairing, role
             for chunk in self.pending:

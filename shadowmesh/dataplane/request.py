@@ -3,7 +3,8 @@
 What goes upstream follows Envoy's HCM and router: hop-by-hop headers (RFC 9110 7.6.1 and those
 named in ``Connection``) are removed; ``x-request-id`` is kept or generated; a B3 span is
 started; ``x-envoy-attempt-count: 1``, ``x-forwarded-for`` and ``x-forwarded-proto`` are set.
-The shadow gets exactly these headers, with its own span and its Host suffixed.
+The shadow gets exactly these headers, with its own span and its Host suffixed. The lines are
+serialized here, once per request, and shared by the primary and its shadows.
 """
 
 from __future__ import annotations
@@ -139,25 +140,70 @@ class RouteView:
 
 
 class Outgoing:
-    """Headers for the primary upstream request, plus what the shadow needs to differ."""
+    """What the upstream request carries beyond the client's head, as header lines ready to go.
 
-    __slots__ = ("headers", "request_id", "trace_id", "span_id", "forwarded_for", "expect")
+    The primary and its shadows share every line but the span's three, so those are kept apart
+    and the rest is serialized once: ``passed`` (the client's end-to-end headers, the request id
+    and the trace id) and ``tail`` (attempt count, forwarding headers, a WebSocket's Upgrade).
+    """
+
+    __slots__ = (
+        "passed",
+        "tail",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "parent_span",
+        "sampled",
+        "forwarded_for",
+        "expect",
+    )
 
     def __init__(
         self,
-        headers: Headers,  # without Host, Content-Length and framing
+        passed: bytes,
+        tail: bytes,
         request_id: bytes,
         trace_id: bytes,
         span_id: bytes,
+        parent_span: bytes,
+        sampled: bytes,
         forwarded_for: bytes,  # the x-forwarded-for value sent
         expect: bool,  # the client sent Expect (answered by us, not forwarded)
     ) -> None:
-        self.headers: Final = headers
+        self.passed: Final = passed
+        self.tail: Final = tail
         self.request_id: Final = request_id
         self.trace_id: Final = trace_id
         self.span_id: Final = span_id
+        self.parent_span: Final = parent_span
+        self.sampled: Final = sampled
         self.forwarded_for: Final = forwarded_for
         self.expect: Final = expect
+
+    def primary_lines(self) -> bytes:
+        """The header lines of the primary's request (without Host and framing)."""
+        return _with_span(self, self.span_id, self.parent_span, self.sampled)
+
+    def shadow_lines(self) -> bytes:
+        """The shadow's: a child span of the primary's, unsampled, as Istio sets."""
+        return _with_span(self, new_span_id(), self.span_id, b"0")
+
+
+def _with_span(out: Outgoing, span: bytes, parent: bytes, sampled: bytes) -> bytes:
+    return b"".join(
+        (
+            out.passed,
+            b"x-b3-spanid: ",
+            span,
+            b"\r\nx-b3-parentspanid: ",
+            parent,
+            b"\r\nx-b3-sampled: ",
+            sampled,
+            b"\r\n",
+            out.tail,
+        )
+    )
 
 
 def tokens(value: bytes) -> frozenset[bytes]:
@@ -187,18 +233,18 @@ _SPECIAL = (
 
 
 def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
-    """The end-to-end headers the upstream gets, with what Envoy adds.
+    """The end-to-end headers the upstream gets, with what Envoy adds, serialized.
 
     One pass: most headers are copied as they are; the few in ``_SPECIAL`` are looked at.
     """
-    out: Headers = []
+    parts: list[bytes] = []
     request_id = trace_id = parent = sampled = forwarded_for = upgrade = None
     expect = False
     listed: frozenset[bytes] = frozenset()
     for pair in head.headers:
         name = pair[0]
         if name not in _SPECIAL:
-            out.append(pair)
+            parts += (name, b": ", pair[1], b"\r\n")
         elif name == b"x-request-id":
             if request_id is None:
                 request_id = pair[1]
@@ -216,8 +262,11 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
             expect = True
         elif name == b"upgrade":
             upgrade = pair[1]
-    if listed:
-        out = [pair for pair in out if pair[0] not in listed]
+    if listed:  # rare: headers the client named in Connection are hop-by-hop too
+        parts = []
+        for name, value in head.headers:
+            if name not in _SPECIAL and name not in listed:
+                parts += (name, b": ", value, b"\r\n")
     if request_id is None:
         request_id = new_request_id()
     if trace_id is None:
@@ -225,37 +274,29 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
     if parent is None:
         # A new trace: the proxy's own server span is the parent of the upstream call's span.
         parent = new_span_id()
-    span_id = new_span_id()
     xff = forwarded_for + b", " + client_ip if forwarded_for else client_ip
-    out += (
-        (b"x-request-id", request_id),
-        (b"x-b3-traceid", trace_id),
-        (b"x-b3-spanid", span_id),
-        (b"x-b3-parentspanid", parent),
-        (b"x-b3-sampled", sampled if sampled is not None else b"1"),
-        (b"x-envoy-attempt-count", b"1"),
-        (b"x-forwarded-for", xff),
-        (b"x-forwarded-proto", b"https" if head.scheme == "https" else b"http"),
-    )
+    parts += (b"x-request-id: ", request_id, b"\r\nx-b3-traceid: ", trace_id, b"\r\n")
+    tail = [
+        b"x-envoy-attempt-count: 1\r\nx-forwarded-for: ",
+        xff,
+        b"\r\nx-forwarded-proto: https\r\n"
+        if head.scheme == "https"
+        else b"\r\nx-forwarded-proto: http\r\n",
+    ]
     if head.upgrade and upgrade is not None:
         # The one hop-by-hop header a proxy passes on, so WebSocket works through it.
-        out += ((b"connection", b"upgrade"), (b"upgrade", upgrade))
-    return Outgoing(out, request_id, trace_id, span_id, xff, expect)
-
-
-def shadow_headers(primary: Outgoing) -> Headers:
-    """The primary's headers with a child span named for the mirror, unsampled as Istio sets."""
-    span = new_span_id()
-    out: Headers = []
-    for name, value in primary.headers:
-        if name == b"x-b3-spanid":
-            value = span
-        elif name == b"x-b3-parentspanid":
-            value = primary.span_id
-        elif name == b"x-b3-sampled":
-            value = b"0"
-        out.append((name, value))
-    return out
+        tail += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
+    return Outgoing(
+        b"".join(parts),
+        b"".join(tail),
+        request_id,
+        trace_id,
+        new_span_id(),
+        parent,
+        sampled if sampled is not None else b"1",
+        xff,
+        expect,
+    )
 
 
 def shadow_host(authority: bytes, suffix: bool) -> bytes:

@@ -26,7 +26,7 @@ from shadowmesh.observe.accesslog import AccessLog, AccessRecord
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
-from shadowmesh.upstream.wire import Headers, serialize_request
+from shadowmesh.upstream.wire import Headers, content_length, serialize_request
 
 
 class ShadowLimits:
@@ -53,7 +53,7 @@ class ShadowCopy:
     __slots__ = (
         "dispatcher",
         "upstream",
-        "head",
+        "lines",
         "method",
         "path",
         "authority",
@@ -89,7 +89,10 @@ class ShadowCopy:
         method: bytes,
         path: bytes,
         authority: bytes,
-        headers: Headers,
+        lines: bytes,
+        request_id: bytes,
+        xff: bytes,
+        user_agent: bytes,
     ) -> None:
         self.dispatcher = dispatcher
         self.upstream = upstream
@@ -99,19 +102,14 @@ class ShadowCopy:
         self.method = method
         self.path = path
         self.authority = authority
-        self.head = headers
+        self.lines = lines  # its header lines but Host and framing, serialized
         self.body: list[bytes] = []
         self.size = 0
         self.held = 0
         self.done = False
-        self.user_agent = self.request_id = self.xff = ""
-        for name, value in headers:
-            if name == b"user-agent":
-                self.user_agent = value.decode("latin-1")
-            elif name == b"x-request-id":
-                self.request_id = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                self.xff = value.decode("latin-1")
+        self.user_agent = user_agent  # for its access log line
+        self.request_id = request_id
+        self.xff = xff
         self.payload = b""
         self.conn: UpstreamConnection | None = None
         self.reused = False
@@ -234,13 +232,24 @@ class Dispatcher:
         return reason
 
     def begin(
-        self, upstream: Upstream, method: bytes, path: bytes, authority: bytes, headers: Headers
+        self,
+        upstream: Upstream,
+        method: bytes,
+        path: bytes,
+        authority: bytes,
+        lines: bytes,
+        request_id: bytes,
+        xff: bytes,
+        user_agent: bytes,
     ) -> ShadowCopy:
-        """A new copy, for a shadow that ``refuses`` nothing."""
+        """A new copy, for a shadow that ``refuses`` nothing. ``lines``: its header lines;
+        the last three are for its access log line."""
         endpoint = upstream.endpoint
         self.in_flight += 1
         self.per_endpoint[endpoint] = self.per_endpoint.get(endpoint, 0) + 1
-        return ShadowCopy(self, upstream, method, path, authority, headers)
+        return ShadowCopy(
+            self, upstream, method, path, authority, lines, request_id, xff, user_agent
+        )
 
     def done_with(self, endpoint: Endpoint) -> None:
         self.in_flight -= 1
@@ -265,8 +274,8 @@ class Dispatcher:
         copy.deadline = now + self.limits.timeout
         self.stats.shadows["sent"] += 1
         has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
-        framing = (b"content-length", str(copy.size).encode()) if has_body else None
-        head = serialize_request(copy.method, copy.path, copy.authority, copy.head, framing)
+        framing = content_length(copy.size) if has_body else b""
+        head = serialize_request(copy.method, copy.path, copy.authority, copy.lines, framing)
         copy.payload = head + b"".join(copy.body) if copy.body else head
         copy.release_body()
         if copy.pairing is not None:
@@ -391,9 +400,9 @@ class Dispatcher:
                 bytes_received=copy.size,
                 bytes_sent=sent,
                 duration_ms=int((time.time() - started) * 1000),
-                x_forwarded_for=copy.xff,
-                user_agent=copy.user_agent,
-                request_id=copy.request_id,
+                x_forwarded_for=copy.xff.decode("latin-1"),
+                user_agent=copy.user_agent.decode("latin-1"),
+                request_id=copy.request_id.decode("latin-1"),
                 authority=copy.authority.decode("latin-1"),
                 upstream_host=str(copy.upstream.endpoint),
                 upstream_cluster=copy.upstream.cluster,

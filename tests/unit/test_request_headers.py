@@ -1,12 +1,12 @@
 """Headers the upstream and the shadow get: Envoy's additions, hop-by-hop removal."""
 
 from shadowmesh.dataplane.request import (
+    Outgoing,
     RequestHead,
-    shadow_headers,
     shadow_host,
     upstream_headers,
 )
-from shadowmesh.upstream.wire import serialize_request
+from shadowmesh.upstream.wire import content_length, serialize_request
 
 
 def head(*headers: tuple[bytes, bytes]) -> RequestHead:
@@ -20,13 +20,28 @@ def head(*headers: tuple[bytes, bytes]) -> RequestHead:
     )
 
 
+def parsed(lines: bytes) -> list[tuple[bytes, bytes]]:
+    """Header lines as they go on the wire, back to (name, value) pairs."""
+    assert lines.endswith(b"\r\n")
+    pairs = []
+    for line in lines[:-2].split(b"\r\n"):
+        name, sep, value = line.partition(b": ")
+        assert sep and name == name.lower() and b"\r" not in value and b"\n" not in value
+        pairs.append((name, value))
+    return pairs
+
+
+def primary(out: Outgoing) -> list[tuple[bytes, bytes]]:
+    return parsed(out.primary_lines())
+
+
 def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
     return [n for n, _ in headers]
 
 
 def test_envoy_headers_are_added() -> None:
     out = upstream_headers(head((b"host", b"httpbin:8000"), (b"accept", b"*/*")), b"10.0.0.9")
-    got = dict(out.headers)
+    got = dict(primary(out))
     assert got[b"accept"] == b"*/*"
     assert len(got[b"x-request-id"]) == 36
     assert len(got[b"x-b3-traceid"]) == 32 and len(got[b"x-b3-spanid"]) == 16
@@ -48,13 +63,13 @@ def test_client_request_id_and_trace_are_kept_and_a_new_span_starts() -> None:
         ),
         b"127.0.0.1",
     )
-    got = dict(out.headers)
+    got = dict(primary(out))
     assert got[b"x-request-id"] == b"abc" and out.request_id == b"abc"
     assert got[b"x-b3-traceid"] == b"t" * 32
     assert got[b"x-b3-parentspanid"] == b"s" * 16
     assert got[b"x-b3-spanid"] != b"s" * 16
     assert got[b"x-forwarded-for"] == b"1.2.3.4, 127.0.0.1"
-    assert names(out.headers).count(b"x-request-id") == 1
+    assert names(primary(out)).count(b"x-request-id") == 1
 
 
 def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
@@ -71,7 +86,7 @@ def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
         ),
         b"127.0.0.1",
     )
-    got = names(out.headers)
+    got = names(primary(out))
     for gone in (
         b"connection",
         b"x-secret",
@@ -82,17 +97,18 @@ def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
     ):
         assert gone not in got
     assert b"x-kept" in got
-    assert dict(out.headers)[b"x-envoy-attempt-count"] == b"1"
+    assert dict(primary(out))[b"x-envoy-attempt-count"] == b"1"
 
 
 def test_shadow_keeps_request_and_trace_ids_with_its_own_unsampled_span() -> None:
     out = upstream_headers(head((b"user-agent", b"curl")), b"127.0.0.1")
-    primary = dict(out.headers)
-    shadow = dict(shadow_headers(out))
-    assert shadow[b"x-request-id"] == primary[b"x-request-id"]
-    assert shadow[b"x-b3-traceid"] == primary[b"x-b3-traceid"]
-    assert shadow[b"x-b3-parentspanid"] == primary[b"x-b3-spanid"]
-    assert shadow[b"x-b3-spanid"] != primary[b"x-b3-spanid"]
+    live = dict(primary(out))
+    shadow = dict(parsed(out.shadow_lines()))
+    assert names(parsed(out.shadow_lines())) == names(primary(out))  # same headers, same order
+    assert shadow[b"x-request-id"] == live[b"x-request-id"]
+    assert shadow[b"x-b3-traceid"] == live[b"x-b3-traceid"]
+    assert shadow[b"x-b3-parentspanid"] == live[b"x-b3-spanid"]
+    assert shadow[b"x-b3-spanid"] != live[b"x-b3-spanid"]
     assert shadow[b"x-b3-sampled"] == b"0"
     assert shadow[b"user-agent"] == b"curl"
     assert shadow_host(b"httpbin:8000", True) == b"httpbin-shadow:8000"
@@ -101,7 +117,7 @@ def test_shadow_keeps_request_and_trace_ids_with_its_own_unsampled_span() -> Non
 
 def test_serialized_head_has_one_host_and_the_framing() -> None:
     raw = serialize_request(
-        b"POST", b"/post", b"httpbin:8000", [(b"accept", b"*/*")], (b"content-length", b"3")
+        b"POST", b"/post", b"httpbin:8000", b"accept: */*\r\n", content_length(3)
     )
     assert raw == (
         b"POST /post HTTP/1.1\r\nhost: httpbin:8000\r\naccept: */*\r\ncontent-length: 3\r\n\r\n"
