@@ -206,17 +206,16 @@ def _with_span(out: Outgoing, span: bytes, parent: bytes, sampled: bytes) -> byt
     )
 
 
+_NO_TOKENS: frozenset[bytes] = frozenset()
+# Nearly every Connection header says only this; neither names a header still to remove.
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+
+
 def tokens(value: bytes) -> frozenset[bytes]:
-    """The lower-cased names listed in a ``Connection`` header value."""
+    """The lower-cased names listed in a ``Connection`` header value, but the two plain ones."""
+    if value in _PLAIN_CONNECTION:
+        return _NO_TOKENS
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
-
-
-def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    names: frozenset[bytes] = frozenset()
-    for name, value in headers:
-        if name == b"connection":
-            names |= tokens(value)
-    return names
 
 
 # Headers that need more than a copy: dropped, replaced, or read for what we add.

@@ -155,3 +155,10 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     os.waitpid(pid, 0)
     assert child[0] != new_request_id()
     assert child[1] != new_span_id()
+
+
+def test_connection_tokens_name_the_headers_to_remove() -> None:
+    from shadowmesh.dataplane.request import tokens
+
+    assert tokens(b"keep-alive") == frozenset() and tokens(b"Close") == frozenset()
+    assert tokens(b"close, X-Secret , ,keep-alive") == {b"close", b"x-secret", b"keep-alive"}
