@@ -489,7 +489,7 @@ class Exchange:
                 start_time=self.started,
                 method=head.method.decode("latin-1"),
                 path=head.path.decode("latin-1"),
-                protocol=f"HTTP/{head.version}",
+                protocol="HTTP/1.1" if head.version == "1.1" else "HTTP/1.0",
                 status=self.status,
                 response_flags=self.flag,
                 bytes_received=self.received,

@@ -81,15 +81,29 @@ class AccessRecord:
         return {name: getattr(self, name) for name in FIELDS}
 
 
-_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+class _Second:
+    """The last whole second formatted, and its text."""
+
+    __slots__ = ("whole", "text")
+
+    def __init__(self) -> None:
+        self.whole = -1
+        self.text = ""
+
+
+_second = _Second()
 
 
 def iso_time(epoch: float) -> str:
     """``2026-11-26T01:02:03.456Z``; the seconds part is formatted once per second."""
     whole = int(epoch)
-    if whole != _second[0]:
-        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_second[1]}.{int(epoch * 1000) % 1000:03d}Z"
+    last = _second
+    if whole != last.whole:
+        last.whole, last.text = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return last.text + _MILLIS[int(epoch * 1000) % 1000]
+
+
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def escape(value: str) -> str:
@@ -112,13 +126,19 @@ def _word(value: str) -> str:
     return text.replace(" ", "\\x20") if " " in text else text
 
 
-def format_text(r: AccessRecord) -> str:
-    def q(value: str) -> str:
-        return f'"{escape(value)}"' if value else '"-"'
+def _protocol(value: str) -> str:
+    return value if value == "HTTP/1.1" or value == "HTTP/1.0" else _word(value)
 
+
+def _quoted(value: str) -> str:
+    return f'"{escape(value)}"' if value else '"-"'
+
+
+def format_text(r: AccessRecord) -> str:
+    q = _quoted
     return (
         f"[{iso_time(r.start_time)}] "
-        f'"{_word(r.method)} {_word(r.path)} {_word(r.protocol)}" '
+        f'"{_word(r.method)} {_word(r.path)} {_protocol(r.protocol)}" '
         f"{r.status} {_word(r.response_flags)} {r.bytes_received} {r.bytes_sent} "
         f"{r.duration_ms} {q(r.x_forwarded_for)} {q(r.user_agent)} {q(r.request_id)} "
         f"{q(r.authority)} {q(r.upstream_host)} {_word(r.upstream_cluster)} "

@@ -43,12 +43,15 @@ class RequestView(Protocol):
 class Endpoint:
     """One upstream address: where a WorkloadEntry listens for the Service's port."""
 
-    __slots__ = ("address", "port", "_hash")
+    __slots__ = ("address", "port", "_hash", "_text")
 
     def __init__(self, address: str, port: int) -> None:
         self.address: Final = address
         self.port: Final = port
         self._hash: Final = hash((address, port))
+        # As the access log writes it, once per request: formatted once.
+        host = f"[{address}]" if ":" in address else address
+        self._text: Final = f"{host}:{port}"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Endpoint):
@@ -62,8 +65,7 @@ class Endpoint:
         return f"Endpoint(address={self.address!r}, port={self.port!r})"
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return self._text
 
 
 @dataclass(frozen=True, slots=True)
