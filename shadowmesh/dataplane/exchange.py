@@ -62,7 +62,7 @@ class Exchange:
     retried = False
     pairing: Pairing | None = None  # this request is compared: its response is copied
     copy: BodyCopy | None = None
-    primary_headers: Headers = []  # replaced per exchange, never mutated
+    primary_headers: Headers | tuple[()] = ()  # replaced per exchange, never mutated
     up_out: list[bytes] | None = None  # bytes for the upstream, held until the read is checked
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -238,7 +238,7 @@ class Exchange:
         pending, self.pending = self.pending, ()
         self.pending_size = 0
         if self.head.chunked:
-            data = b"".join(resp.chunk(c) for c in pending)
+            data = b"".join([resp.chunk(c) for c in pending])
             if self.request_done:
                 data += resp.LAST_CHUNK
         else:

@@ -8,6 +8,7 @@ result goes to the analyzer's bounded queue, which drops (and counts) rather tha
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
@@ -74,7 +75,11 @@ class BodyCopy:
 
 
 def response(
-    status: int, headers: Headers, body: BodyCopy | None, started: float, error: str = ""
+    status: int,
+    headers: Sequence[tuple[bytes, bytes]],  # an exchange's default is an empty tuple
+    body: BodyCopy | None,
+    started: float,
+    error: str = "",
 ) -> CapturedResponse:
     return CapturedResponse(
         status=status,
