@@ -86,6 +86,7 @@ def machine() -> dict[str, Any]:
         "nginx": nginx.version(),
         "wrk": wrk.version(),
         "shadowmesh": mesh.version(),
+        "hot_path": mesh.hot_path(),
     }
 
 
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     say(f"# {command}")
     say(f"# {len(scenarios)} scenario(s), {options.rounds} round(s) of {options.duration}s")
+    say(f"# shadowmesh hot path: {mesh.hot_path()}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="shadowmesh-bench-") as tmp:
         procs = Procs(Path(tmp))

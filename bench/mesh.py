@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -126,5 +127,17 @@ def version() -> str:
         [sys.executable, "-c", "import importlib.metadata as m; print(m.version('shadowmesh'))"],
         capture_output=True,
         text=True,
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def hot_path() -> str:
+    """``compiled (mypyc)`` or ``pure Python (why)``, as the proxy under test will run: pure
+    Python serves about half the requests a second, so a figure means little without it."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import shadowmesh; print(shadowmesh.hot_path())"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
     )
     return out.stdout.strip() or "unknown"

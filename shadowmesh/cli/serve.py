@@ -335,7 +335,7 @@ async def serve_forever(
     outbound_port = None
     if options.outbound is not None:
         outbound_port = await plane.start_outbound(*options.outbound)
-    # Pure Python (a failed compile, a stale build, SHADOWMESH_PURE=1) serves ~1.3x fewer
+    # Pure Python (a failed compile, a stale build, SHADOWMESH_PURE=1) serves about half the
     # requests a second, and nothing else shows it: say which one runs.
     click.echo(f"shadowmesh hot path: {hot_path()}", err=True)
     click.echo(

@@ -59,6 +59,7 @@ def test_quick_bench_runs_end_to_end(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["options"]["rounds"] == 1 and data["options"]["duration"] == 1
     assert data["machine"]["nginx"] and data["machine"]["wrk"]
+    assert data["machine"]["hot_path"].startswith(("compiled", "pure Python"))
     [scenario] = data["scenarios"]
     assert scenario["name"] == "passthrough" and scenario["connections"] == 50
     assert set(scenario["proxies"]) == {"nginx", "shadowmesh"}
