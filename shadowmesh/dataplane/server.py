@@ -32,6 +32,12 @@ class DownstreamLimits:
     max_connections: int = 10_000
 
 
+# Connections the kernel completes and queues while the loop is busy (nginx: 511, Envoy: 1024).
+# create_server listens again with its own backlog (100 by default), so it is passed there too:
+# past the backlog Linux drops a SYN, and that client waits a second for its retransmission.
+BACKLOG = 1024
+
+
 def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """A listening socket, bound now so "address in use" is known at once.
 
@@ -45,7 +51,7 @@ def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(1024)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -69,6 +75,8 @@ class DataPlane:
         self.limits = limits or DownstreamLimits()
         self.table = table
         self.compare_plan = ComparePlan(table.comparisons)
+        # Read per mirrored request: a plain bool, not ComparePlan.__bool__ (interpreted Python).
+        self.comparing = bool(table.comparisons)
         self.analyzer: Sink | None = None  # set by serve when comparisons are analysed
         self.bind = bind
         self.pool = pool
@@ -104,6 +112,7 @@ class DataPlane:
             ) from None
         self.table = table
         self.compare_plan = ComparePlan(table.comparisons)
+        self.comparing = bool(table.comparisons)
         for port in sorted(set(self.listeners) - wanted):
             server = self.listeners.pop(port)
             if server is not None:
@@ -114,7 +123,9 @@ class DataPlane:
 
     async def _serve(self, port: int, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: ClientConnection(self, port), sock=sock)
+        server = await loop.create_server(
+            lambda: ClientConnection(self, port), sock=sock, backlog=BACKLOG
+        )
         if port in self.listeners and self.listeners[port] is None:
             self.listeners[port] = server
         else:
@@ -124,7 +135,9 @@ class DataPlane:
         """The forward-proxy port a sidecar's outbound capture would be; returns its port."""
         loop = asyncio.get_running_loop()
         sock = bind_socket(host, port, self.reuse_port)
-        self.outbound = await loop.create_server(lambda: ClientConnection(self, None), sock=sock)
+        self.outbound = await loop.create_server(
+            lambda: ClientConnection(self, None), sock=sock, backlog=BACKLOG
+        )
         bound: int = sock.getsockname()[1]
         return bound
 

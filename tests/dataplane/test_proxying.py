@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -598,3 +599,38 @@ def test_a_shadow_on_a_pooled_connection_closed_under_it_is_sent_again(
     stats = s.stats()
     assert stats["shadows"] == {"sent": 3, "completed": 3}, stats
     assert stats["shadow_failed"] == {}
+
+
+def test_a_burst_of_connections_is_queued_not_dropped(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """300 clients connecting at once, while the proxy cannot accept (stopped), all complete
+    their handshake: the listen backlog is 1024 as bound, not asyncio's default of 100, past
+    which Linux drops SYNs and a client waits a second for its retransmission."""
+    import select
+    import signal
+
+    served, _, _ = plain_mesh(upstreams, serve)
+    clients: list[socket.socket] = []
+    os.kill(served.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(300):
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", served.port))
+            clients.append(client)
+        pending = list(clients)
+        end = time.monotonic() + 0.5  # a dropped SYN is retried after 1 s: not in this window
+        while pending and time.monotonic() < end:
+            _, writable, _ = select.select([], pending, [], 0.05)
+            pending = [c for c in pending if c not in writable]
+        connected = [
+            c
+            for c in clients
+            if c not in pending and not c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        ]
+        assert len(connected) == 300
+    finally:
+        os.kill(served.proc.pid, signal.SIGCONT)
+        for client in clients:
+            client.close()
