@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shadowmesh.dataplane.downstream import ClientConnection
+from shadowmesh.dataplane.listener import Listener
 from shadowmesh.mirror.dispatcher import Dispatcher
 from shadowmesh.mirror.pairing import ComparePlan, Sink
 from shadowmesh.observe.accesslog import AccessLog
@@ -33,8 +34,7 @@ class DownstreamLimits:
 
 
 # Connections the kernel completes and queues while the loop is busy (nginx: 511, Envoy: 1024).
-# create_server listens again with its own backlog (100 by default), so it is passed there too:
-# past the backlog Linux drops a SYN, and that client waits a second for its retransmission.
+# Past the backlog Linux drops a SYN, and that client waits a second for its retransmission.
 BACKLOG = 1024
 
 
@@ -83,8 +83,8 @@ class DataPlane:
         self.dispatcher = dispatcher
         self.access_log = access_log
         self.stats = stats
-        self.listeners: dict[int, asyncio.Server | None] = {}  # None: starting
-        self.outbound: asyncio.Server | None = None
+        self.listeners: dict[int, Listener] = {}
+        self.outbound: Listener | None = None
         self.connections: set[ClientConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_time = time.monotonic
@@ -114,32 +114,22 @@ class DataPlane:
         self.compare_plan = ComparePlan(table.comparisons)
         self.comparing = bool(table.comparisons)
         for port in sorted(set(self.listeners) - wanted):
-            server = self.listeners.pop(port)
-            if server is not None:
-                server.close()
+            self.listeners.pop(port).close()
         for port, sock in bound.items():
-            self.listeners[port] = None
-            self.spawn(self._serve(port, sock))
+            self.listeners[port] = self._listen(sock, port)
 
-    async def _serve(self, port: int, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: ClientConnection(self, port), sock=sock, backlog=BACKLOG
+    def _listen(self, sock: socket.socket, port: int | None) -> Listener:
+        return Listener(
+            sock, lambda: ClientConnection(self, port), self.spawn, self._accept_exhausted
         )
-        if port in self.listeners and self.listeners[port] is None:
-            self.listeners[port] = server
-        else:
-            server.close()  # the port went away while the server was starting
+
+    def _accept_exhausted(self) -> None:
+        self.stats.requests["downstream_cx_accept_exhausted"] += 1
 
     async def start_outbound(self, host: str, port: int) -> int:
         """The forward-proxy port a sidecar's outbound capture would be; returns its port."""
-        loop = asyncio.get_running_loop()
-        sock = bind_socket(host, port, self.reuse_port)
-        self.outbound = await loop.create_server(
-            lambda: ClientConnection(self, None), sock=sock, backlog=BACKLOG
-        )
-        bound: int = sock.getsockname()[1]
-        return bound
+        self.outbound = self._listen(bind_socket(host, port, self.reuse_port), None)
+        return self.outbound.port
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -179,11 +169,11 @@ class DataPlane:
 
     async def shutdown(self, deadline: float) -> None:
         """Stop accepting, let in-flight requests finish until ``deadline`` seconds, then close."""
-        servers = [s for s in self.listeners.values() if s is not None]
+        listeners = list(self.listeners.values())
         if self.outbound is not None:
-            servers.append(self.outbound)
-        for server in servers:
-            server.close()
+            listeners.append(self.outbound)
+        for listener in listeners:
+            listener.close()
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         for conn in list(self.connections):
