@@ -122,22 +122,19 @@ class Mesh:
         return data
 
 
-def version() -> str:
+def _ask_python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter of this venv, as the proxy would import it."""
     out = subprocess.run(
-        [sys.executable, "-c", "import importlib.metadata as m; print(m.version('shadowmesh'))"],
-        capture_output=True,
-        text=True,
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ
     )
     return out.stdout.strip() or "unknown"
+
+
+def version() -> str:
+    return _ask_python("import importlib.metadata as m; print(m.version('shadowmesh'))")
 
 
 def hot_path() -> str:
     """``compiled (mypyc)`` or ``pure Python (why)``, as the proxy under test will run: pure
     Python serves about half the requests a second, so a figure means little without it."""
-    out = subprocess.run(
-        [sys.executable, "-c", "import shadowmesh; print(shadowmesh.hot_path())"],
-        capture_output=True,
-        text=True,
-        env=os.environ,
-    )
-    return out.stdout.strip() or "unknown"
+    return _ask_python("import shadowmesh; print(shadowmesh.hot_path())")

@@ -117,7 +117,7 @@ class Exchange:
         self.request_id = out.request_id
         self.xff = out.forwarded_for
         if decision.shadows:
-            if plane.comparing:
+            if plane.compare_plan.active:
                 self.compare(decision, out)
             self.start_shadows(decision, out)
         if decision.timeout:

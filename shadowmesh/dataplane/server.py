@@ -75,8 +75,6 @@ class DataPlane:
         self.limits = limits or DownstreamLimits()
         self.table = table
         self.compare_plan = ComparePlan(table.comparisons)
-        # Read per mirrored request: a plain bool, not ComparePlan.__bool__ (interpreted Python).
-        self.comparing = bool(table.comparisons)
         self.analyzer: Sink | None = None  # set by serve when comparisons are analysed
         self.bind = bind
         self.pool = pool
@@ -112,7 +110,6 @@ class DataPlane:
             ) from None
         self.table = table
         self.compare_plan = ComparePlan(table.comparisons)
-        self.comparing = bool(table.comparisons)
         for port in sorted(set(self.listeners) - wanted):
             self.listeners.pop(port).close()
         for port, sock in bound.items():

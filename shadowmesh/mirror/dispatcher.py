@@ -28,6 +28,9 @@ from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
 from shadowmesh.upstream.wire import Headers, content_length, serialize_request
 
+# A failed copy's response flag -> the reason it is counted under in ``shadow_failed``.
+_FAILED = {"UT": "timeout", "UF": "connect", "UPE": "protocol", "UC": "reset"}
+
 
 class ShadowLimits:
     def __init__(
@@ -303,14 +306,12 @@ class Dispatcher:
             conn = await self.pool.connect(endpoint)
         except TimeoutError:
             if not copy.finished:
-                self.stats.shadow_failed["timeout"] += 1
                 self._end(copy, "UT")
             return
         except OSError:
             # Outlier ejection, as Envoy's for a refusing host: skip it a while.
             self.ejected[endpoint] = time.monotonic() + self.limits.ejection_seconds
             if not copy.finished:
-                self.stats.shadow_failed["connect"] += 1
                 self._end(copy, "UF")
             return
         if copy.finished:  # timed out while connecting: the connection may serve another
@@ -331,7 +332,6 @@ class Dispatcher:
             else:
                 conn.close()
         if not copy.finished:
-            self.stats.shadows["completed"] += 1
             self._end(copy, "")
 
     def broke(self, copy: ShadowCopy, protocol_error: bool) -> None:
@@ -340,14 +340,12 @@ class Dispatcher:
         if copy.finished:
             return
         if protocol_error:
-            self.stats.shadow_failed["protocol"] += 1
             self._end(copy, "UPE")
         elif copy.reused and copy.status == 0:
             # The shadow closed this idle connection as we reused it (gunicorn does after 2 s):
             # nothing was processed, so once more, on a new connection.
             self._connect(copy)
         else:
-            self.stats.shadow_failed["reset"] += 1
             self._end(copy, "UC")
 
     def _sweep(self) -> None:
@@ -363,14 +361,14 @@ class Dispatcher:
             conn, copy.conn = copy.conn, None
             if conn is not None:
                 conn.detach()
-            self.stats.shadow_failed["timeout"] += 1
             self._end(copy, "UT")
         if self._sending:
             loop = asyncio.get_running_loop()
             self._sweeper = loop.call_later(self._sweep_every, self._sweep)
 
     def _end(self, copy: ShadowCopy, flag: str, counted: bool = True) -> None:
-        """The copy's outcome is known: free what it holds, log it, hand it to its pairing."""
+        """The copy's outcome is known (``flag``: its Envoy response flag, "" when answered):
+        free what it holds, count it, log it, hand it to its pairing."""
         copy.finished = True
         copy.payload = b""
         self._sending.pop(copy, None)
@@ -379,6 +377,10 @@ class Dispatcher:
         self.done_with(copy.upstream.endpoint)
         if not counted:
             return
+        if flag:
+            self.stats.shadow_failed[_FAILED[flag]] += 1
+        else:
+            self.stats.shadows["completed"] += 1
         self._log(copy, copy.started, copy.status, flag, copy.received)
         pairing = copy.pairing
         if pairing is not None:

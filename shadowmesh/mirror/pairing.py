@@ -29,9 +29,9 @@ class ComparePlan:
     def __init__(self, comparisons: tuple[Comparison, ...]) -> None:
         self._by_target = {(c.fqdn, c.primary): c for c in comparisons}
         self._clusters: dict[str, Comparison | None] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._by_target)
+        # Read for every mirrored request: a plain attribute (a __bool__ here would run as
+        # interpreted Python under the compiled data plane).
+        self.active = bool(comparisons)
 
     def for_cluster(self, cluster: str) -> Comparison | None:
         try:
