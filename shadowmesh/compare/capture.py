@@ -18,7 +18,7 @@ class CapturedResponse:
     body: bytes
     truncated: bool  # the body was longer than maxBodyBytes
     duration_ms: float  # request sent to last byte received
-    error: str = ""  # "timeout", "reset", "connect" when status is 0
+    error: str = ""  # when status is 0: a word of mirror.pairing.UPSTREAM_ERRORS
 
 
 @dataclass(frozen=True, slots=True)

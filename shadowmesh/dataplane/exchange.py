@@ -20,9 +20,8 @@ from shadowmesh.dataplane import response as resp
 from shadowmesh.dataplane.request import Outgoing, RequestHead, RouteView, shadow_host
 from shadowmesh.dataplane.request import upstream_headers as build_upstream_headers
 from shadowmesh.mirror.dispatcher import ShadowCopy
-from shadowmesh.mirror.pairing import BodyCopy, Pairing, response, subset_of
+from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response, subset_of
 from shadowmesh.model.comparison import sampled
-from shadowmesh.observe.accesslog import AccessRecord
 from shadowmesh.routing.decision import Failure, Forward, Upstream
 from shadowmesh.upstream.connection import UpstreamConnection
 from shadowmesh.upstream.wire import CHUNKED, Headers, content_length, serialize_request
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from shadowmesh.dataplane.downstream import ClientConnection
 
 BUFFER_MARK = 256 * 1024
-# Envoy flags of a primary that got no upstream answer, as the comparison's error words.
-_ERRORS = {"UT": "timeout", "UF": "connect", "UC": "reset", "UPE": "protocol"}
 
 
 class Exchange:
@@ -444,7 +441,7 @@ class Exchange:
                     self.primary_headers,
                     self.copy,
                     self.clock,
-                    _ERRORS.get(self.flag, ""),
+                    error_of(self.flag),
                 ),
             )
         if self.timer is not None:
@@ -484,24 +481,19 @@ class Exchange:
         if not plane.access_log.enabled:
             return
         head = self.head
-        plane.access_log.log(
-            AccessRecord(
-                start_time=self.started,
-                method=head.method.decode("latin-1"),
-                path=head.path.decode("latin-1"),
-                protocol="HTTP/1.1" if head.version == "1.1" else "HTTP/1.0",
-                status=self.status,
-                response_flags=self.flag,
-                bytes_received=self.received,
-                bytes_sent=self.sent,
-                duration_ms=int((time.time() - self.started) * 1000),
-                x_forwarded_for=self.xff.decode("latin-1"),
-                user_agent=(head.first(b"user-agent") or b"").decode("latin-1"),
-                request_id=(self.request_id or head.first(b"x-request-id") or b"").decode(
-                    "latin-1"
-                ),
-                authority=head.authority.decode("latin-1"),
-                upstream_host=str(self.upstream.endpoint) if self.upstream else "",
-                upstream_cluster=cluster,
-            )
+        plane.access_log.request(
+            self.started,
+            head.method,
+            head.path,
+            head.version,
+            self.status,
+            self.flag,
+            self.received,
+            self.sent,
+            self.xff,
+            head.first(b"user-agent") or b"",
+            self.request_id or head.first(b"x-request-id") or b"",
+            head.authority,
+            str(self.upstream.endpoint) if self.upstream else "",
+            cluster,
         )

@@ -21,15 +21,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from shadowmesh.mirror.pairing import BodyCopy, Pairing, response
-from shadowmesh.observe.accesslog import AccessLog, AccessRecord
+from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
+from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
 from shadowmesh.upstream.wire import Headers, content_length, serialize_request
-
-# A failed copy's response flag -> the reason it is counted under in ``shadow_failed``.
-_FAILED = {"UT": "timeout", "UF": "connect", "UPE": "protocol", "UC": "reset"}
 
 
 class ShadowLimits:
@@ -378,39 +375,32 @@ class Dispatcher:
         if not counted:
             return
         if flag:
-            self.stats.shadow_failed[_FAILED[flag]] += 1
+            self.stats.shadow_failed[error_of(flag)] += 1
         else:
             self.stats.shadows["completed"] += 1
-        self._log(copy, copy.started, copy.status, flag, copy.received)
-        pairing = copy.pairing
-        if pairing is not None:
-            error = {"UT": "timeout", "UF": "connect"}.get(flag, "reset" if flag else "")
-            answer = response(copy.status, copy.answer_headers, copy.answer_body, copy.clock, error)
-            pairing.add(copy.role, answer)
-
-    def _log(self, copy: ShadowCopy, started: float, status: int, flag: str, sent: int) -> None:
-        if not self.access_log.enabled:
-            return
-        self.access_log.log(
-            AccessRecord(
-                start_time=started,
-                method=copy.method.decode("latin-1"),
-                path=copy.path.decode("latin-1"),
-                protocol="HTTP/1.1",
-                status=status,
-                response_flags=flag,
-                bytes_received=copy.size,
-                bytes_sent=sent,
-                duration_ms=int((time.time() - started) * 1000),
-                x_forwarded_for=copy.xff.decode("latin-1"),
-                user_agent=copy.user_agent.decode("latin-1"),
-                request_id=copy.request_id.decode("latin-1"),
-                authority=copy.authority.decode("latin-1"),
-                upstream_host=str(copy.upstream.endpoint),
-                upstream_cluster=copy.upstream.cluster,
+        if self.access_log.enabled:
+            self.access_log.request(
+                copy.started,
+                copy.method,
+                copy.path,
+                "1.1",
+                copy.status,
+                flag,
+                copy.size,
+                copy.received,
+                copy.xff,
+                copy.user_agent,
+                copy.request_id,
+                copy.authority,
+                str(copy.upstream.endpoint),
+                copy.upstream.cluster,
                 shadow=True,
             )
-        )
+        pairing = copy.pairing
+        if pairing is not None:
+            error = error_of(flag)
+            answer = response(copy.status, copy.answer_headers, copy.answer_body, copy.clock, error)
+            pairing.add(copy.role, answer)
 
     async def drain(self, deadline: float) -> None:
         """Wait up to ``deadline`` seconds for the copies in flight to be answered."""

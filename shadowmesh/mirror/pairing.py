@@ -15,6 +15,16 @@ from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
 from shadowmesh.model.comparison import Comparison
 from shadowmesh.upstream.wire import Headers
 
+# The one table of Envoy response flags that mean "no upstream answer", and the word each is
+# known by: the comparison's ``CapturedResponse.error`` for a primary and a shadow alike, and the
+# reason a failed shadow is counted under in ``shadow_failed``.
+UPSTREAM_ERRORS = {"UT": "timeout", "UF": "connect", "UC": "reset", "UPE": "protocol"}
+
+
+def error_of(flag: str) -> str:
+    """The error word of a response flag; "" for an answer (no flag) or a flag of another kind."""
+    return UPSTREAM_ERRORS.get(flag, "")
+
 
 class Sink(Protocol):
     def submit(self, exchange: CapturedExchange) -> bool: ...

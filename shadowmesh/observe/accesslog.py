@@ -165,6 +165,49 @@ class AccessLog:
     def enabled(self) -> bool:
         return self._stream is not None
 
+    def request(
+        self,
+        started: float,
+        method: bytes,
+        path: bytes,
+        version: str,
+        status: int,
+        flag: str,
+        received: int,
+        sent: int,
+        xff: bytes,
+        user_agent: bytes,
+        request_id: bytes,
+        authority: bytes,
+        upstream_host: str,
+        upstream_cluster: str,
+        shadow: bool = False,
+    ) -> None:
+        """Log one request (a primary or a shadow copy) from its wire values: the one place a
+        record is made from an exchange, so every line decodes and times its fields alike."""
+        if self._stream is None:
+            return
+        self.log(
+            AccessRecord(
+                start_time=started,
+                method=method.decode("latin-1"),
+                path=path.decode("latin-1"),
+                protocol="HTTP/1.0" if version == "1.0" else "HTTP/1.1",
+                status=status,
+                response_flags=flag,
+                bytes_received=received,
+                bytes_sent=sent,
+                duration_ms=int((time.time() - started) * 1000),
+                x_forwarded_for=xff.decode("latin-1"),
+                user_agent=user_agent.decode("latin-1"),
+                request_id=request_id.decode("latin-1"),
+                authority=authority.decode("latin-1"),
+                upstream_host=upstream_host,
+                upstream_cluster=upstream_cluster,
+                shadow=shadow,
+            )
+        )
+
     def log(self, record: AccessRecord) -> None:
         if self._stream is None:
             return
