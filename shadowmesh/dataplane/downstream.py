@@ -108,7 +108,10 @@ class ClientConnection(asyncio.Protocol):
         except BadRequest as bad:
             self.reject(bad.status, bad.message)
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops at the end of an Upgrade request's head (or at a CONNECT's).
+            # llhttp stops at the end of an Upgrade request's head (or at a CONNECT's). The head
+            # is good: what the read held for upstreams goes now (on a pooled connection, the
+            # Upgrade's own head is among it).
+            self.flush_upstream_writes()
             rest = data[exc.args[0] :] if exc.args else b""
             if self.tunnel is not None:
                 self.received_in_tunnel(rest)

@@ -443,6 +443,34 @@ def test_upgrade_is_tunnelled_both_ways_and_never_mirrored(
     assert '"GET /chat HTTP/1.1" 101 ' in s.log.read_text()
 
 
+def test_upgrade_on_a_warm_pool_reaches_the_upstream(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """Under traffic the pool holds an idle connection: an Upgrade request taken onto it must be
+    written out, not left waiting for the end of a read that ended at the Upgrade."""
+    v1, v2 = make(upstreams, "upgrade", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    warm = curl(
+        "-H", "Host: app", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{s.port}/"
+    )
+    assert warm.stdout == "200"
+    with socket.create_connection(("127.0.0.1", s.port), timeout=3) as ws:
+        ws.sendall(
+            b"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += ws.recv(65536)
+        assert got.startswith(b"HTTP/1.1 101 ")
+        ws.sendall(b"ping")
+        echoed = b""
+        while len(echoed) < 4:
+            echoed += ws.recv(65536)
+        assert echoed == b"ping"
+    # The Upgrade went on the connection the plain request left in the pool.
+    assert v1.connections == 1 and len(v1.requests) == 2
+
+
 def test_chunked_trailers_are_dropped_and_the_next_request_is_clean(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:

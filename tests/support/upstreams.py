@@ -5,8 +5,9 @@ They run in threads on 127.0.0.1 with free ports. ``mode`` picks the behaviour:
 ``reset`` sends half a response and resets, ``slow`` answers after ``delay`` seconds,
 ``one-per-conn`` keeps the connection open after its answer but closes it when a second
 request comes on it (the race of an upstream closing an idle keep-alive connection),
-``early`` answers as soon as it has the head, then reads the body, ``upgrade`` answers 101
-and echoes the bytes that follow, ``count`` keeps only the size of a body (as its text).
+``early`` answers as soon as it has the head, then reads the body, ``upgrade`` answers a
+request asking for an Upgrade with 101 and echoes the bytes that follow (others as ``ok``),
+``count`` keeps only the size of a body (as its text).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class RecordingUpstream:
                 if self.mode == "one-per-conn" and served:
                     return  # closes a kept-alive connection as a request arrives on it
                 served += 1
-                if self.mode == "upgrade":
+                if self.mode == "upgrade" and b"\r\nupgrade:" in head.lower():
                     # A WebSocket-like upgrade: 101, then echo whatever comes, raw.
                     conn.sendall(
                         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
