@@ -59,6 +59,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_parser",
         "_status_reason",
         "_headers",
+        "trailers",
+        "_in_head",
         "_head_only",
         "closed",
         "idle_lost",
@@ -75,6 +77,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._status_reason = b""
         self._headers: Headers = []
+        # A chunked response's trailer section: never part of any head (Envoy drops HTTP/1
+        # trailers by default; so do we), and gone with the message it ended.
+        self.trailers: Headers = []
+        self._in_head = False  # between message begin and the end of its head
         self._head_only = False
         self.closed = False
         self.idle_lost: Callable[[UpstreamConnection], None] | None = None
@@ -130,15 +136,31 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        # All state of one response is reset here, at its first byte: nothing of a message
+        # (its trailers above all) can reach the next one on this connection, which may serve
+        # another client.
+        if self.sink is None:
+            # A response with no request in flight, in the same read as the last one: the
+            # upstream broke framing. Stop parsing; the connection is never reused.
+            raise httptools.HttpParserError("response without a request")
+        self._status_reason = b""
+        self._headers = []
+        self.trailers = []
+        self._in_head = True
+
     def on_status(self, reason: bytes) -> None:
         self._status_reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-        if len(self._headers) > MAX_RESPONSE_HEADERS:
+        # llhttp reports a chunked body's trailers here too, after on_headers_complete.
+        fields = self._headers if self._in_head else self.trailers
+        fields.append((name.lower(), value))
+        if len(fields) > MAX_RESPONSE_HEADERS:
             raise httptools.HttpParserError("too many response headers")
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         status = self._parser.get_status_code()
         if status == 101 and self.upgrade and self.sink is not None:
             headers, self._headers = self._headers, []
@@ -164,8 +186,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
-        if self.sink is not None:
-            self.sink.response_body(body)
+        if self.sink is None:
+            # Body with no request in flight: the rest of a read after a HEAD's answer (its
+            # old parser still counts the announced length) or after the sink let go.
+            raise httptools.HttpParserError("response bytes without a request")
+        self.sink.response_body(body)
 
     def on_message_complete(self) -> None:
         if self.sink is not None and self._parser.get_status_code() >= 200:

@@ -8,6 +8,9 @@ request comes on it (the race of an upstream closing an idle keep-alive connecti
 ``early`` answers as soon as it has the head, then reads the body, ``upgrade`` answers a
 request asking for an Upgrade with 101 and echoes the bytes that follow (others as ``ok``),
 ``count`` keeps only the size of a body (as its text).
+``response`` is sent as is instead of the usual answer; ``responses`` are sent in turn, one per
+request over all connections (the last one repeats), and ``close_after`` closes the connection
+once sent (a response delimited by the close).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class RecordingUpstream:
     delay: float = 0.0
     body: bytes = b'{"ok": true}'
     response: bytes | None = None  # sent as is, instead of the usual answer
+    responses: list[bytes] = field(default_factory=list)
+    close_after: bool = False
     requests: list[Received] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)
     connections: int = 0
@@ -139,8 +144,17 @@ class RecordingUpstream:
                         self._record_raw(data)
                         conn.sendall(data)
                     return
+                if self.responses:
+                    with self._lock:
+                        turn = min(len(self.requests), len(self.responses)) - 1
+                    conn.sendall(self.responses[turn])
+                    if self.close_after:
+                        return
+                    continue
                 if self.response is not None:
                     conn.sendall(self.response)
+                    if self.close_after:
+                        return
                     continue
                 method = head.split(b" ", 1)[0]
                 response = (

@@ -1,0 +1,109 @@
+"""The upstream response codec in memory: bytes in, the events its sink receives out."""
+
+from __future__ import annotations
+
+from shadowmesh.routing.decision import Endpoint
+from shadowmesh.upstream.connection import UpstreamConnection
+from shadowmesh.upstream.wire import Headers
+
+
+class Sink:
+    """Records what an UpstreamConnection tells the exchange (or shadow) it serves."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+        self.heads: list[tuple[int, Headers]] = []
+        self.body = b""
+
+    def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
+        self.heads.append((status, headers))
+        self.events.append(("head", status, keep_alive))
+
+    def response_body(self, chunk: bytes) -> None:
+        self.body += chunk
+
+    def response_complete(self) -> None:
+        self.events.append(("complete",))
+
+    def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
+        self.events.append(("failed", protocol_error))
+
+    def upstream_writable(self, writable: bool) -> None:
+        pass
+
+    def tunnel_data(self, data: bytes) -> None:
+        self.events.append(("tunnel", data))
+
+    def flush(self) -> None:
+        pass
+
+
+def connection() -> UpstreamConnection:
+    return UpstreamConnection(Endpoint("127.0.0.1", 1))
+
+
+def names(headers: Headers) -> list[bytes]:
+    return [n for n, _ in headers]
+
+
+CHUNKED_WITH_TRAILER = (
+    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-first: 1\r\n\r\n"
+    b"3\r\nabc\r\n0\r\nset-cookie: session=X\r\n\r\n"
+)
+PLAIN = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-second: 2\r\n\r\nok"
+
+
+def test_a_trailer_never_reaches_the_next_response_head() -> None:
+    conn = connection()
+    first, second = Sink(), Sink()
+    conn.begin(first, head_only=False)
+    conn.data_received(CHUNKED_WITH_TRAILER)
+    assert first.events == [("head", 200, True), ("complete",)]
+    assert b"set-cookie" not in names(first.heads[0][1])  # not merged into its own head either
+    assert conn.trailers == [(b"set-cookie", b"session=X")]  # kept apart, as trailers
+    conn.begin(second, head_only=False)
+    conn.data_received(PLAIN)
+    assert second.events == [("head", 200, True), ("complete",)]
+    assert names(second.heads[0][1]) == [b"content-length", b"x-second"]
+    assert conn.trailers == []  # the trailers went with their message
+
+
+def test_per_message_state_is_reset_when_a_message_begins_mid_read() -> None:
+    # The next response's head split across reads, its first bytes in the trailer's read.
+    conn = connection()
+    first, second = Sink(), Sink()
+    conn.begin(first, head_only=False)
+    conn.data_received(CHUNKED_WITH_TRAILER[:-7])
+    conn.data_received(CHUNKED_WITH_TRAILER[-7:])
+    conn.begin(second, head_only=False)
+    conn.data_received(PLAIN[:20])
+    conn.data_received(PLAIN[20:])
+    assert names(second.heads[0][1]) == [b"content-length", b"x-second"]
+    assert second.body == b"ok"
+
+
+def test_interim_responses_leave_nothing_in_the_final_head() -> None:
+    conn = connection()
+    sink = Sink()
+    conn.begin(sink, head_only=False)
+    conn.data_received(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n" + PLAIN)
+    assert sink.events == [("head", 200, True), ("complete",)]
+    assert names(sink.heads[0][1]) == [b"content-length", b"x-second"]
+
+
+def test_bytes_after_a_complete_response_in_the_same_read_close_the_connection() -> None:
+    conn = connection()
+    sink = Sink()
+    conn.begin(sink, head_only=False)
+    conn.data_received(PLAIN + b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+    assert sink.events == [("head", 200, True), ("complete",)]
+    assert conn.closed  # an unasked-for response: the connection is never reused
+
+
+def test_bytes_after_an_answer_to_head_close_the_connection() -> None:
+    conn = connection()
+    sink = Sink()
+    conn.begin(sink, head_only=True)
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+    assert sink.events == [("head", 200, True), ("complete",)]
+    assert conn.closed
