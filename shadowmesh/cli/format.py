@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
 from shadowmesh.control.kinds import kind_info
+from shadowmesh.model.kinds import Column
 
 Row = list[str]
 Cells = Callable[[Mapping[str, Any]], Row]
@@ -66,11 +66,19 @@ def format_table(
     Columns: [NAMESPACE] NAME, the kind's own, AGE, then with ``wide`` the kind's wide ones.
     """
     when = now or datetime.now(UTC)
-    columns = _COLUMNS[kind]
-    rows: list[Row] = [["NAME", *columns.titles, "AGE", *(columns.wide_titles if wide else [])]]
+    columns = kind_info(kind).columns
+    narrow = [c for c in columns if not c.wide]
+    extra = [c for c in columns if c.wide] if wide else []
+    rows: list[Row] = [["NAME", *(c.title for c in narrow), "AGE", *(c.title for c in extra)]]
     for item in items:
-        extra = columns.wide_cells(item) if wide else []
-        rows.append([_meta(item, "name"), *columns.cells(item), _age(item, when), *extra])
+        rows.append(
+            [
+                _meta(item, "name"),
+                *(_cell(item, c) for c in narrow),
+                _age(item, when),
+                *(_cell(item, c) for c in extra),
+            ]
+        )
     if all_namespaces:
         namespaces = ["NAMESPACE", *(_meta(i, "namespace") for i in items)]
         rows = [[ns, *row] for ns, row in zip(namespaces, rows, strict=True)]
@@ -112,71 +120,32 @@ def _as_list(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _Columns:
-    titles: Row
-    cells: Cells
-    wide_titles: Row
-    wide_cells: Cells
+def _cell(item: Mapping[str, Any], column: Column) -> str:
+    value: Any = item
+    for part in column.path.split("."):
+        value = _mapping(value).get(part)
+    return _SHOW[column.show](value)
 
 
-def _service_ports(item: Mapping[str, Any]) -> Row:
-    ports = [p for p in _list(_spec(item).get("ports")) if isinstance(p, Mapping)]
+def _ports(value: Any) -> str:
+    ports = [p for p in _list(value) if isinstance(p, Mapping)]
     text = ",".join(f"{p.get('port', '')}/{p.get('protocol') or 'TCP'}" for p in ports)
-    return [text or "<none>"]
+    return text or "<none>"
 
 
-def _service_selector(item: Mapping[str, Any]) -> Row:
-    return [_labels(_spec(item).get("selector"))]
+def _names(value: Any) -> str:
+    named = [s for s in _list(value) if isinstance(s, Mapping)]
+    return ",".join(str(s.get("name", "")) for s in named) or "<none>"
 
 
-def _vs_cells(item: Mapping[str, Any]) -> Row:
-    spec = _spec(item)
-    return [_json_list(spec.get("gateways")), _json_list(spec.get("hosts"))]
-
-
-def _dr_host(item: Mapping[str, Any]) -> Row:
-    return [str(_spec(item).get("host", ""))]
-
-
-def _dr_subsets(item: Mapping[str, Any]) -> Row:
-    subsets = [s for s in _list(_spec(item).get("subsets")) if isinstance(s, Mapping)]
-    return [",".join(str(s.get("name", "")) for s in subsets) or "<none>"]
-
-
-def _we_address(item: Mapping[str, Any]) -> Row:
-    return [str(_spec(item).get("address", ""))]
-
-
-def _we_labels(item: Mapping[str, Any]) -> Row:
-    return [_labels(_spec(item).get("labels"))]
-
-
-def _cmp_cells(item: Mapping[str, Any]) -> Row:
-    spec = _spec(item)
-    return [str(spec.get("host", ""))] + [
-        str(_mapping(spec.get(role)).get("subset", "")) or "<none>"
-        for role in ("primary", "candidate", "baseline")
-    ]
-
-
-def _cmp_sample(item: Mapping[str, Any]) -> Row:
-    percentage = _mapping(_spec(item).get("sample")).get("percentage", 100)
-    return [f"{percentage}%"]
-
-
-def _nothing(item: Mapping[str, Any]) -> Row:
-    return []
-
-
-_COLUMNS: dict[str, _Columns] = {
-    "Service": _Columns(["PORT(S)"], _service_ports, ["SELECTOR"], _service_selector),
-    "VirtualService": _Columns(["GATEWAYS", "HOSTS"], _vs_cells, [], _nothing),
-    "DestinationRule": _Columns(["HOST"], _dr_host, ["SUBSETS"], _dr_subsets),
-    "WorkloadEntry": _Columns(["ADDRESS"], _we_address, ["LABELS"], _we_labels),
-    "Comparison": _Columns(
-        ["HOST", "PRIMARY", "CANDIDATE", "BASELINE"], _cmp_cells, ["SAMPLE"], _cmp_sample
-    ),
+_SHOW: dict[str, Callable[[Any], str]] = {
+    "text": lambda value: "" if value is None else str(value),
+    "json": lambda value: _json_list(value),
+    "labels": lambda value: _labels(value),
+    "names": _names,
+    "ports": _ports,
+    "percent": lambda value: f"{100 if value is None else value}%",
+    "subset": lambda value: str(_mapping(value).get("subset", "")) or "<none>",
 }
 
 

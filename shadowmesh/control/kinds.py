@@ -1,4 +1,4 @@
-"""The kinds shadowmesh stores, with the names kubectl gives them.
+"""The kinds shadowmesh stores, with the names kubectl gives them (the table: model/kinds.py).
 
 kubectl resolves ``vs``, ``virtualservices`` or ``VirtualService.networking.istio.io`` to one
 resource type and prints results as ``virtualservice.networking.istio.io/httpbin created`` or
@@ -8,9 +8,10 @@ word for word.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from shadowmesh.errors import ShadowmeshError
+from shadowmesh.model.kinds import KINDS, KindInfo, by_name, kind_info
+
+__all__ = ["KINDS", "KindInfo", "UnknownKind", "kind_info", "resolve_kind"]
 
 
 class UnknownKind(ShadowmeshError):
@@ -21,60 +22,15 @@ class UnknownKind(ShadowmeshError):
         self.name = name
 
 
-@dataclass(frozen=True)
-class KindInfo:
-    kind: str  # "VirtualService", as in the documents and the store
-    singular: str  # "virtualservice"
-    plural: str  # "virtualservices"
-    group: str  # "networking.istio.io"; "" for the core group
-    short_names: tuple[str, ...]
-
-    @property
-    def resource(self) -> str:
-        """``virtualservice.networking.istio.io``: the prefix of kubectl's apply lines."""
-        return f"{self.singular}.{self.group}" if self.group else self.singular
-
-    @property
-    def resources(self) -> str:
-        """``virtualservices.networking.istio.io``: the name in kubectl's NotFound errors."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-    def names(self) -> tuple[str, ...]:
-        """Every spelling kubectl accepts for this kind, lower-cased."""
-        base = (self.singular, self.plural, *self.short_names)
-        if not self.group:
-            return base
-        return base + tuple(f"{n}.{self.group}" for n in (self.singular, self.plural))
-
-
-KINDS: tuple[KindInfo, ...] = (
-    KindInfo("Service", "service", "services", "", ("svc",)),
-    KindInfo("VirtualService", "virtualservice", "virtualservices", "networking.istio.io", ("vs",)),
-    KindInfo(
-        "DestinationRule", "destinationrule", "destinationrules", "networking.istio.io", ("dr",)
-    ),
-    KindInfo("WorkloadEntry", "workloadentry", "workloadentries", "networking.istio.io", ("we",)),
-    KindInfo("Comparison", "comparison", "comparisons", "shadowmesh.io", ("cmp",)),
-)
-
-_BY_NAME: dict[str, KindInfo] = {name: info for info in KINDS for name in info.names()}
-_BY_KIND: dict[str, KindInfo] = {info.kind: info for info in KINDS}
-
-
 def resolve_kind(name: str) -> KindInfo:
     """The kind a user typed (``vs``, ``Services``, ``dr.networking.istio.io``...).
 
     Raises UnknownKind with kubectl's wording when it names none.
     """
-    info = _BY_NAME.get(name.strip().lower())
+    info = by_name(name)
     if info is None:
         raise UnknownKind(name)
     return info
-
-
-def kind_info(kind: str) -> KindInfo:
-    """The KindInfo of a stored kind name (``VirtualService``)."""
-    return _BY_KIND[kind]
 
 
 def applied_line(kind: str, name: str, outcome: str) -> str:

@@ -2,8 +2,9 @@
 
 ``load_text`` reads a multi-document file and reports every error of every document at once
 (``ConfigErrors``), so one ``apply`` shows all that is wrong and applies nothing. Kubernetes
-workload kinds (Deployment, Pod, ...) are skipped with a file-level warning: the scenario's
-files hold them, and shadowmesh runs no workloads. ``load_raw`` reads one already-parsed
+kinds shadowmesh does not act on (Deployment, PeerAuthentication, ...) are skipped with a
+file-level warning (``model/kinds.py`` says which and why); a ``v1 List`` applies its items.
+``load_raw`` reads one already-parsed
 document, as the store does when it reloads what was applied.
 
 Never raises anything but ``ConfigError``/``ConfigErrors``, whatever the input.
@@ -13,46 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from shadowmesh.errors import ConfigError, ConfigErrors
-from shadowmesh.model import (
-    comparison,
-    destinationrule,
-    service,
-    validate,
-    virtualservice,
-    workload,
-)
+from shadowmesh.model import kinds
 from shadowmesh.model.fields import Issues, Obj, child, describe, item
 from shadowmesh.model.meta import read_meta
-from shadowmesh.model.resources import Document, Meta, Resource
+from shadowmesh.model.resources import Document, Resource
 
-ISTIO_VERSIONS = (
-    "networking.istio.io/v1",
-    "networking.istio.io/v1beta1",
-    "networking.istio.io/v1alpha3",
-)
-WORKLOAD_KINDS = frozenset(
-    {
-        "Deployment",
-        "ServiceAccount",
-        "Pod",
-        "ReplicaSet",
-        "StatefulSet",
-        "DaemonSet",
-        "Job",
-        "CronJob",
-        "ConfigMap",
-        "Secret",
-        "Namespace",
-    }
-)
 _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+_LIST_FIELDS = ("apiVersion", "kind", "metadata", "items")
 # Bounds on one document once YAML aliases are expanded: a few "billion laughs" lines must not
 # become gigabytes in the store.
 _MAX_NODES = 200_000
@@ -62,36 +37,8 @@ _MAX_DEPTH = 64
 @dataclass(frozen=True)
 class LoadResult:
     documents: list[Document]
-    # File-level warnings (skipped workload kinds), without the "Warning: " the CLI adds.
+    # File-level warnings (skipped kinds), without the "Warning: " the CLI adds.
     warnings: list[str]
-
-
-@dataclass(frozen=True)
-class _Kind:
-    versions: tuple[str, ...]
-    spec_fields: tuple[str, ...]
-    proto: bool
-    parse: Callable[[Obj, Meta | None, Issues], Resource | None]
-    name_rule: Callable[[str], str | None] = validate.k8s_subdomain
-
-
-_KINDS: dict[str, _Kind] = {
-    "Service": _Kind(
-        ("v1",), service.SPEC_FIELDS, False, service.parse_service, validate.dns1035_label
-    ),
-    "WorkloadEntry": _Kind(
-        ISTIO_VERSIONS, workload.SPEC_FIELDS, True, workload.parse_workload_entry
-    ),
-    "VirtualService": _Kind(
-        ISTIO_VERSIONS, virtualservice.SPEC_FIELDS, True, virtualservice.parse_virtual_service
-    ),
-    "DestinationRule": _Kind(
-        ISTIO_VERSIONS, destinationrule.SPEC_FIELDS, True, destinationrule.parse_destination_rule
-    ),
-    "Comparison": _Kind(
-        (comparison.API_VERSION,), comparison.SPEC_FIELDS, False, comparison.parse_comparison
-    ),
-}
 
 
 def load_text(text: str, source: str, default_namespace: str = "default") -> LoadResult:
@@ -101,16 +48,15 @@ def load_text(text: str, source: str, default_namespace: str = "default") -> Loa
     warnings: list[str] = []
     errors: list[ConfigError] = []
     for index, raw in enumerate(raws):
-        if raw is None:
-            continue
-        skipped = _skipped_kind(raw)
-        if skipped:
-            warnings.append(skipped)
-            continue
-        document, found = _read(raw, source, index, default_namespace)
-        errors.extend(found)
-        if document is not None:
-            documents.append(document)
+        for at, entry in _entries(raw, source, index, errors):
+            verdict = _verdict(entry)
+            if verdict is not None and verdict.warning:
+                warnings.append(verdict.warning)
+                continue
+            document, found = _read(entry, source, index, default_namespace)
+            errors.extend(_under(error, at) for error in found)
+            if document is not None:
+                documents.append(document)
     if yaml_error is not None:
         errors.append(yaml_error)
     if errors:
@@ -122,9 +68,9 @@ def load_raw(
     raw: Mapping[str, Any], source: str, index: int, default_namespace: str = "default"
 ) -> Document:
     """One already-parsed document; raises the first ConfigError (``load_text`` gives all)."""
-    skipped = _skipped_kind(raw)
-    if skipped:
-        raise ConfigError(skipped, source=source, document=index, field="kind")
+    verdict = _verdict(raw)
+    if verdict is not None and verdict.warning:
+        raise ConfigError(verdict.warning, source=source, document=index, field="kind")
     document, errors = _read(raw, source, index, default_namespace)
     if errors:
         raise errors[0]
@@ -132,18 +78,63 @@ def load_raw(
     return document
 
 
-def _skipped_kind(raw: object) -> str | None:
+def _entries(
+    raw: object, source: str, index: int, errors: list[ConfigError]
+) -> Iterator[tuple[str, object]]:
+    """The resources of one YAML document: itself, or the items of a ``v1 List``.
+
+    ``kubectl get -o yaml`` prints several resources as one List; kubectl applies its items.
+    """
+    if raw is None:
+        return
+    if not (isinstance(raw, Mapping) and raw.get("kind") == "List"):
+        yield "", raw
+        return
+
+    def fail(message: str, field: str) -> None:
+        errors.append(ConfigError(message, source=source, document=index, kind="List", field=field))
+
+    issues = Issues(kind="List")
+    Obj.of(raw, "", issues, _LIST_FIELDS, proto=False)
+    for path, message in issues.errors:
+        fail(message, path)
+    if raw.get("apiVersion") != "v1":
+        fail('no matches for kind "List"; use apiVersion v1', "apiVersion")
+        return
+    entries = raw.get("items")
+    if not isinstance(entries, list):
+        if entries is not None:
+            fail(f"must be a list, got {describe(entries)}", "items")
+        return
+    for position, entry in enumerate(entries):
+        path = item("items", position)
+        if isinstance(entry, Mapping) and entry.get("kind") == "List":
+            fail("a List may not hold a List", path)
+        elif entry is not None:
+            yield path, entry
+
+
+def _under(error: ConfigError, at: str) -> ConfigError:
+    """An error found in a List's item, its field path taken from the List."""
+    if not at:
+        return error
+    return ConfigError(
+        error.message,
+        source=error.source,
+        document=error.document,
+        kind=error.kind,
+        name=error.name,
+        field=f"{at}.{error.field}" if error.field else at,
+    )
+
+
+def _verdict(raw: object) -> kinds.Verdict | None:
     if not isinstance(raw, Mapping):
         return None
-    kind = raw.get("kind")
-    if not isinstance(kind, str) or kind not in WORKLOAD_KINDS:
+    kind, api_version = raw.get("kind"), raw.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, (str, type(None))):
         return None
-    metadata = raw.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    return (
-        f'{kind} "{name if isinstance(name, str) else ""}" skipped: shadowmesh runs no '
-        "workloads; declare the running process as a WorkloadEntry (networking.istio.io/v1)"
-    )
+    return kinds.skipped(kind, api_version or "", _peek_name(raw))
 
 
 def _read(
@@ -162,7 +153,10 @@ def _read(
     if not isinstance(kind, str) or not kind:
         message = "kind is required" if kind is None else f"must be a string, got {describe(kind)}"
         return None, fail(message, "kind", name=name)
-    spec = _KINDS.get(kind)
+    verdict = _verdict(raw)
+    if verdict is not None and verdict.error:
+        return None, fail(verdict.error, verdict.field, kind, name)
+    spec = kinds.acted_on(kind)
     if spec is None:
         return None, fail(_unknown_kind(kind), "kind", kind, name)
     if api_version is None:
@@ -191,7 +185,9 @@ def _read(
     return Document(resource, source, index, tuple(issues.warnings)), []
 
 
-def _parse(raw: dict[str, Any], kind: _Kind, issues: Issues, namespace: str) -> Resource | None:
+def _parse(
+    raw: dict[str, Any], kind: kinds.KindInfo, issues: Issues, namespace: str
+) -> Resource | None:
     top = Obj.of(raw, "", issues, _TOP_FIELDS, proto=False)
     assert top is not None  # raw is a mapping
     meta = read_meta(top, issues, namespace, kind.name_rule)
@@ -210,11 +206,7 @@ def _peek_name(raw: Mapping[Any, Any]) -> str:
 
 
 def _unknown_kind(kind: str) -> str:
-    return (
-        f'kind "{kind}" is not supported by shadowmesh; it reads Service (v1), and WorkloadEntry, '
-        "VirtualService and DestinationRule (networking.istio.io/v1, v1beta1 or v1alpha3), and "
-        f"Comparison ({comparison.API_VERSION})"
-    )
+    return f'kind "{kind}" is not supported by shadowmesh; it reads {kinds.supported_kinds_text()}'
 
 
 class _Unsupported(Exception):

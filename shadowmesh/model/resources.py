@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # comparison.py imports this module; the union only needs the
 
 CLUSTER_DOMAIN = "svc.cluster.local"
 
-Kind = Literal["Service", "WorkloadEntry", "VirtualService", "DestinationRule", "Comparison"]
 LbPolicy = Literal["ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"]
 MatchKind = Literal["exact", "prefix", "regex"]
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from shadowmesh.errors import ConfigError, ConfigErrors
-from shadowmesh.model.load import WORKLOAD_KINDS, LoadResult, load_raw, load_text
+from shadowmesh.model.kinds import WORKLOAD_KINDS
+from shadowmesh.model.load import LoadResult, load_raw, load_text
 from shadowmesh.model.resources import (
     Destination,
     DestinationRule,
@@ -304,9 +305,9 @@ def test_missing_kind_and_api_version() -> None:
 
 
 def test_unknown_kind_is_an_error() -> None:
-    error = only_error({"apiVersion": "networking.istio.io/v1", "kind": "Gateway"})
-    assert 'kind "Gateway" is not supported' in error.message
-    assert error.kind == "Gateway"
+    error = only_error({"apiVersion": "networking.istio.io/v1", "kind": "VirtualServce"})
+    assert 'kind "VirtualServce" is not supported' in error.message
+    assert error.kind == "VirtualServce"
 
 
 @pytest.mark.parametrize("kind", sorted(WORKLOAD_KINDS))
