@@ -2,7 +2,9 @@
 
 The admin API serves a CLI and curl, a handful of requests per minute, so it needs no framework;
 it does need to be strict, because it changes what the proxy does: a malformed head, a chunked
-body or an oversized one is refused before any handler sees it.
+body or an oversized one is refused before any handler sees it. The head is read and judged
+first (token, endpoint, length); the body only once the head is admitted, so an unauthorised
+client cannot make the API hold its 16 MiB.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
+# Draining a refused request's body (``linger``): nginx's lingering_time is 30 s and its
+# lingering_timeout 5 s; an admin client is a CLI or curl on a fast link, so less will do.
+LINGER_TIME = 5.0
+LINGER_IDLE = 1.0
+LINGER_BYTES = 4 * MAX_BODY
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Used with fullmatch: ``$`` would also match before a trailing newline.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -86,8 +94,9 @@ def text_response(status: int, text: str) -> Response:
     return Response(status, text.encode(), "text/plain; charset=utf-8")
 
 
-async def read_request(reader: asyncio.StreamReader) -> Request | None:
-    """The next request on the connection, or None if the client closed it before sending one.
+async def read_head(reader: asyncio.StreamReader) -> Request | None:
+    """The next request's head, as a Request without its body (``read_body`` reads it once the
+    head is admitted), or None if the client closed the connection before sending one.
 
     The reader's ``limit`` must be MAX_HEAD: a longer head raises LimitOverrunError here, which
     becomes 431.
@@ -103,15 +112,47 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
     except TimeoutError as exc:
         raise HttpError(408, "the request head did not arrive in time") from exc
     method, target, headers = parse_head(head)
-    length = body_length(headers)
+    url = urlsplit(target)
+    return Request(method, url.path, parse_qs(url.query), headers)
+
+
+def expects_continue(request: Request) -> bool:
+    return request.headers.get("expect", "").strip().lower() == "100-continue"
+
+
+async def read_body(reader: asyncio.StreamReader, length: int) -> bytes:
+    """``length`` bytes of body (``body_length`` has bounded it)."""
+    if not length:
+        return b""
     try:
-        body = await asyncio.wait_for(reader.readexactly(length), BODY_TIMEOUT) if length else b""
+        return await asyncio.wait_for(reader.readexactly(length), BODY_TIMEOUT)
     except asyncio.IncompleteReadError as exc:
         raise HttpError(400, "the request body is shorter than its Content-Length") from exc
     except TimeoutError as exc:
         raise HttpError(408, "the request body did not arrive in time") from exc
-    url = urlsplit(target)
-    return Request(method, url.path, parse_qs(url.query), headers, body)
+
+
+async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After an answer given before the request was read whole (a 401 or 413 on its head):
+    half-close, then read and discard what the client still sends, within bounds, before
+    closing. Closing with unread bytes makes the kernel send a reset, which destroys the answer
+    before the client reads it (nginx's ``lingering_close`` does the same)."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + LINGER_TIME
+    left = LINGER_BYTES
+    while left > 0:
+        remaining = end - loop.time()
+        if remaining <= 0:
+            return
+        try:
+            data = await asyncio.wait_for(reader.read(65536), min(LINGER_IDLE, remaining))
+        except (TimeoutError, ConnectionError):
+            return
+        if not data:
+            return
+        left -= len(data)
 
 
 def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:

@@ -21,18 +21,24 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from shadowmesh.admin import comparisons, ui
 from shadowmesh.admin.auth import authorized
 from shadowmesh.admin.http import (
+    CONTINUE,
     MAX_HEAD,
     HttpError,
     Request,
     Response,
+    body_length,
+    expects_continue,
     json_response,
-    read_request,
+    linger,
+    read_body,
+    read_head,
     text_response,
 )
 from shadowmesh.compare.analyzer import Analyzer
@@ -95,38 +101,69 @@ class AdminServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
-            response = await self._respond(reader)
+            response, unread = await self._respond(reader, writer)
             if response is not None:
                 writer.write(response.encode())
                 await writer.drain()
+                if unread:
+                    await linger(reader, writer)
         except ConnectionError:
             pass  # the client went away; nothing to answer
         finally:
             self._writers.discard(writer)
             writer.close()
 
-    async def _respond(self, reader: asyncio.StreamReader) -> Response | None:
+    async def _respond(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[Response | None, bool]:
+        """The answer, and whether the client may still be sending a request it refused."""
         try:
-            request = await read_request(reader)
-            if request is None:
-                return None
-            return self.handle(request)
+            head = await read_head(reader)
+            if head is None:
+                return None, False
+            # All that the head decides is decided before a byte of the body is read.
+            self.admit(head)
+            length = body_length(head.headers)
         except HttpError as exc:
-            return json_response(exc.status, {"error": exc.message}, exc.headers)
+            return json_response(exc.status, {"error": exc.message}, exc.headers), True
+        if length and expects_continue(head):
+            writer.write(CONTINUE)
+        try:
+            body = await read_body(reader, length)
+        except HttpError as exc:
+            return json_response(exc.status, {"error": exc.message}, exc.headers), True
+        return self.dispatch(replace(head, body=body)), False
 
     def handle(self, request: Request) -> Response:
-        """Route one parsed request; every failure becomes a JSON answer, never a dropped line."""
+        """Admit and answer one whole request; every failure becomes a JSON answer."""
         try:
-            _check_browser_safety(request, dns_names=self._token is not None)
+            self.admit(request)
+        except HttpError as exc:
+            return json_response(exc.status, {"error": exc.message}, exc.headers)
+        return self.dispatch(request)
+
+    def admit(self, request: Request) -> None:
+        """Refuse (HttpError) what the head alone condemns: a browser's request, a missing
+        token, an unknown endpoint or method. ``request`` may not have its body yet."""
+        _check_browser_safety(request, dns_names=self._token is not None)
+        if ui.owns(request.path):
+            return  # code, not data: no token (see admin.ui)
+        self._check_token(request)
+        if comparisons.owns(request.path):
+            return
+        method, _ = _route(request.path)
+        if request.method != method:
+            raise HttpError(405, f"{request.path} takes {method} only", {"Allow": method})
+
+    def dispatch(self, request: Request) -> Response:
+        """Answer an admitted request; every failure becomes a JSON answer, never a dropped
+        line."""
+        try:
             if ui.owns(request.path):
-                return ui.handle(request)  # code, not data: no token (see admin.ui)
-            self._check_token(request)
+                return ui.handle(request)
             if comparisons.owns(request.path):
                 return comparisons.handle(self._analyzer, request)
-            method, handler = _route(request.path)
-            if request.method != method:
-                allow = {"Allow": method}
-                raise HttpError(405, f"{request.path} takes {method} only", allow)
+            _, handler = _route(request.path)
             return handler(self, request)
         except HttpError as exc:
             return json_response(exc.status, {"error": exc.message}, exc.headers)

@@ -7,6 +7,7 @@ A real AdminServer on loopback (its loop in a thread), the real CLI verbs, and a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -30,6 +31,7 @@ from shadowmesh.admin.auth import (
     load_token,
     serve_token,
 )
+from shadowmesh.admin.http import MAX_BODY
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.main import cli
 from shadowmesh.control.controller import Controller
@@ -344,7 +346,10 @@ def _free_port() -> int:
         return port
 
 
-def test_serve_with_a_token_file_enforces_it(tmp_path: Path, token_file: Path) -> None:
+@contextlib.contextmanager
+def serve_with_token(tmp_path: Path, token_file: Path) -> Iterator[tuple[int, int]]:
+    """A real ``serve`` with ``--admin-token-file``: (its admin port, its pid); it must exit 0
+    and never print the token."""
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -364,12 +369,23 @@ def test_serve_with_a_token_file_enforces_it(tmp_path: Path, token_file: Path) -
         while True:
             assert proc.poll() is None, proc.communicate()[1]
             try:
-                status = request(port, "GET", "/ready")[0]
+                assert request(port, "GET", "/ready")[0] == 200
                 break
             except OSError:
                 assert time.monotonic() < deadline, "serve did not start"
                 time.sleep(0.05)
-        assert status == 200
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+    assert TOKEN not in stderr
+
+
+def test_serve_with_a_token_file_enforces_it(tmp_path: Path, token_file: Path) -> None:
+    with serve_with_token(tmp_path, token_file) as (port, _):
         assert request(port, "GET", "/stats")[0] == 401
         assert request(port, "GET", "/stats", bearer())[0] == 200
         env = {
@@ -384,10 +400,107 @@ def test_serve_with_a_token_file_enforces_it(tmp_path: Path, token_file: Path) -
             env=env, capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert (done.returncode, done.stdout) == (0, "service/web created\n"), done.stderr
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0
-        assert proc.stderr is not None
-        stderr = proc.stderr.read()
-        proc.stderr.close()
-    assert TOKEN not in stderr
+
+
+# --- bodies: judged on the head, read only once admitted ------------------------------------
+
+
+def head_only(port: int, head: bytes) -> bytes:
+    """Send a request head announcing a body, send no body, and read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = s.recv(65536)  # a server waiting for the body times this out
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_request_without_the_token_is_refused_before_its_body(guarded: Admin) -> None:
+    head = b"POST /apply HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % MAX_BODY
+    assert head_only(guarded.port, head).startswith(b"HTTP/1.1 401 ")
+    # An unknown endpoint or a wrong method needs no body either.
+    for target in (b"POST /nothing", b"GET /apply"):
+        other = head.replace(b"POST /apply", target)
+        other = other.replace(b"Host:", b"Authorization: Bearer " + TOKEN.encode() + b"\r\nHost:")
+        assert head_only(guarded.port, other).split(b" ")[1] in (b"404", b"405")
+
+
+def test_with_the_token_a_body_is_invited_and_read(guarded: Admin) -> None:
+    body = apply_body()
+    head = (
+        b"POST /apply HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (TOKEN.encode(), len(body))
+    )
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=5) as s:
+        s.sendall(head)
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"service/web created" in answer
+
+
+@pytest.mark.parametrize("expect", ["Expect:", "Expect: 100-continue"])
+def test_a_body_too_large_gets_a_413_curl_can_read(
+    open_admin: Admin, tmp_path: Path, expect: str
+) -> None:
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:
+        f.truncate(MAX_BODY + 1)
+    done = subprocess.run(
+        [
+            "curl", "-sS", "--max-time", "20", "-o", str(tmp_path / "answer"),
+            "-w", "%{http_code}", "-H", expect, "--data-binary", f"@{big}",
+            f"http://{open_admin.address}/apply",
+        ],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "413"), done.stderr
+    assert "larger than" in json.loads((tmp_path / "answer").read_text())["error"]
+
+
+def test_a_client_that_sends_its_whole_body_first_still_reads_the_413(open_admin: Admin) -> None:
+    # http.client writes the whole body before it reads: closing on the unread body would
+    # reset the connection under it and lose the answer.
+    status, _, answer = request(open_admin.port, "POST", "/apply", body=bytes(MAX_BODY + 1))
+    assert status == 413 and b"larger than" in answer
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_unauthorised_bodies_cost_the_admin_api_no_memory(tmp_path: Path, token_file: Path) -> None:
+    body = bytes(MAX_BODY)  # as large as a body may be: before, each was read whole
+    clients = 12
+    answers: list[bytes] = []
+
+    def send(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(
+                b"POST /apply HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            try:
+                s.sendall(body)
+            except OSError:
+                pass  # refused and closed: fine, as long as the answer came first
+            answers.append(s.recv(65536))
+
+    with serve_with_token(tmp_path, token_file) as (port, pid):
+        before = peak_rss_kib(pid)
+        threads = [threading.Thread(target=send, args=(port,)) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        grown_mib = (peak_rss_kib(pid) - before) / 1024
+    assert [a.split(b" ")[1] for a in answers] == [b"401"] * clients
+    # 12 bodies of 16 MiB held at once were 190 MiB and more.
+    assert grown_mib < 24, grown_mib
