@@ -24,7 +24,13 @@ from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response, sub
 from shadowmesh.model.comparison import sampled
 from shadowmesh.routing.decision import Failure, Forward, Upstream
 from shadowmesh.upstream.connection import UpstreamConnection
-from shadowmesh.upstream.wire import CHUNKED, Headers, content_length, serialize_request
+from shadowmesh.upstream.wire import (
+    CHUNKED,
+    IDEMPOTENT,
+    Headers,
+    content_length,
+    serialize_request,
+)
 
 if TYPE_CHECKING:
     from shadowmesh.dataplane.downstream import ClientConnection
@@ -198,6 +204,8 @@ class Exchange:
                 out.request_id,
                 out.forwarded_for,
                 user_agent,
+                head.chunked,
+                head.content_length is not None,
             )
             if role:
                 copy.pairing, copy.role = self.pairing, role
@@ -366,12 +374,16 @@ class Exchange:
             cluster = self.upstream.cluster if self.upstream else ""
             self.fail(502, "UPE", resp.PROTOCOL_ERROR, cluster)
             return
-        if not protocol_error and self.can_retry(conn):
-            # A pooled connection the upstream closed just as we reused it: nothing of the
-            # request can have been processed, so send it once more on a new connection.
-            self.retried = True
-            self.client.plane.spawn(self.connect())
-            return
+        if not protocol_error and self.closed_under_reuse(conn):
+            # A pooled connection the upstream closed just as we reused it. Most likely it
+            # closed it idle, unread; but it may have read the request and acted on it, so only
+            # an idempotent one without a body (nothing of it is kept) is sent once more, on a
+            # new connection. Any other gets Envoy's 503 UC below.
+            if self.head.method in IDEMPOTENT and not self.head.has_body:
+                self.retried = True
+                self.client.plane.spawn(self.connect())
+                return
+            self.client.plane.stats.requests["upstream_rq_not_resent"] += 1
         if not self.head_sent:
             cluster = self.upstream.cluster if self.upstream else ""
             self.fail(503, "UC", resp.CONNECTION_TERMINATION, cluster)
@@ -382,13 +394,14 @@ class Exchange:
             self.finish()
             self.client.close()
 
-    def can_retry(self, conn: UpstreamConnection | None) -> bool:
+    def closed_under_reuse(self, conn: UpstreamConnection | None) -> bool:
+        """The connection closed before any answer, on a request that was not its first."""
         return (
             conn is not None
             and conn.requests > 1
             and not self.retried
+            and self.status == 0
             and not self.head_sent
-            and not self.head.has_body
         )
 
     def upstream_writable(self, writable: bool) -> None:

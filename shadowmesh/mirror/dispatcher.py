@@ -26,7 +26,14 @@ from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
-from shadowmesh.upstream.wire import Headers, content_length, serialize_request
+from shadowmesh.upstream.wire import (
+    CHUNKED,
+    IDEMPOTENT,
+    Headers,
+    chunked,
+    content_length,
+    serialize_request,
+)
 
 
 class ShadowLimits:
@@ -66,6 +73,8 @@ class ShadowCopy:
         "xff",
         "pairing",
         "role",
+        "chunked",
+        "sized",
         # sending: set by the dispatcher's launch
         "payload",
         "conn",
@@ -93,6 +102,8 @@ class ShadowCopy:
         request_id: bytes,
         xff: bytes,
         user_agent: bytes,
+        chunked: bool,
+        sized: bool,
     ) -> None:
         self.dispatcher = dispatcher
         self.upstream = upstream
@@ -103,6 +114,9 @@ class ShadowCopy:
         self.path = path
         self.authority = authority
         self.lines = lines  # its header lines but Host and framing, serialized
+        # The primary's framing, which the copy keeps: chunked, Content-Length, or no body.
+        self.chunked = chunked
+        self.sized = sized
         self.body: list[bytes] = []
         self.size = 0
         self.held = 0
@@ -241,14 +255,27 @@ class Dispatcher:
         request_id: bytes,
         xff: bytes,
         user_agent: bytes,
+        chunked: bool,
+        sized: bool,
     ) -> ShadowCopy:
         """A new copy, for a shadow that ``refuses`` nothing. ``lines``: its header lines;
-        the last three are for its access log line."""
+        the next three are for its access log line; ``chunked`` and ``sized`` (Content-Length)
+        are the primary request's framing."""
         endpoint = upstream.endpoint
         self.in_flight += 1
         self.per_endpoint[endpoint] = self.per_endpoint.get(endpoint, 0) + 1
         return ShadowCopy(
-            self, upstream, method, path, authority, lines, request_id, xff, user_agent
+            self,
+            upstream,
+            method,
+            path,
+            authority,
+            lines,
+            request_id,
+            xff,
+            user_agent,
+            chunked,
+            sized,
         )
 
     def done_with(self, endpoint: Endpoint) -> None:
@@ -273,10 +300,17 @@ class Dispatcher:
         copy.clock = now = time.monotonic()
         copy.deadline = now + self.limits.timeout
         self.stats.shadows["sent"] += 1
-        has_body = copy.size or copy.method in (b"POST", b"PUT", b"PATCH")
-        framing = content_length(copy.size) if has_body else b""
+        # The whole body is held, but its framing is the primary's, never guessed: a request
+        # without one has no body, and a server may treat Content-Length: 0 otherwise.
+        body = b"".join(copy.body) if copy.body else b""
+        if copy.chunked:
+            framing, body = CHUNKED, chunked(body)
+        elif copy.sized:
+            framing = content_length(copy.size)
+        else:
+            framing = b""
         head = serialize_request(copy.method, copy.path, copy.authority, copy.lines, framing)
-        copy.payload = head + b"".join(copy.body) if copy.body else head
+        copy.payload = head + body if body else head
         copy.release_body()
         if copy.pairing is not None:
             copy.answer_body = BodyCopy(copy.pairing.comparison.max_body_bytes)
@@ -338,11 +372,15 @@ class Dispatcher:
             return
         if protocol_error:
             self._end(copy, "UPE")
-        elif copy.reused and copy.status == 0:
+        elif copy.reused and copy.status == 0 and copy.method in IDEMPOTENT:
             # The shadow closed this idle connection as we reused it (gunicorn does after 2 s):
-            # nothing was processed, so once more, on a new connection.
+            # most likely unread, and an idempotent request may be repeated anyway, so once
+            # more, on a new connection.
             self._connect(copy)
         else:
+            if copy.reused and copy.status == 0:
+                # It may have read the request and acted on it: never twice (RFC 9110 9.2.2).
+                self.stats.shadows["not_resent"] += 1
             self._end(copy, "UC")
 
     def _sweep(self) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 Headers = list[tuple[bytes, bytes]]
 
+# RFC 9110 9.2.2: the methods a client may repeat, so a proxy may send one again when the
+# connection closed under it before an answer. The upstream may have acted on any other request
+# it read, and a proxy must not retry those automatically (Envoy answers 503 UC).
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
 
 def serialize_request(
     method: bytes, path: bytes, authority: bytes, lines: bytes, framing: bytes
@@ -20,3 +25,8 @@ def content_length(n: int) -> bytes:
 
 
 CHUNKED = b"transfer-encoding: chunked\r\n"
+
+
+def chunked(body: bytes) -> bytes:
+    """A whole body, chunked: one chunk (none when empty) and the last chunk."""
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"

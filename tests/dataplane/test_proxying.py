@@ -269,6 +269,34 @@ def test_a_reused_connection_closed_by_the_upstream_is_retried_once(
     assert len(v1.requests) == 5 and v1.connections == 3
 
 
+def test_only_idempotent_requests_are_resent_on_a_reused_connection_closed_under_them(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """RFC 9110 9.2.2: the upstream may have acted on a request its connection closed under, so
+    a POST or PATCH is never sent again (Envoy's 503 UC); a GET is (it is idempotent)."""
+    v1, v2 = make(upstreams, "one-per-conn", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port))
+    url = f"http://127.0.0.1:{s.port}"
+
+    def status(*args: str) -> str:
+        return curl("-H", "Host: app", "-o", "/dev/null", "-w", "%{http_code}", *args).stdout
+
+    assert status(f"{url}/warm1") == "200"
+    assert status("-X", "POST", "-d", "", f"{url}/post") == "503"  # Content-Length: 0
+    assert status(f"{url}/warm2") == "200"
+    assert status("-X", "PATCH", f"{url}/patch") == "503"  # no body at all
+    assert status(f"{url}/warm3") == "200"
+    assert status(f"{url}/get") == "200"
+    lines = [r.request_line for r in v1.wait_for(7)]
+    assert lines.count("POST /post HTTP/1.1") == 1
+    assert lines.count("PATCH /patch HTTP/1.1") == 1
+    assert lines.count("GET /get HTTP/1.1") == 2  # sent again, on a new connection
+    assert len(lines) == 7
+    log = s.log.read_text()
+    assert '"POST /post HTTP/1.1" 503 UC ' in log and '"PATCH /patch HTTP/1.1" 503 UC ' in log
+    assert s.stats()["requests"]["upstream_rq_not_resent"] == 2
+
+
 def test_a_connection_paused_for_a_slow_client_is_not_pooled_paused(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served]
 ) -> None:
@@ -627,6 +655,63 @@ def test_a_shadow_on_a_pooled_connection_closed_under_it_is_sent_again(
     stats = s.stats()
     assert stats["shadows"] == {"sent": 3, "completed": 3}, stats
     assert stats["shadow_failed"] == {}
+
+
+def test_a_shadow_copy_is_sent_again_only_if_idempotent(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "one-per-conn")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    url = f"http://127.0.0.1:{s.port}"
+    for args in (
+        [f"{url}/warm"],
+        ["-X", "POST", "--data-binary", "abc", f"{url}/post"],
+        [f"{url}/warm2"],
+        ["-X", "PUT", "--data-binary", "xyz", f"{url}/put"],
+    ):
+        r = curl("-H", "Host: app", "-o", "/dev/null", "-w", "%{http_code}", *args)
+        assert r.stdout == "200"
+        time.sleep(0.2)  # the copy is back in the shadow pool before the next one
+    time.sleep(0.2)
+    seen = v2.wait_for(6)
+    posts = [r for r in seen if r.request_line == "POST /post HTTP/1.1"]
+    puts = [r for r in seen if r.request_line == "PUT /put HTTP/1.1"]
+    assert len(posts) == 1 and posts[0].body == b"abc"  # closed under it, never sent again
+    assert len(puts) == 2 and puts[1].body == b"xyz"  # idempotent: sent again, body and all
+    stats = s.stats()
+    assert stats["shadow_failed"] == {"reset": 1}, stats
+    assert stats["shadows"]["not_resent"] == 1, stats
+
+
+def test_a_shadow_copy_has_the_primary_s_framing(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = make(upstreams, "ok", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port, MIRROR_V2))
+    out = raw_request(
+        s.port,
+        b"POST /chunked HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        b"POST /none HTTP/1.1\r\nHost: app\r\n\r\n"
+        b"GET /length HTTP/1.1\r\nHost: app\r\nContent-Length: 2\r\n\r\nhi"
+        b"GET /zero HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    assert out.count(b"HTTP/1.1 200 OK") == 4
+    primary = {r.request_line.split()[1]: r for r in v1.wait_for(4)}
+    shadow = {r.request_line.split()[1]: r for r in v2.wait_for(4)}
+    assert set(shadow) == {"/chunked", "/none", "/length", "/zero"}
+    for path, copy in shadow.items():
+        framing = {
+            k: v for k, v in copy.headers.items() if k in ("content-length", "transfer-encoding")
+        }
+        expected = {
+            k: v
+            for k, v in primary[path].headers.items()
+            if k in ("content-length", "transfer-encoding")
+        }
+        assert framing == expected, path
+        assert copy.body == primary[path].body, path
+    assert shadow["/chunked"].body == b"abcde"
 
 
 def test_a_burst_of_connections_is_queued_not_dropped(
