@@ -19,12 +19,14 @@ from shadowmesh.cli.client import read_sources
 from shadowmesh.cli.workers import Workers, follow_store
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller
+from shadowmesh.control.identity import proxy_pseudonym
 from shadowmesh.control.store import Store
 from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.observe.accesslog import AccessLog, Format
 from shadowmesh.observe.stats import Stats
+from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.upstream.connection import Pool
 
@@ -291,9 +293,11 @@ async def serve_forever(
         stats,
         options.downstream,
         reuse_port=options.workers > 1 or options.worker,
+        pseudonym=proxy_pseudonym(options.state).encode(),
     )
     plane.spawn(plane.sweep())
     controller = Controller(store, plane.swap)
+    controller.own_listeners = own_listeners(options)
     for warning in controller.start():
         click.echo(f"Warning: {warning}", err=True)
     if options.worker:
@@ -335,6 +339,7 @@ async def serve_forever(
     outbound_port = None
     if options.outbound is not None:
         outbound_port = await plane.start_outbound(*options.outbound)
+    controller.own_listeners = own_listeners(options, admin.bound_port, outbound_port)
     # Pure Python (a failed compile, a stale build, SHADOWMESH_PURE=1) serves about half the
     # requests a second, and nothing else shows it: say which one runs.
     click.echo(f"shadowmesh hot path: {hot_path()}", err=True)
@@ -360,6 +365,16 @@ async def serve_forever(
         await workers.stop(options.drain_timeout + 2)
     await plane.shutdown(options.drain_timeout)
     analyzer.close()
+
+
+def own_listeners(
+    options: ServeOptions, admin_port: int | None = None, outbound_port: int | None = None
+) -> OwnListeners:
+    """Where this proxy listens (ports as bound once they are: ``:0`` picks one)."""
+    others = [(options.admin[0], admin_port or options.admin[1])]
+    if options.outbound is not None:
+        others.append((options.outbound[0], outbound_port or options.outbound[1]))
+    return OwnListeners(options.bind, tuple(others))
 
 
 async def serve_as_worker(

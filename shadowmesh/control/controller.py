@@ -37,7 +37,7 @@ from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.model.comparison import comparison_warnings
 from shadowmesh.model.load import LoadResult, load_text
 from shadowmesh.model.resources import Document, Resource, resource_key
-from shadowmesh.routing.analyze import analyze
+from shadowmesh.routing.analyze import OwnListeners, analyze_messages
 from shadowmesh.routing.table import RouteTable
 
 SourceFile = tuple[str, str]  # (source name, text)
@@ -77,6 +77,9 @@ class Controller:
     def __init__(self, store: Store, on_table: Callable[[RouteTable], None]) -> None:
         self._store = store
         self._on_table = on_table
+        # Where the proxy listens, so an apply can warn of an endpoint that is the proxy itself;
+        # set by serve once it knows (None: not checked).
+        self.own_listeners: OwnListeners | None = None
         self._lock = threading.RLock()
         self._resources: dict[Key, Resource] = {}
         self._loaded = False
@@ -118,7 +121,8 @@ class Controller:
             applied = self._commit(table, lambda hook: self._store.apply(documents, hook))
             self._resources = candidate
             lines = [applied_line(kind, name, outcome) for (kind, _, name), outcome in applied]
-            return ApplyOutcome(lines, _apply_warnings(documents, file_warnings, candidate))
+            warnings = _apply_warnings(documents, file_warnings, candidate, self.own_listeners)
+            return ApplyOutcome(lines, warnings)
 
     def delete_files(
         self, files: Sequence[SourceFile], namespace: str = "default"
@@ -259,7 +263,10 @@ def _reject_duplicates(documents: Iterable[Document]) -> None:
 
 
 def _apply_warnings(
-    documents: Sequence[Document], file_warnings: list[str], resources: Mapping[Key, Resource]
+    documents: Sequence[Document],
+    file_warnings: list[str],
+    resources: Mapping[Key, Resource],
+    own: OwnListeners | None = None,
 ) -> list[str]:
     """The documents' own warnings, the files', then istioctl analyze's about these documents.
 
@@ -269,9 +276,9 @@ def _apply_warnings(
     keys = {resource_key(d.resource) for d in documents}
     warnings = [w for d in documents for w in d.warnings] + file_warnings
     warnings += [
-        f"({kind} {ns}/{name}) {text}"
-        for (kind, ns, name), text in analyze(list(resources.values()))
-        if (kind, ns, name) in keys
+        f"({m.key[0]} {m.key[1]}/{m.key[2]}) {m.text}"
+        for m in analyze_messages(list(resources.values()), own)
+        if m.key in keys or any(k in keys for k in m.related)
     ]
     warnings += [text for key, text in comparison_warnings(resources.values()) if key in keys]
     return _unique(warnings)

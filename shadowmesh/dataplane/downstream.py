@@ -18,7 +18,7 @@ import httptools
 
 from shadowmesh.dataplane import response as resp
 from shadowmesh.dataplane.exchange import Exchange
-from shadowmesh.dataplane.request import RequestHead
+from shadowmesh.dataplane.request import RequestHead, via_names
 from shadowmesh.upstream.connection import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ class ClientConnection(asyncio.Protocol):
         host = None
         content_length: int | None = None
         chunked = False
+        looped = False
         for name, value in headers:
             if name == b"host":
                 if host is not None:
@@ -206,6 +207,8 @@ class ClientConnection(asyncio.Protocol):
                 if value.strip().lower() != b"chunked" or chunked:
                     raise BadRequest(400, "unsupported Transfer-Encoding")
                 chunked = True
+            elif name == b"via":
+                looped = looped or via_names(value, self.plane.pseudonym)
         if chunked and content_length is not None:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
         if chunked and version == "1.0":
@@ -241,6 +244,7 @@ class ClientConnection(asyncio.Protocol):
             chunked=chunked,
             keep_alive=keep_alive,
             upgrade=upgrade,
+            looped=looped,
         )
 
     # --- used by exchanges --------------------------------------------------------------

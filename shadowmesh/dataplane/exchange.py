@@ -106,6 +106,11 @@ class Exchange:
     def start(self) -> None:
         """Called once this exchange is at the front of the connection's pipeline."""
         plane = self.client.plane
+        if self.head.looped:
+            # It came back through one of our own listeners (a mirror or a route to ourselves):
+            # forwarding it again would feed the loop, so it ends here, answered and counted.
+            self.fail(508, "LD", resp.LOOP_DETECTED)
+            return
         decision = plane.table.route(self.client.listener_port, RouteView(self.head))
         if isinstance(decision, Failure):
             self.fail(decision.status, decision.flag, decision.body, decision.cluster)
@@ -116,7 +121,7 @@ class Exchange:
         plane = self.client.plane
         head = self.head
         self.upstream = decision.primary
-        out = build_upstream_headers(head, self.client.peer_ip)
+        out = build_upstream_headers(head, self.client.peer_ip, plane.pseudonym)
         self.request_id = out.request_id
         self.xff = out.forwarded_for
         if decision.shadows:

@@ -2,7 +2,9 @@
 
 What goes upstream follows Envoy's HCM and router: hop-by-hop headers (RFC 9110 7.6.1 and those
 named in ``Connection``) are removed; ``x-request-id`` is kept or generated; a B3 span is
-started; ``x-envoy-attempt-count: 1``, ``x-forwarded-for`` and ``x-forwarded-proto`` are set.
+started; ``x-envoy-attempt-count: 1``, ``x-forwarded-for`` and ``x-forwarded-proto`` are set,
+and ``Via`` gets this proxy's pseudonym appended (RFC 9110 7.6.3), which is how a request that
+comes back to us is recognised (see ``via_names``).
 The shadow gets exactly these headers, with its own span and its Host suffixed. The lines are
 serialized here, once per request, and shared by the primary and its shadows.
 """
@@ -61,6 +63,7 @@ class RequestHead:
         "chunked",
         "keep_alive",
         "upgrade",
+        "looped",
         "_index",
     )
 
@@ -77,6 +80,7 @@ class RequestHead:
         chunked: bool = False,
         keep_alive: bool = True,
         upgrade: bool = False,
+        looped: bool = False,  # its Via names this proxy: it has been through us already
     ) -> None:
         self.method = method
         self.target = target
@@ -89,6 +93,7 @@ class RequestHead:
         self.chunked = chunked
         self.keep_alive = keep_alive
         self.upgrade = upgrade
+        self.looped = looped
         self._index: dict[str, str] | None = None
 
     @property
@@ -227,17 +232,31 @@ _SPECIAL = (
         b"x-b3-traceid",
         b"x-forwarded-for",
         b"expect",
+        b"via",
     }
 )
 
 
-def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
+def via_names(value: bytes, pseudonym: bytes) -> bool:
+    """Whether a ``Via`` value lists ``pseudonym`` as one of its received-by (RFC 9110 7.6.3:
+    ``1.1 name [comment], 1.0 other``). A plain substring test first: nearly always false."""
+    if pseudonym not in value:
+        return False
+    for element in value.split(b","):
+        parts = element.split()
+        if len(parts) >= 2 and parts[1] == pseudonym:
+            return True
+    return False
+
+
+def upstream_headers(head: RequestHead, client_ip: bytes, pseudonym: bytes) -> Outgoing:
     """The end-to-end headers the upstream gets, with what Envoy adds, serialized.
 
     One pass: most headers are copied as they are; the few in ``_SPECIAL`` are looked at.
+    ``pseudonym``: this proxy's name in ``Via`` (``control/identity.py``).
     """
     parts: list[bytes] = []
-    request_id = trace_id = parent = sampled = forwarded_for = upgrade = None
+    request_id = trace_id = parent = sampled = forwarded_for = upgrade = via = None
     expect = False
     listed: frozenset[bytes] = frozenset()
     for pair in head.headers:
@@ -261,6 +280,8 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
             expect = True
         elif name == b"upgrade":
             upgrade = pair[1]
+        elif name == b"via":
+            via = pair[1] if via is None else via + b", " + pair[1]
     if listed:  # rare: headers the client named in Connection are hop-by-hop too
         parts = []
         for name, value in head.headers:
@@ -281,6 +302,13 @@ def upstream_headers(head: RequestHead, client_ip: bytes) -> Outgoing:
         b"\r\nx-forwarded-proto: https\r\n"
         if head.scheme == "https"
         else b"\r\nx-forwarded-proto: http\r\n",
+        # Appended to what the client's Via said, one line for all: the primary and every
+        # shadow carry it, so a copy mirrored back to one of our own listeners is refused too.
+        b"via: ",
+        via + b", " if via else b"",
+        b"1.1 " if head.version == "1.1" else b"1.0 ",
+        pseudonym,
+        b"\r\n",
     ]
     if head.upgrade and upgrade is not None:
         # The one hop-by-hop header a proxy passes on, so WebSocket works through it.

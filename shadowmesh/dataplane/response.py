@@ -18,6 +18,7 @@ CONNECTION_TERMINATION = (
 )
 UPSTREAM_TIMEOUT = b"upstream request timeout"
 PROTOCOL_ERROR = b"upstream sent an invalid response"
+LOOP_DETECTED = b"loop detected: this request has been through this proxy already"
 
 
 def reason_phrase(status: int) -> bytes:

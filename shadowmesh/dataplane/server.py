@@ -8,6 +8,7 @@ table's Service ports: opened when a Service brings a port, closed when the last
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from collections.abc import Coroutine
@@ -70,8 +71,11 @@ class DataPlane:
         stats: Stats,
         limits: DownstreamLimits | None = None,
         reuse_port: bool = False,
+        pseudonym: bytes = b"",
     ) -> None:
         self.reuse_port = reuse_port
+        # Our name in Via (see control/identity.py); a process of its own draws one.
+        self.pseudonym = pseudonym or b"shadowmesh-" + secrets.token_hex(6).encode()
         self.limits = limits or DownstreamLimits()
         self.table = table
         self.compare_plan = ComparePlan(table.comparisons)

@@ -12,10 +12,17 @@ a subset whose DestinationRule comes in the next file must still apply. Messages
   service with several;
 - IST0173 DestinationRuleSubsetNotSelectPods: a subset with no endpoints (503 UH at run time);
 - IST0174 UnknownDestinationRuleHost: a DestinationRule for a host no Service has.
+
+And one of shadowmesh's own, since Istio's proxies never share an address with a workload:
+
+- SM0001 EndpointIsThisProxy: a Service's endpoint is one of the proxy's own listeners (a
+  Service port on ``--bind``, the outbound or the admin port), so whatever is routed or
+  mirrored to it loops back (the data plane then answers 508, see ``dataplane/request.py``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +49,7 @@ class Message:
     level: Level
     key: Key  # (kind, namespace, name) of the resource the message is about
     text: str
+    related: tuple[Key, ...] = ()  # other resources it is about (an apply of one reports it)
 
     def __str__(self) -> str:
         """As istioctl prints it: ``Error [IST0101] (VirtualService default/httpbin) ...``."""
@@ -49,11 +57,24 @@ class Message:
         return f"{self.level} [{self.code}] ({kind} {namespace}/{name}) {self.text}"
 
 
-def analyze(resources: Iterable[Resource]) -> list[tuple[Key, str]]:
-    return [(m.key, m.text) for m in analyze_messages(resources)]
+@dataclass(frozen=True)
+class OwnListeners:
+    """Where the proxy itself listens: every Service port on ``bind``, and ``others`` (the
+    outbound and admin addresses)."""
+
+    bind: str
+    others: tuple[tuple[str, int], ...] = ()
 
 
-def analyze_messages(resources: Iterable[Resource]) -> list[Message]:
+def analyze(
+    resources: Iterable[Resource], own: OwnListeners | None = None
+) -> list[tuple[Key, str]]:
+    return [(m.key, m.text) for m in analyze_messages(resources, own)]
+
+
+def analyze_messages(
+    resources: Iterable[Resource], own: OwnListeners | None = None
+) -> list[Message]:
     inventory = build_inventory(resources)
     found: dict[Message, None] = {}  # an ordered set: one line per distinct finding
     for vs in inventory.virtual_services:
@@ -63,6 +84,9 @@ def analyze_messages(resources: Iterable[Resource]) -> list[Message]:
         found[message] = None
     for rule in inventory.all_rules:
         for message in _destination_rule(rule, inventory):
+            found[message] = None
+    if own is not None:
+        for message in _own_endpoints(inventory, own):
             found[message] = None
     return list(found)
 
@@ -154,3 +178,49 @@ def _destination_rule(rule: DestinationRule, inventory: Inventory) -> Iterator[M
 
 def _host_key(host: str, namespace: str) -> str:
     return host.lower() if host.startswith("*") else fqdn(host, namespace)
+
+
+def _own_endpoints(inventory: Inventory, own: OwnListeners) -> Iterator[Message]:
+    ports = sorted({p for info in inventory.services.values() for p in info.ports})
+    listeners = [(own.bind, p) for p in ports] + list(own.others)
+    for info in inventory.services.values():
+        for port, members in sorted(info.members.items()):
+            for member in members:
+                endpoint = member.endpoint
+                if not any(
+                    endpoint.port == lport and _same_host(endpoint.address, lhost)
+                    for lhost, lport in listeners
+                ):
+                    continue
+                namespace, _, name = member.workload.partition("/")
+                service = resource_key(info.service)
+                yield Message(
+                    "SM0001",
+                    "Warning",
+                    ("WorkloadEntry", namespace, name),
+                    f"The endpoint {endpoint} of Service {service[1]}/{service[2]} port {port} "
+                    "is one of this proxy's own listeners: requests routed or mirrored to it "
+                    "come back to the proxy and are answered 508 Loop Detected.",
+                    related=(service,),
+                )
+
+
+def _same_host(address: str, listening: str) -> bool:
+    """Whether a connection to ``address`` reaches a socket bound to ``listening``."""
+    if address == listening:
+        return True
+    a, listen = _ip(address), _ip(listening)
+    if a is None or listen is None:
+        return False
+    if listen.is_unspecified:  # 0.0.0.0 or ::, every local address: loopback at least
+        return a.is_loopback or a.is_unspecified
+    return a == listen
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if host == "localhost":
+        return ipaddress.ip_address("127.0.0.1")
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None

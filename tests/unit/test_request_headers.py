@@ -5,8 +5,11 @@ from shadowmesh.dataplane.request import (
     RequestHead,
     shadow_host,
     upstream_headers,
+    via_names,
 )
 from shadowmesh.upstream.wire import content_length, serialize_request
+
+PSEUDONYM = b"shadowmesh-0123456789ab"
 
 
 def head(*headers: tuple[bytes, bytes]) -> RequestHead:
@@ -40,7 +43,9 @@ def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
 
 
 def test_envoy_headers_are_added() -> None:
-    out = upstream_headers(head((b"host", b"httpbin:8000"), (b"accept", b"*/*")), b"10.0.0.9")
+    out = upstream_headers(
+        head((b"host", b"httpbin:8000"), (b"accept", b"*/*")), b"10.0.0.9", PSEUDONYM
+    )
     got = dict(primary(out))
     assert got[b"accept"] == b"*/*"
     assert len(got[b"x-request-id"]) == 36
@@ -51,6 +56,30 @@ def test_envoy_headers_are_added() -> None:
     assert got[b"x-forwarded-for"] == b"10.0.0.9"
     assert got[b"x-forwarded-proto"] == b"http"
     assert b"host" not in got  # written once, by serialize_request
+    assert got[b"via"] == b"1.1 " + PSEUDONYM
+
+
+def test_via_is_appended_to_the_clients_in_one_line_for_primary_and_shadow() -> None:
+    out = upstream_headers(
+        head((b"via", b"1.0 fred"), (b"accept", b"*/*"), (b"via", b"1.1 p.example (Apache/1.1)")),
+        b"127.0.0.1",
+        PSEUDONYM,
+    )
+    want = b"1.0 fred, 1.1 p.example (Apache/1.1), 1.1 " + PSEUDONYM
+    assert [v for n, v in primary(out) if n == b"via"] == [want]
+    assert [v for n, v in parsed(out.shadow_lines()) if n == b"via"] == [want]
+    old = RequestHead(b"GET", b"/", "1.0", [], b"a", b"/")
+    assert dict(parsed(upstream_headers(old, b"127.0.0.1", PSEUDONYM).primary_lines()))[b"via"] == (
+        b"1.0 " + PSEUDONYM
+    )
+
+
+def test_via_names_matches_a_received_by_not_a_substring() -> None:
+    assert via_names(b"1.1 " + PSEUDONYM, PSEUDONYM)
+    assert via_names(b"1.0 fred, 1.1  " + PSEUDONYM + b" (comment)", PSEUDONYM)
+    assert not via_names(b"1.1 " + PSEUDONYM + b"cd", PSEUDONYM)
+    assert not via_names(b"1.1 fred (seen " + PSEUDONYM + b")", PSEUDONYM)
+    assert not via_names(b"1.1 fred", PSEUDONYM)
 
 
 def test_client_request_id_and_trace_are_kept_and_a_new_span_starts() -> None:
@@ -62,6 +91,7 @@ def test_client_request_id_and_trace_are_kept_and_a_new_span_starts() -> None:
             (b"x-forwarded-for", b"1.2.3.4"),
         ),
         b"127.0.0.1",
+        PSEUDONYM,
     )
     got = dict(primary(out))
     assert got[b"x-request-id"] == b"abc" and out.request_id == b"abc"
@@ -85,6 +115,7 @@ def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
             (b"x-kept", b"yes"),
         ),
         b"127.0.0.1",
+        PSEUDONYM,
     )
     got = names(primary(out))
     for gone in (
@@ -101,7 +132,7 @@ def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
 
 
 def test_shadow_keeps_request_and_trace_ids_with_its_own_unsampled_span() -> None:
-    out = upstream_headers(head((b"user-agent", b"curl")), b"127.0.0.1")
+    out = upstream_headers(head((b"user-agent", b"curl")), b"127.0.0.1", PSEUDONYM)
     live = dict(primary(out))
     shadow = dict(parsed(out.shadow_lines()))
     assert names(parsed(out.shadow_lines())) == names(primary(out))  # same headers, same order

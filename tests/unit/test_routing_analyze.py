@@ -154,3 +154,64 @@ def test_messages_print_as_istioctl_does() -> None:
         "Error [IST0101] (VirtualService default/httpbin) "
         'Referenced host+subset in destinationrule not found: "httpbin+v3"'
     )
+
+
+def test_an_endpoint_that_is_one_of_the_proxys_own_listeners_is_warned_of() -> None:
+    from shadowmesh.routing.analyze import OwnListeners
+    from shadowmesh.routing.testing import workload
+
+    own = OwnListeners("127.0.0.1", (("127.0.0.1", 15000), ("127.0.0.1", 15001)))
+    assert analyze(seed_resources(), own) == []
+    looped = [
+        workload("httpbin-v1", "v1", 8000),  # the Service's own port on --bind
+        workload("httpbin-v2", "v2", 15001),  # the outbound port
+        service(),
+    ]
+    messages = analyze_messages(looped, own)
+    svc = ("Service", "default", "httpbin")
+    assert [(m.code, m.key, m.related) for m in messages] == [
+        ("SM0001", ("WorkloadEntry", "default", "httpbin-v1"), (svc,)),
+        ("SM0001", ("WorkloadEntry", "default", "httpbin-v2"), (svc,)),
+    ]
+    assert messages[0].text == (
+        "The endpoint 127.0.0.1:8000 of Service default/httpbin port 8000 is one of this "
+        "proxy's own listeners: requests routed or mirrored to it come back to the proxy and "
+        "are answered 508 Loop Detected."
+    )
+    # Bound to every address, the proxy is also reached on loopback; elsewhere it is not.
+    assert len(analyze(looped, OwnListeners("0.0.0.0"))) == 1
+    assert analyze(looped, OwnListeners("10.1.2.3")) == []
+    assert analyze(looped) == []  # not asked
+
+
+def test_an_apply_warns_of_a_loop_from_either_side(tmp_path: object) -> None:
+    """Applied before or after the Service that makes it an endpoint, the entry is reported."""
+    from pathlib import Path
+
+    from shadowmesh.control.controller import Controller
+    from shadowmesh.control.store import Store
+    from shadowmesh.routing.analyze import OwnListeners
+
+    entry = (
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: me}\n"
+        "spec: {address: 127.0.0.1, ports: {http: 15001}, labels: {app: app}}\n"
+    )
+    svc = (
+        "apiVersion: v1\nkind: Service\nmetadata: {name: app}\n"
+        "spec: {selector: {app: app}, ports: [{name: http, port: 8000}]}\n"
+    )
+    assert isinstance(tmp_path, Path)
+    store = Store(tmp_path / "state")
+    try:
+        controller = Controller(store, lambda table: None)
+        controller.start()
+        controller.own_listeners = OwnListeners("127.0.0.1", (("127.0.0.1", 15001),))
+        assert controller.apply_files([("we.yaml", entry)]).warnings == []  # no Service yet
+        warnings = controller.apply_files([("svc.yaml", svc)]).warnings
+        assert warnings == [
+            "(WorkloadEntry default/me) The endpoint 127.0.0.1:15001 of Service default/app "
+            "port 8000 is one of this proxy's own listeners: requests routed or mirrored to it "
+            "come back to the proxy and are answered 508 Loop Detected."
+        ]
+    finally:
+        store.close()

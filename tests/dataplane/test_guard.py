@@ -1,0 +1,128 @@
+"""What the proxy refuses to do to itself and to what it logs: loops, hostile heads, leaks.
+
+Real ``shadowmesh serve`` processes and the recording upstreams of tests/support/upstreams.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from tests.support.serve import Served, raw_request
+from tests.support.upstreams import RecordingUpstream
+
+
+def loop_mesh(v1: int, v2: int, route: str, mirror: str) -> str:
+    """Service ``app`` with subsets v1 and v2 (recording upstreams) and ``self``, whose
+    endpoint is the Service's own listener: the proxy itself."""
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-v1}}
+spec: {{address: 127.0.0.1, ports: {{http: {v1}}}, labels: {{app: app, version: v1}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-v2}}
+spec: {{address: 127.0.0.1, ports: {{http: {v2}}}, labels: {{app: app, version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-self}}
+spec: {{address: 127.0.0.1, ports: {{http: SERVICE_PORT}}, labels: {{app: app, version: self}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app}}
+spec:
+  selector: {{app: app}}
+  ports: [{{name: http, port: SERVICE_PORT, targetPort: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: app}}
+spec:
+  host: app
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+  - {{name: self, labels: {{version: self}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: app}}
+spec:
+  hosts: [app]
+  http:
+  - route:
+    - destination: {{host: app, subset: {route}}}
+    mirror: {{host: app, subset: {mirror}}}
+"""
+
+
+def records(s: Served) -> list[dict[str, object]]:
+    lines = s.log.read_text().splitlines() if s.log.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def settle(s: Served, count: int) -> list[dict[str, object]]:
+    """The access log once it holds ``count`` lines (or after 3 s), and a little more."""
+    end = time.monotonic() + 3
+    while len(records(s)) < count and time.monotonic() < end:
+        time.sleep(0.02)
+    time.sleep(0.3)  # a loop, if there is one, has time to show itself
+    return records(s)
+
+
+def test_a_mirror_to_the_proxys_own_listener_is_sent_once_and_refused_508(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(
+        loop_mesh(v1.port, v2.port, route="v1", mirror="self"),
+        "--access-log-format",
+        "json",
+        # Bounds what the loop costs when the guard is missing (the test then fails).
+        "--shadow-max-in-flight",
+        "20",
+    )
+    request = b"POST /post HTTP/1.1\r\nHost: app\r\nContent-Length: 2\r\nConnection: close\r\n"
+    out = raw_request(s.port, request + b"\r\nhi")
+    assert out.startswith(b"HTTP/1.1 200 "), out
+    logged = settle(s, 3)
+    assert len(v1.requests) == 1, len(v1.requests)
+    assert v1.requests[0].body == b"hi"
+    pseudonym = (s.log.parent / "state" / "pseudonym").read_text().strip()
+    assert v1.requests[0].headers["via"] == f"1.1 {pseudonym}"
+    # Three lines: the client's request, its copy as sent, and the copy as it arrived back.
+    looped = [r for r in logged if r["response_flags"] == "LD"]
+    assert [(r["status"], r["shadow"], r["upstream_host"]) for r in looped] == [(508, False, "")]
+    copies = [r for r in logged if r["shadow"]]
+    assert [(r["status"], r["upstream_host"]) for r in copies] == [(508, f"127.0.0.1:{s.port}")]
+    assert len(logged) == 3
+    assert s.stats()["requests"]["LD"] == 1
+
+
+def test_a_route_to_the_proxys_own_listener_ends_at_the_second_hop(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(
+        loop_mesh(v1.port, v2.port, route="self", mirror="v2"),
+        "--access-log-format",
+        "json",
+        "--max-connections",
+        "40",  # bounds the loop when the guard is missing (the test then fails)
+    )
+    out = raw_request(s.port, b"GET /get HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 508 Loop Detected\r\n"), out
+    logged = settle(s, 3)
+    # The first hop mirrors to v2 once; the second answers 508 before routing, so no copy.
+    assert len(v2.wait_for(1)) == 1
+    time.sleep(0.2)
+    assert len(v2.requests) == 1 and v1.requests == []
+    primaries = sorted((r["status"], r["response_flags"]) for r in logged if not r["shadow"])
+    assert primaries == [(508, "-"), (508, "LD")]
