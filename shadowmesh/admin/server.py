@@ -20,7 +20,7 @@ import asyncio
 import ipaddress
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +47,8 @@ from shadowmesh.control.kinds import UnknownKind
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.observe import metrics
 from shadowmesh.observe.accesslog import escape
+from shadowmesh.observe.stats import CellKey, RequestCell
+from shadowmesh.routing.table import RouteTable
 
 log = logging.getLogger("shadowmesh.error")
 
@@ -65,6 +67,7 @@ class AdminServer:
         extra: Callable[[], dict[str, Any]] | None = None,
         token: str | None = None,
         analyzer: Analyzer | None = None,
+        requests: Callable[[], Mapping[CellKey, RequestCell]] | None = None,
     ) -> None:
         self._controller = controller
         self._analyzer = analyzer
@@ -72,7 +75,10 @@ class AdminServer:
         self._port = port
         self._extra = extra
         self._token = token
-        self._metrics = metrics.registry(self._snapshot)
+        self._requests = requests
+        self._metrics = metrics.registry(
+            self._snapshot, self._request_cells if requests is not None else None
+        )
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -189,6 +195,10 @@ class AdminServer:
 
     def _snapshot(self) -> dict[str, Any]:
         return self._extra() if self._extra is not None else {}
+
+    def _request_cells(self) -> tuple[Mapping[CellKey, RequestCell], RouteTable | None]:
+        cells = self._requests() if self._requests is not None else {}
+        return cells, self._controller.table
 
     # -- endpoints -------------------------------------------------------------------------
 

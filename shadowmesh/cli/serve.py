@@ -334,6 +334,7 @@ async def serve_forever(
         extra=extra,
         token=options.admin_token,
         analyzer=analyzer,
+        requests=lambda: stats.cells,
     )
     await admin.start()
     outbound_port = None

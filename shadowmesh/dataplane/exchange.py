@@ -494,11 +494,22 @@ class Exchange:
 
     def log(self) -> None:
         plane = self.client.plane
-        cluster = self.upstream.cluster if self.upstream else self.cluster
-        plane.stats.count_request(cluster, self.status, self.flag)
+        upstream = self.upstream
+        cluster = upstream.cluster if upstream else self.cluster
+        head = self.head
+        milliseconds = int((time.monotonic() - self.clock) * 1000)
+        plane.stats.count_request(
+            cluster,
+            self.status,
+            self.flag,
+            upstream.endpoint if upstream else None,
+            "" if upstream else head.authority.decode("latin-1"),
+            milliseconds,
+            self.received,
+            self.sent,
+        )
         if not plane.access_log.enabled:
             return
-        head = self.head
         plane.access_log.request(
             self.started,
             head.method,

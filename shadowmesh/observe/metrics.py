@@ -22,6 +22,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from shadowmesh.observe import istio
+
 Snapshot = Mapping[str, Any]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 NONE = "-"  # the access log's word for "no flag" or "no cluster"
@@ -83,10 +85,15 @@ _GAUGES = (
 )
 
 
-def registry(source: Callable[[], Snapshot]) -> CollectorRegistry:
-    """A registry of shadowmesh's counters and the process' own (open fds, memory, CPU)."""
+def registry(
+    source: Callable[[], Snapshot], requests: istio.Source | None = None
+) -> CollectorRegistry:
+    """A registry of shadowmesh's counters, Istio's standard metrics when ``requests`` gives
+    the data plane's request cells, and the process' own (open fds, memory, CPU)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(StatsCollector(source))
+    if requests is not None:
+        reg.register(istio.IstioCollector(requests))
     ProcessCollector(registry=reg)
     return reg
 

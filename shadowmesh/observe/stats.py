@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from shadowmesh.routing.decision import Endpoint
+
 # Upper bounds of the upstream latency buckets, in seconds: Envoy's histogram bounds from 1 ms to
 # one minute, plus 0.5 ms because a proxy on loopback answers that fast. The last bucket (+Inf)
 # is implicit: ``counts`` has one more slot than there are bounds.
@@ -38,6 +40,40 @@ _STATUS_CLASS = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 RequestKey = tuple[str, str, str]  # (cluster, status class, response flag or "")
 
+# Envoy's default histogram bounds, which Istio's standard metrics use unchanged (its bootstrap
+# sets no ``histogram_bucket_settings``): milliseconds for the duration, bytes for the sizes.
+ISTIO_BOUNDS: tuple[float, ...] = (
+    0.5,
+    1.0,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10000.0,
+    30000.0,
+    60000.0,
+    300000.0,
+    600000.0,
+    1800000.0,
+    3600000.0,
+)
+# Distinct Host values kept for requests that reached no cluster (Istio's Host-header fallback
+# for destination_service); past this, a client sending random Hosts gets "" (unknown) instead
+# of growing the table without bound.
+MAX_FALLBACK_HOSTS = 256
+
+# Who a finished request went to: the endpoint picked, or, when none was, the Host it asked for.
+Peer = Endpoint | str
+# (cluster or "", peer, status or 0, response flag or ""): what Istio's labels are expanded from
+# at scrape time (``observe.istio``), and what ``requests_by`` is folded from.
+CellKey = tuple[str, Peer, int, str]
+
 
 class Histogram:
     """Counts per fixed bucket and their sum; ``counts[i]`` holds values <= LATENCY_BOUNDS[i]."""
@@ -57,6 +93,31 @@ class Histogram:
         return sum(self.counts)
 
 
+class RequestCell:
+    """Finished requests of one ``CellKey``: their count and Istio's three histograms, as counts
+    per ``ISTIO_BOUNDS`` bucket (the last slot is +Inf) and sums."""
+
+    __slots__ = (
+        "count",
+        "duration",
+        "duration_sum",
+        "request_bytes",
+        "request_bytes_sum",
+        "response_bytes",
+        "response_bytes_sum",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        size = len(ISTIO_BOUNDS) + 1
+        self.duration = [0] * size
+        self.duration_sum = 0
+        self.request_bytes = [0] * size
+        self.request_bytes_sum = 0
+        self.response_bytes = [0] * size
+        self.response_bytes_sum = 0
+
+
 def status_class(status: int) -> str:
     index = status // 100
     return _STATUS_CLASS[index] if 0 <= index < len(_STATUS_CLASS) else "0xx"
@@ -69,17 +130,50 @@ class Stats:
     shadow_dropped: Counter[str] = field(default_factory=Counter)  # by reason
     shadow_failed: Counter[str] = field(default_factory=Counter)  # by reason
     downstream_active: int = 0
-    # Finished primary requests by (cluster, status class, flag); see ``count_request``.
-    requests_by: Counter[RequestKey] = field(default_factory=Counter)
+    # Finished primary requests by (cluster, peer, status, flag); see ``count_request``.
+    cells: dict[CellKey, RequestCell] = field(default_factory=dict)
+    fallback_hosts: set[str] = field(default_factory=set)
     # Upstream request duration per cluster; see ``observe``.
     latency: dict[str, Histogram] = field(default_factory=dict)
 
     # --- the request path ---------------------------------------------------------------------
 
-    def count_request(self, cluster: str, status: int, flag: str) -> None:
-        """One finished primary request. Replaces the data plane's three ``requests[...]`` bumps:
-        ``snapshot`` derives "total", "2xx"... and the per-flag totals from these keys."""
-        self.requests_by[(cluster, status_class(status), flag)] += 1
+    def count_request(
+        self,
+        cluster: str,
+        status: int,
+        flag: str,
+        endpoint: Endpoint | None = None,
+        authority: str = "",
+        milliseconds: int = 0,
+        received: int = 0,
+        sent: int = 0,
+    ) -> None:
+        """One finished primary request: one dict look-up and three bisects. ``snapshot`` derives
+        "total", "2xx"..., the per-flag totals and ``requests_by`` from the cells, and
+        ``observe.istio`` Istio's labelled metrics; ``authority`` matters only without an
+        endpoint (Istio then names the destination service by the Host header)."""
+        peer: Peer
+        if endpoint is not None:
+            peer = endpoint
+        elif authority in self.fallback_hosts:
+            peer = authority
+        elif len(self.fallback_hosts) < MAX_FALLBACK_HOSTS:
+            self.fallback_hosts.add(authority)
+            peer = authority
+        else:
+            peer = ""
+        key = (cluster, peer, status, flag)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = RequestCell()
+        cell.count += 1
+        cell.duration[bisect_left(ISTIO_BOUNDS, milliseconds)] += 1
+        cell.duration_sum += milliseconds
+        cell.request_bytes[bisect_left(ISTIO_BOUNDS, received)] += 1
+        cell.request_bytes_sum += received
+        cell.response_bytes[bisect_left(ISTIO_BOUNDS, sent)] += 1
+        cell.response_bytes_sum += sent
 
     def observe(self, cluster: str, seconds: float) -> None:
         """How long one upstream request took, from sending the head to the last response byte."""
@@ -90,11 +184,18 @@ class Stats:
 
     # --- read at scrape time --------------------------------------------------------------------
 
+    def requests_by(self) -> Counter[RequestKey]:
+        """Finished requests by (cluster, status class, flag), folded from the cells."""
+        folded: Counter[RequestKey] = Counter()
+        for (cluster, _, status, flag), cell in self.cells.items():
+            folded[(cluster, status_class(status), flag)] += cell.count
+        return folded
+
     def request_totals(self) -> Counter[str]:
         """``requests`` as it has always read ("total", "2xx", "UF"...), with ``requests_by``
         folded in."""
         totals = Counter(self.requests)
-        for (_, klass, flag), count in self.requests_by.items():
+        for (_, klass, flag), count in self.requests_by().items():
             totals["total"] += count
             totals[klass] += count
             if flag:
@@ -108,7 +209,7 @@ class Stats:
             "requests": dict(self.request_totals()),
             "requests_by": [
                 {"cluster": cluster, "status_class": klass, "flag": flag, "count": count}
-                for (cluster, klass, flag), count in sorted(self.requests_by.items())
+                for (cluster, klass, flag), count in sorted(self.requests_by().items())
             ],
             "shadows": dict(self.shadows),
             "shadow_dropped": dict(self.shadow_dropped),

@@ -185,6 +185,10 @@ class RouteTable:
             chosen.append(Upstream(name, endpoint, cluster.balancer))
         return tuple(chosen)
 
+    def cluster(self, name: str) -> Cluster | None:
+        """The cluster of that name, with its members: telemetry's labels, not the request path."""
+        return self._clusters.by_name.get(name)
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able dump in the spirit of Envoy's config_dump."""
         return {

@@ -72,3 +72,48 @@ def test_requests_and_latency_by_cluster_are_exported(
     assert samples["shadowmesh_requests_total"][key] == REQUESTS
     name = "shadowmesh_upstream_request_duration_seconds"
     assert samples[f"{name}_count"][(("cluster", cluster),)] == REQUESTS
+
+
+# Istio's label set (istio/proxy istio_stats.cc), on every sample of its standard metrics.
+ISTIO_LABELS = {
+    "reporter", "source_workload", "source_workload_namespace", "source_principal",
+    "source_app", "source_version", "source_canonical_service", "source_canonical_revision",
+    "source_cluster", "destination_workload", "destination_workload_namespace",
+    "destination_principal", "destination_app", "destination_version", "destination_service",
+    "destination_service_name", "destination_service_namespace",
+    "destination_canonical_service", "destination_canonical_revision", "destination_cluster",
+    "request_protocol", "response_code", "grpc_response_status", "response_flags",
+    "connection_security_policy",
+}  # fmt: skip
+
+
+def test_istio_standard_metrics_after_real_requests(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    served, _, _ = traffic(upstreams, serve)
+    samples = scrape(served)
+    requests = samples["istio_requests_total"]
+    for name in ("istio_request_duration_milliseconds", "istio_request_bytes",
+                 "istio_response_bytes"):  # fmt: skip
+        for labels in samples[f"{name}_bucket"]:
+            assert {k for k, _ in labels} == ISTIO_LABELS | {"le"}
+        assert sum(samples[f"{name}_count"].values()) == REQUESTS
+    assert all({k for k, _ in labels} == ISTIO_LABELS for labels in requests)
+    routed = {
+        dict(labels)["response_code"]: (dict(labels), value) for labels, value in requests.items()
+    }
+    labels, value = routed["200"]
+    assert value == REQUESTS  # shadows are not counted, as Istio's client sidecar
+    assert labels["reporter"] == "source"
+    assert labels["destination_workload"] == "app-v1"
+    assert labels["destination_workload_namespace"] == "default"
+    assert labels["destination_app"] == "app" and labels["destination_version"] == "v1"
+    assert labels["destination_service"] == "app.default.svc.cluster.local"
+    assert labels["destination_service_name"] == "app"
+    assert labels["destination_canonical_service"] == "app"
+    assert labels["destination_canonical_revision"] == "v1"
+    assert labels["response_flags"] == "-" and labels["request_protocol"] == "http"
+    assert labels["source_workload"] == "unknown"
+    assert labels["connection_security_policy"] == "unknown"
+    # Beside them, shadowmesh's own shadow counters.
+    assert samples["shadowmesh_shadows_sent_total"] == {(): REQUESTS}
