@@ -1,8 +1,11 @@
 """``shadowmesh diff [NAME]``: what the candidate does differently, read from the admin API.
 
-Prints the report of one Comparison, or of every Comparison in the namespace, as text, JSON,
-JUnit XML or a self-contained HTML page. ``--fail-on`` makes it a CI gate: exit 1 when a
-regression (a field the test calls, or a slower endpoint) or any difference is found.
+Prints the report of one Comparison, or of every Comparison configured in the namespace, as
+text, JSON, JUnit XML or a self-contained HTML page. ``--fail-on`` makes it a CI gate (exit 1):
+``regression`` on a field or status regression, ``latency`` on a latency regression,
+``difference`` on either or any field difference; each also on "insufficient data" (too few
+requests compared to judge) unless ``--allow-insufficient``. ``--reset`` forgets what a
+Comparison counted, so its report starts over.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from shadowmesh.compare.junit import render_junit
 from shadowmesh.compare.render import render_text
 from shadowmesh.compare.report import Report
 from shadowmesh.errors import ShadowmeshError
+from shadowmesh.model.comparison import DEFAULT_THRESHOLDS as _D
 
 _COLOURS = {"regression": "red", "difference": "yellow", "ok": "green"}
 
@@ -44,11 +48,38 @@ _COLOURS = {"regression": "red", "difference": "yellow", "ok": "green"}
 )
 @click.option(
     "--fail-on",
-    type=click.Choice(["regression", "difference", "never"]),
-    default="never",
-    show_default=True,
-    help="Exit 1 when a regression (or any difference) is found. Without a baseline nothing "
-    "is a regression: use difference.",
+    type=click.Choice(["regression", "latency", "difference", "never"]),
+    multiple=True,
+    help="Exit 1 on a field regression, a latency regression, or any difference (repeat to "
+    "combine); also on insufficient data unless --allow-insufficient. Without a baseline "
+    "nothing is a regression: use difference.",
+)
+@click.option(
+    "--allow-insufficient",
+    is_flag=True,
+    help="Let the gate pass when too few requests were compared to judge.",
+)
+@click.option("--reset", is_flag=True, help="Forget what the Comparison counted; start over.")
+@click.option("--alpha", type=float, help=f"False discovery rate [spec, or {_D.alpha}].")
+@click.option(
+    "--min-pairs",
+    type=int,
+    help=f"Requests before an endpoint is judged [spec, or {_D.min_pairs}].",
+)
+@click.option(
+    "--min-field-effect",
+    type=float,
+    help=f"Smallest field effect, % of the requests [spec, or {100 * _D.min_excess:g}].",
+)
+@click.option(
+    "--latency-min-effect",
+    type=float,
+    help=f"Smallest latency effect, % slower [spec, or {100 * _D.latency_min_relative:g}].",
+)
+@click.option(
+    "--latency-min-ms",
+    type=float,
+    help=f"Smallest latency effect, ms slower [spec, or {_D.latency_min_absolute_ms:g}].",
 )
 @admin_option
 @token_option
@@ -57,14 +88,29 @@ def diff(
     name: str | None,
     namespace: str,
     output: str,
-    fail_on: str,
+    fail_on: tuple[str, ...],
+    allow_insufficient: bool,
+    reset: bool,
+    alpha: float | None,
+    min_pairs: int | None,
+    min_field_effect: float | None,
+    latency_min_effect: float | None,
+    latency_min_ms: float | None,
     admin: str,
     admin_token_file: str | None,
 ) -> None:
     """Show how the candidate's responses differ from the primary's (Comparison reports)."""
     client = admin_client(admin, admin_token_file)
+    if reset:
+        if not name:
+            fail("--reset needs the NAME of a Comparison")
+        status, answer = client.post(f"/comparisons/{namespace}/{name}/reset", {})
+        _check(status, answer)
+        click.echo(f"comparison.shadowmesh.io/{name} reset")
+        return
+    params = _params(alpha, min_pairs, min_field_effect, latency_min_effect, latency_min_ms)
     names = [name] if name else _names(client, namespace)
-    raw = [_fetch(client, namespace, n) for n in names]
+    raw = [_fetch(client, namespace, n, params) for n in names]
     reports = [_parse(r) for r in raw]
     if output == "json":
         click.echo(json.dumps(raw[0] if name else {"items": raw}, indent=2))
@@ -76,16 +122,35 @@ def diff(
         if not reports:
             click.echo(f"No comparisons found in {namespace} namespace.", err=True)
         click.echo(render_text(reports, _style), nl=False)
-    if failed(reports, fail_on):
+    if failed(reports, set(fail_on), allow_insufficient):
         raise click.exceptions.Exit(1)
 
 
-def failed(reports: list[Report], fail_on: str) -> bool:
-    if fail_on == "regression":
-        return any(r.failed_on_regression for r in reports)
-    if fail_on == "difference":
-        return any(r.failed_on_regression or r.differences for r in reports)
-    return False
+def failed(reports: list[Report], fail_on: set[str], allow_insufficient: bool = False) -> bool:
+    """The gate: nothing to judge is never a pass."""
+    if not fail_on - {"never"}:
+        return False
+    if not reports:
+        return not allow_insufficient
+    return any(r.fails(fail_on, allow_insufficient) for r in reports)
+
+
+def _params(
+    alpha: float | None,
+    min_pairs: int | None,
+    min_field_effect: float | None,
+    latency_min_effect: float | None,
+    latency_min_ms: float | None,
+) -> dict[str, str]:
+    """The thresholds to override, as the admin API takes them (fractions, not percent)."""
+    values: dict[str, float | None] = {
+        "alpha": alpha,
+        "min_pairs": min_pairs,
+        "min_excess": None if min_field_effect is None else min_field_effect / 100,
+        "latency_min_relative": None if latency_min_effect is None else latency_min_effect / 100,
+        "latency_min_absolute_ms": latency_min_ms,
+    }
+    return {k: repr(v) for k, v in values.items() if v is not None}
 
 
 def _names(client: AdminClient, namespace: str) -> list[str]:
@@ -94,11 +159,17 @@ def _names(client: AdminClient, namespace: str) -> list[str]:
     items = answer.get("items")
     if not isinstance(items, list):
         fail("the admin API answered a comparison list without items")
-    return [str(i["name"]) for i in items if isinstance(i, dict) and "name" in i]
+    return [
+        str(i["name"])
+        for i in items
+        if isinstance(i, dict) and "name" in i and i.get("configured", True)
+    ]
 
 
-def _fetch(client: AdminClient, namespace: str, name: str) -> dict[str, Any]:
-    status, answer = client.get(f"/comparisons/{namespace}/{name}")
+def _fetch(
+    client: AdminClient, namespace: str, name: str, params: dict[str, str]
+) -> dict[str, Any]:
+    status, answer = client.get(f"/comparisons/{namespace}/{name}", params or None)
     _check(status, answer)
     return dict(answer)
 

@@ -76,6 +76,7 @@ def describe_spec(comparison: Comparison) -> dict[str, Any]:
             for r in comparison.ignore
         ],
         "redact": [r.text for r in comparison.redact],
+        "thresholds": dataclasses.asdict(comparison.thresholds),
     }
 
 

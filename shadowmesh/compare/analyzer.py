@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ _STOP = object()
 # Messages to the worker process besides exchanges; strings, so they survive pickling as equal.
 _CHILD_STOP = "stop"
 _CHILD_COMPARISONS = "comparisons"
+_CHILD_RESET = "reset"
 _COUNTS = ("analysed", "skipped", "errors")
 _CHECK_EVERY = 0.25  # seconds between checks, on submit, that the worker process lives
 _RESTARTS = 1
@@ -80,7 +81,7 @@ class Analyzer:
         ``start`` is False (tests that start the thread themselves)."""
         self._provider = comparisons_provider
         self._store = store or CompareStore(state_dir, rng=rng)
-        self._thresholds = thresholds or Thresholds()
+        self._thresholds = thresholds  # None: each Comparison's own
         self._rules = _RulesCache()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
@@ -194,9 +195,10 @@ class Analyzer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, CapturedExchange):
+            if isinstance(item, CapturedExchange) or _is_reset(item):
                 with self._idle:
-                    self._drop(item)
+                    if isinstance(item, CapturedExchange):
+                        self._drop(item)
                     self._pending -= 1
                     self._idle.notify_all()
 
@@ -292,15 +294,19 @@ class Analyzer:
                     "verdict": report.verdict,
                     "regressions": report.regressions,
                     "latencyFlags": report.latency_flags,
+                    "insufficient": report.insufficient,
                     "differences": report.differences,
                     "dropped": report.dropped,
                 }
             )
         return out
 
-    def report(self, namespace: str, name: str) -> Report | None:
-        """The report under the Comparison's current rules; None if it is neither configured
-        nor has any data."""
+    def report(
+        self, namespace: str, name: str, overrides: Mapping[str, float] | None = None
+    ) -> Report | None:
+        """The report under the Comparison's current rules and thresholds (``overrides``
+        change some, for this report only); None if it is neither configured nor has any
+        data."""
         comparison = next((c for c in self._provider() if c.key == (namespace, name)), None)
         rules = self._rules.of(comparison) if comparison is not None else None
         with self._lock:
@@ -311,9 +317,36 @@ class Analyzer:
                 return None
             return empty_report(namespace, name, rules.spec, rules.digest, dropped)
         configured = comparison is not None
-        return build_report(
-            snapshot, configured=configured, dropped=dropped, thresholds=self._thresholds
-        )
+        thresholds = self._thresholds or Thresholds.from_spec(snapshot.row.spec)
+        if overrides:
+            thresholds = Thresholds.override(thresholds, overrides)
+        return build_report(snapshot, configured=configured, dropped=dropped, thresholds=thresholds)
+
+    def reset(self, namespace: str, name: str, timeout: float = 10.0) -> bool:
+        """Forget what the comparison counted (every rules digest): its report starts over.
+
+        The writer (the worker, or the thread) does it, in its turn: it holds the counters'
+        caches, and what was queued before the reset is forgotten with the rest. True once
+        done, False if the writer did not get to it within ``timeout`` (it still will)."""
+        key = (namespace, name)
+        with self._lock:
+            self._dropped.pop(key, None)
+            if self._in_process:
+                child = self._check_child()
+                if child is None:
+                    return False
+                try:
+                    child.queue.put((_CHILD_RESET, key), timeout=timeout)
+                except queue.Full:
+                    return False
+                child.submitted += 1
+            else:
+                try:
+                    self._queue.put((_CHILD_RESET, key), timeout=timeout)
+                except queue.Full:
+                    return False
+                self._pending += 1
+        return self.wait_idle(timeout)
 
     # -- the thread -----------------------------------------------------------------------------
 
@@ -326,12 +359,21 @@ class Analyzer:
                 except queue.Empty:
                     break
             stop = any(item is _STOP for item in items)
-            exchanges = [i for i in items if isinstance(i, CapturedExchange)]
-            counts = _analyse_batch(self._store, self._rules, exchanges, self._provider)
-            with self._idle:
-                self._counts.update(counts)
-                self._pending -= len(exchanges)
-                self._idle.notify_all()
+            exchanges: list[CapturedExchange] = []
+            for item in [*items, None]:
+                if isinstance(item, CapturedExchange):
+                    exchanges.append(item)
+                    continue
+                counts = _analyse_batch(self._store, self._rules, exchanges, self._provider)
+                done = len(exchanges)
+                exchanges = []
+                if _is_reset(item):
+                    _reset(self._store, item[1])
+                    done += 1
+                with self._idle:
+                    self._counts.update(counts)
+                    self._pending -= done
+                    self._idle.notify_all()
             if stop and self._queue.empty():
                 return
             if stop:
@@ -529,8 +571,23 @@ def _child_batch(
         elif isinstance(item, tuple) and item[:1] == (_CHILD_COMPARISONS,):
             flush()  # what came before the change is analysed under the rules it came with
             current = item[1]
+        elif _is_reset(item):
+            flush()
+            _reset(store, item[1])
+            counters[len(_COUNTS)] += 1
     flush()
     return current, stop
+
+
+def _is_reset(item: Any) -> bool:
+    return isinstance(item, tuple) and item[:1] == (_CHILD_RESET,)
+
+
+def _reset(store: CompareStore, key: tuple[str, str]) -> None:
+    try:
+        store.reset(*key)
+    except Exception:
+        log.exception("comparison %s/%s: reset failed", *key)
 
 
 def _use_every_cpu() -> None:

@@ -8,7 +8,7 @@ from html import escape
 
 from shadowmesh.compare.render import (
     kinds,
-    latency_pair,
+    latency_cell,
     number,
     percent,
     transitions,
@@ -27,6 +27,7 @@ pre { margin: 0; white-space: pre-wrap; word-break: break-all; max-width: 40em; 
 .regression { background: #fde2e1; } .regression .verdict { color: #b00020; font-weight: bold; }
 .difference .verdict { color: #a15c00; font-weight: bold; }
 .noise { color: #999; } .ok .verdict { color: #1b7f3b; }
+.insufficient-data .verdict { color: #555; font-style: italic; }
 .verdict-line { font-size: 1.1em; }
 """
 
@@ -51,11 +52,13 @@ def _report(report: Report) -> str:
         f'<section class="comparison" id="{_e(report.namespace)}-{_e(report.name)}">',
         f"<h2>Comparison {_e(report.namespace)}/{_e(report.name)}</h2>",
         f"<p>host <b>{_e(spec.get('host'))}</b>: {roles}</p>",
-        f'<p class="verdict-line {report.verdict}"><span class="verdict">'
-        f"{_e(report.verdict.upper())}</span>: {report.regressions} field regressions, "
+        f'<p class="verdict-line {_cls(report.verdict)}"><span class="verdict">'
+        f"{_e(report.verdict.upper())}</span>{_e(': ' + report.reason if report.reason else '')}"
+        f": {report.regressions} field regressions, "
         f"{report.latency_flags} slower endpoints, {report.differences} field differences; "
         f"{report.compared} requests compared, {report.differing} differing, "
         f"{sum(report.skipped.values())} skipped, {report.dropped} dropped</p>",
+        *[f'<p class="assumption">assumes: {_e(a)}</p>' for a in report.assumptions],
         _endpoint_table(report.endpoints),
     ]
     parts += [_endpoint_detail(e, report.has_baseline) for e in report.endpoints if e.fields]
@@ -66,16 +69,15 @@ def _report(report: Report) -> str:
 def _endpoint_table(endpoints: Sequence[EndpointReport]) -> str:
     rows = [
         "<tr><th>endpoint</th><th>verdict</th><th>requests</th><th>differing</th>"
-        "<th>status</th><th>p50 primary/candidate</th><th>p99</th><th>latency</th></tr>"
+        "<th>status</th><th>latency candidate/baseline</th><th>latency test</th></tr>"
     ]
     for e in endpoints:
         rows.append(
-            f'<tr class="{e.verdict}"><td><code>{_e(e.endpoint)}</code></td>'
+            f'<tr class="{_cls(e.verdict)}"><td><code>{_e(e.endpoint)}</code></td>'
             f'<td class="verdict">{e.verdict}</td><td class="num">{e.requests}</td>'
             f'<td class="num">{percent(e.difference_rate)}</td><td>{_e(transitions(e))}</td>'
-            f"<td>{_e(latency_pair(e.latency, 'p50'))}</td>"
-            f"<td>{_e(latency_pair(e.latency, 'p99'))}</td>"
-            f"<td>{_e(e.latency.reason) if e.latency.flagged else ''}</td></tr>"
+            f"<td>{_e(latency_cell(e.latency))}</td>"
+            f"<td>{_e(e.latency.reason)}</td></tr>"
         )
     return "<table>" + "".join(rows) + "</table>"
 
@@ -113,6 +115,10 @@ def _field_row(f: FieldReport, baseline: bool) -> str:
     candidate = "".join(f"<pre>{_e(_value(e.candidate))}</pre>" for e in f.examples)
     cells += [f"<td>{primary}</td>", f"<td>{candidate}</td>"]
     return f'<tr class="{f.verdict}">{"".join(cells)}</tr>'
+
+
+def _cls(verdict: str) -> str:
+    return verdict.replace(" ", "-")
 
 
 def _value(value: str | None) -> str:

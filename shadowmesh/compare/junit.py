@@ -36,10 +36,16 @@ def _suite(report: Report) -> ET.Element:
         suite.append(_latency_case(report, endpoint))
         tests += 1
         failures += endpoint.latency.flagged
-    if not report.endpoints:
-        case = ET.SubElement(suite, "testcase", classname=_class(report), name="compared")
-        ET.SubElement(case, "skipped", message="no request compared yet")
-        tests += 1
+    # The overall verdict is a case of its own: "insufficient data" fails it, as it fails the
+    # gate, so a CI that only reads JUnit cannot pass on nothing compared.
+    case = ET.SubElement(suite, "testcase", classname=_class(report), name="verdict")
+    message = f"{report.verdict}: {report.reason or report.verdict}"
+    if report.verdict in ("regression", "insufficient data"):
+        ET.SubElement(case, "failure", message=message, type=report.verdict)
+        failures += 1
+    else:
+        ET.SubElement(case, "system-out").text = message
+    tests += 1
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
@@ -76,9 +82,14 @@ def _field_case(report: Report, endpoint: EndpointReport, f: FieldReport) -> ET.
 def _latency_case(report: Report, endpoint: EndpointReport) -> ET.Element:
     case = ET.Element("testcase", classname=_class(report, endpoint), name="latency")
     latency = endpoint.latency
-    text = f"p50 {latency_pair(latency, 'p50')}, p99 {latency_pair(latency, 'p99')}"
+    text = (
+        f"candidate/baseline p50 {latency_pair(latency, 'p50')}, "
+        f"p99 {latency_pair(latency, 'p99')}; {latency.verdict}: {latency.reason}"
+    )
     if latency.flagged:
         ET.SubElement(case, "failure", message=latency.reason, type="latency").text = text
+    elif latency.verdict == "not judged":
+        ET.SubElement(case, "skipped", message="latency not judged: no baseline")
     else:
         ET.SubElement(case, "system-out").text = text
     return case

@@ -1,27 +1,29 @@
 """Latency per endpoint and side, in bounded memory, and when the candidate is slower.
 
-A log-bucketed sketch (DDSketch's idea): a value lands in bucket ``ceil(log_gamma(x))``, so any
-quantile is known within 1 % of its value, whatever the number of requests, and two sketches
-merge by adding counts. A candidate is flagged slower when, at p50 or p90, its ratio to the
-primary exceeds the baseline's ratio (1.0 without a baseline) by the margin and by at least a
-few milliseconds: shadows run beside the primary, so some slowdown is the setup's, not the code's.
+A log-bucketed sketch (DDSketch's idea) per side shows the distributions: a value lands in
+bucket ``ceil(log_gamma(x))``, so any quantile is known within 1 % of its value, whatever the
+number of requests, and two sketches merge by adding counts.
+
+The verdict is a paired test of the candidate against the baseline, request by request
+(``paired_test``), never against the primary: shadows queue behind live traffic, so comparing
+a shadow with the primary measures the setup, not the code. Without a baseline latency is not
+judged.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from shadowmesh.compare.stats import median, median_interval, signed_rank
+from shadowmesh.model.comparison import DEFAULT_THRESHOLDS
 
 RELATIVE_ACCURACY = 0.01
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
 _MIN_MS = 0.001  # below a microsecond is zero
 QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-DEFAULT_MARGIN = 1.2
-DEFAULT_MIN_DELTA_MS = 5.0
-MIN_SAMPLES = 10
-FLAGGED_AT = ("p50", "p90")  # p99 of a few hundred requests is one or two of them
 
 
 @dataclass
@@ -75,42 +77,69 @@ def quantiles(sketch: Sketch | None) -> dict[str, float | None]:
 
 
 @dataclass(frozen=True)
-class LatencyVerdict:
-    ratio: dict[str, float | None]  # candidate / primary, per quantile
-    baseline_ratio: dict[str, float | None]  # baseline / primary; None without a baseline
-    flagged: bool
-    reason: str
+class LatencyLimits:
+    """When a candidate is called slower: the test's level and the smallest effect that counts.
+
+    Both are needed: with thousands of pairs a test finds a 1 % difference that nobody cares
+    about, and a large ratio on a few pairs can be chance."""
+
+    alpha: float = DEFAULT_THRESHOLDS.alpha
+    min_pairs: int = DEFAULT_THRESHOLDS.min_pairs
+    # The median ratio must be at least 1 + this, and the median difference this many ms.
+    min_relative: float = DEFAULT_THRESHOLDS.latency_min_relative
+    min_absolute_ms: float = DEFAULT_THRESHOLDS.latency_min_absolute_ms
 
 
-def judge(
-    primary: Sketch | None,
-    candidate: Sketch | None,
-    baseline: Sketch | None,
-    margin: float = DEFAULT_MARGIN,
-    min_delta_ms: float = DEFAULT_MIN_DELTA_MS,
-) -> LatencyVerdict:
-    prim, cand, base = quantiles(primary), quantiles(candidate), quantiles(baseline)
-    ratio = {name: _ratio(cand[name], prim[name]) for name, _ in QUANTILES}
-    base_ratio = {name: _ratio(base[name], prim[name]) for name, _ in QUANTILES}
-    if primary is None or candidate is None or min(primary.count, candidate.count) < MIN_SAMPLES:
-        return LatencyVerdict(ratio, base_ratio, False, "")
-    reasons = []
-    for name in FLAGGED_AT:
-        p, c = prim[name], cand[name]
-        if p is None or c is None:
-            continue
-        expected_ratio = base_ratio[name] if baseline is not None else 1.0
-        expected = p * max(expected_ratio or 1.0, 1.0)
-        if c > expected * margin and c - expected >= min_delta_ms:
-            against = f"baseline x{expected_ratio:.2f}" if baseline is not None else "primary"
-            reasons.append(
-                f"{name} {c:.1f} ms vs {p:.1f} ms (x{c / p if p else math.inf:.2f}, "
-                f"+{c - expected:.1f} ms over {against})"
-            )
-    return LatencyVerdict(ratio, base_ratio, bool(reasons), "; ".join(reasons))
+@dataclass
+class LatencyTest:
+    """The paired test of one endpoint, before the correction over endpoints."""
+
+    pairs: int
+    p_value: float | None  # None: not tested (no baseline, too few pairs)
+    ratio: float | None  # median of candidate/baseline over the pairs
+    interval: tuple[float, float] | None  # 95 % interval of that median ratio
+    delta_ms: float | None  # median of candidate - baseline
+    p90_ratio: float | None  # candidate's p90 over the baseline's, on the same pairs
 
 
-def _ratio(value: float | None, reference: float | None) -> float | None:
-    if value is None or reference is None or reference <= 0:
-        return None
-    return value / reference
+def paired_test(pairs: Sequence[tuple[float, float]]) -> LatencyTest:
+    """Wilcoxon's signed-rank test on the log ratios candidate/baseline of each request.
+
+    Candidate and baseline are both shadows of the same request, sent in an order drawn at
+    random per request, on the same pool: whatever the load does to one it does to the other,
+    so under "no change" each log ratio is as likely positive as negative, which is the test's
+    null. The primary is never in it: it is served first, on another pool, under other load.
+    Log ratios, so one slow burst (a 5x moment) weighs as a rank, not as milliseconds.
+    """
+    usable = [(c, b) for c, b in pairs if c > 0 and b > 0]
+    if not usable:
+        return LatencyTest(0, None, None, None, None, None)
+    logs = [math.log(c / b) for c, b in usable]
+    test = signed_rank(logs)
+    low, high = median_interval(logs)
+    candidates = sorted(c for c, _ in usable)
+    baselines = sorted(b for _, b in usable)
+    at90 = min(len(usable) - 1, int(0.9 * len(usable)))
+    return LatencyTest(
+        pairs=len(usable),
+        p_value=test.p_value,
+        ratio=math.exp(median(logs)),
+        interval=(math.exp(low), math.exp(high)),
+        delta_ms=median([c - b for c, b in usable]),
+        p90_ratio=candidates[at90] / baselines[at90] if baselines[at90] > 0 else None,
+    )
+
+
+def latency_verdict(test: LatencyTest, q_value: float | None, limits: LatencyLimits) -> str:
+    """``regression``, ``ok`` or ``insufficient data``; the reason is the report's to word."""
+    if test.pairs < limits.min_pairs or test.p_value is None:
+        return "insufficient data"
+    if q_value is None or test.ratio is None or test.delta_ms is None:
+        return "ok"
+    if (
+        q_value < limits.alpha
+        and test.ratio >= 1 + limits.min_relative
+        and test.delta_ms >= limits.min_absolute_ms
+    ):
+        return "regression"
+    return "ok"

@@ -34,16 +34,31 @@ def _report(report: Report, style: Style) -> str:
         f"Comparison {report.namespace}/{report.name}: host {spec.get('host')}, {roles}"
         + ("" if report.configured else " (deleted; stored data)"),
         _totals(report),
-        "verdict: " + style(_headline(report), report.verdict),
+        "verdict: " + style(_headline(report), _how(report.verdict)),
+        "thresholds: " + _thresholds(report),
     ]
-    if not report.has_baseline:
-        lines.append("no baseline: nothing can be called a regression; see the differences")
+    lines += [f"assumes: {a}" for a in report.assumptions]
     if report.endpoints:
         lines += ["", table(_endpoint_rows(report.endpoints, style))]
     for endpoint in report.endpoints:
         if endpoint.fields or endpoint.latency.flagged:
             lines += ["", *_endpoint_detail(endpoint, report.has_baseline, style)]
     return "\n".join(lines) + "\n"
+
+
+def _how(verdict: str) -> str:
+    return "difference" if verdict == "insufficient data" else verdict
+
+
+def _thresholds(report: Report) -> str:
+    t = report.thresholds
+    text = f"alpha {t.get('alpha')}, min pairs {t.get('min_pairs')}"
+    if report.has_baseline:
+        text += (
+            f", latency min effect +{100 * float(t.get('latency_min_relative', 0)):g}% and "
+            f"{t.get('latency_min_absolute_ms')} ms"
+        )
+    return text
 
 
 def _totals(report: Report) -> str:
@@ -57,32 +72,48 @@ def _totals(report: Report) -> str:
 
 
 def _headline(report: Report) -> str:
-    parts = []
+    parts = [report.reason] if report.reason else []
     if report.regressions:
         parts.append(f"{report.regressions} field regression{_s(report.regressions)}")
     if report.latency_flags:
         parts.append(f"{report.latency_flags} endpoint{_s(report.latency_flags)} slower")
     if report.differences:
         parts.append(f"{report.differences} field difference{_s(report.differences)}")
-    detail = ", ".join(parts)
+    if report.insufficient:
+        parts.append(
+            f"{report.insufficient} endpoint{_s(report.insufficient)} with too few requests "
+            "to judge"
+        )
+    if not report.has_baseline:
+        parts.append("no baseline: regressions and latency not judged")
+    detail = "; ".join(parts)
     return report.verdict.upper() + (f": {detail}" if detail else "")
 
 
 def _endpoint_rows(endpoints: Sequence[EndpointReport], style: Style) -> list[list[str]]:
-    rows = [["ENDPOINT", "VERDICT", "REQUESTS", "DIFFERING", "STATUS", "P50 PRIM/CAND", "P99"]]
+    rows = [["ENDPOINT", "VERDICT", "REQUESTS", "DIFFERING", "STATUS", "LATENCY CAND/BASE"]]
     for e in endpoints:
         rows.append(
             [
                 e.endpoint,
-                style(e.verdict, e.verdict),
+                style(e.verdict, _how(e.verdict)),
                 str(e.requests),
                 percent(e.difference_rate),
                 transitions(e) or "-",
-                latency_pair(e.latency, "p50"),
-                latency_pair(e.latency, "p99"),
+                latency_cell(e.latency),
             ]
         )
     return rows
+
+
+def latency_cell(latency: LatencyReport) -> str:
+    """The latency verdict in a few words: the median ratio of candidate to baseline."""
+    if latency.verdict == "not judged":
+        return "not judged"
+    if latency.median_ratio is None or latency.verdict == "insufficient data":
+        return f"{latency.pairs} pairs: too few"
+    word = "SLOWER " if latency.flagged else ""
+    return f"{word}x{latency.median_ratio:.2f} ({latency.delta_ms or 0.0:+.1f} ms)"
 
 
 def _endpoint_detail(endpoint: EndpointReport, baseline: bool, style: Style) -> list[str]:
@@ -94,7 +125,7 @@ def _endpoint_detail(endpoint: EndpointReport, baseline: bool, style: Style) -> 
         head += f" (baseline {percent(endpoint.noise_rate)})"
     lines = [head]
     if endpoint.latency.flagged:
-        lines.append("  " + style(f"latency: {endpoint.latency.reason}", "regression"))
+        lines.append("  " + style(f"latency {endpoint.latency.reason}", "regression"))
     if endpoint.fields:
         lines.append(_indent(table(_field_rows(endpoint.fields, baseline, style)), "  "))
     return lines
@@ -158,12 +189,13 @@ def transitions(endpoint: EndpointReport) -> str:
 
 
 def latency_pair(latency: LatencyReport, quantile: str) -> str:
-    primary = getattr(latency.primary, quantile, None) if latency.primary else None
+    """Candidate against baseline at one quantile (never against the primary)."""
+    baseline = getattr(latency.baseline, quantile, None) if latency.baseline else None
     candidate = getattr(latency.candidate, quantile, None) if latency.candidate else None
-    if primary is None or candidate is None:
+    if baseline is None or candidate is None:
         return "-"
     ratio = latency.ratio.get(quantile)
-    text = f"{primary:.1f}/{candidate:.1f} ms"
+    text = f"{candidate:.1f}/{baseline:.1f} ms"
     return text + (f" x{ratio:.2f}" if ratio is not None else "")
 
 

@@ -1,5 +1,16 @@
 """The report of one Comparison: per endpoint and per field, with verdicts. Plain, JSON-able data.
 
+Verdicts, per endpoint and overall (``ENDPOINT_VERDICTS``, worst first):
+
+- ``regression``: a field regression (below) or a latency regression (the paired test of the
+  candidate against the baseline, ``latency.py``);
+- ``insufficient data``: fewer than ``min_pairs`` compared requests, and no regression found
+  in them; overall, when fewer than ``min_pairs`` requests were compared at all, or no endpoint
+  has that many: nothing compared is never a pass;
+- ``difference``: some field differs and nothing says it is noise, but no test calls it a
+  regression (always so without a baseline);
+- ``ok``: compared enough, and every difference is noise.
+
 Verdicts, per field:
 
 - ``regression``: with a baseline, McNemar's test says the candidate differs here more often
@@ -23,22 +34,65 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shadowmesh.compare.latency import Sketch, judge, quantiles
+from shadowmesh.compare.latency import (
+    LatencyLimits,
+    LatencyTest,
+    Sketch,
+    latency_verdict,
+    paired_test,
+    quantiles,
+)
 from shadowmesh.compare.stats import benjamini_hochberg, diffy_figures, mcnemar
 from shadowmesh.compare.store import SIDES, Snapshot
+from shadowmesh.model.comparison import DEFAULT_THRESHOLDS as _D
 
-DEFAULT_ALPHA = 0.01
-DEFAULT_MIN_EXCESS = 0.0003  # Diffy's absolute threshold, 0.03 % of the endpoint's requests
-VERDICTS = ("regression", "difference", "noise", "ok")
+VERDICTS = ("regression", "difference", "noise", "ok")  # of fields
+INSUFFICIENT = "insufficient data"
+ENDPOINT_VERDICTS = ("regression", INSUFFICIENT, "difference", "ok")
+LATENCY_VERDICTS = ("regression", INSUFFICIENT, "ok", "not judged")
 RISKS = ("high", "medium", "low", "none")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    alpha: float = DEFAULT_ALPHA
-    min_excess: float = DEFAULT_MIN_EXCESS
-    latency_margin: float = 1.2
-    latency_min_delta_ms: float = 5.0
+    """The knobs of the verdicts; the Comparison's spec sets them, the CLI can override them.
+
+    ``alpha``: the false discovery rate, Benjamini-Hochberg over the fields tested, and again
+    over the endpoints' latency tests. ``min_pairs``: compared requests an endpoint needs before
+    it is judged. ``min_excess`` and ``min_relative``: the smallest field effect that counts, as
+    Diffy's absolute and relative thresholds (fractions, not percent); the relative one is off
+    by default because an always-noisy field (large n11) dilutes it below any threshold while
+    McNemar's test, which only looks at the discordant pairs, still sees the regression.
+    """
+
+    alpha: float = _D.alpha
+    min_pairs: int = _D.min_pairs
+    min_excess: float = _D.min_excess  # Diffy's absolute threshold, 0.03 % of the requests
+    min_relative: float = _D.min_relative
+    latency_min_relative: float = _D.latency_min_relative
+    latency_min_absolute_ms: float = _D.latency_min_absolute_ms
+
+    def latency(self) -> LatencyLimits:
+        return LatencyLimits(
+            self.alpha, self.min_pairs, self.latency_min_relative, self.latency_min_absolute_ms
+        )
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Thresholds:
+        """The thresholds a report's ``spec`` (``describe_spec``) names; defaults elsewhere."""
+        values = spec.get("thresholds")
+        if not isinstance(values, Mapping):
+            return cls()
+        return cls.override(cls(), values)
+
+    @classmethod
+    def override(cls, base: Thresholds, values: Mapping[str, Any]) -> Thresholds:
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in known and value is not None:
+                changes[key] = int(value) if key == "min_pairs" else float(value)
+        return dataclasses.replace(base, **changes)
 
 
 @dataclass
@@ -86,13 +140,21 @@ class LatencySide:
 
 @dataclass
 class LatencyReport:
+    """The sides' distributions, and the paired test of candidate against baseline."""
+
     primary: LatencySide | None
     candidate: LatencySide | None
     baseline: LatencySide | None
-    ratio: dict[str, float | None]
-    baseline_ratio: dict[str, float | None]
-    flagged: bool
+    ratio: dict[str, float | None]  # candidate / baseline per quantile; {} without a baseline
+    verdict: str  # LATENCY_VERDICTS
+    flagged: bool  # verdict == "regression"
     reason: str
+    pairs: int = 0
+    p_value: float | None = None
+    q_value: float | None = None
+    median_ratio: float | None = None  # of candidate/baseline, request by request
+    interval: list[float] | None = None  # its 95 % interval
+    delta_ms: float | None = None  # median of candidate - baseline
 
 
 @dataclass
@@ -114,6 +176,7 @@ class EndpointReport:
     transitions: list[Transition]
     latency: LatencyReport
     fields: list[FieldReport]
+    reason: str = ""  # why the verdict, in a few words
 
 
 @dataclass
@@ -134,9 +197,12 @@ class Report:
     thresholds: dict[str, float]
     verdict: str
     regressions: int  # fields
-    latency_flags: int  # endpoints
+    latency_flags: int  # endpoints with a latency regression
     differences: int  # fields with the verdict "difference"
     endpoints: list[EndpointReport]
+    insufficient: int = 0  # endpoints not judged: fewer than min_pairs compared
+    reason: str = ""  # why the overall verdict, in a few words
+    assumptions: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,6 +216,21 @@ class Report:
     @property
     def failed_on_regression(self) -> bool:
         return self.regressions > 0 or self.latency_flags > 0
+
+    def fails(self, fail_on: set[str], allow_insufficient: bool = False) -> bool:
+        """Whether the CI gate fails. ``regression``: a field (or status) regression;
+        ``latency``: a latency regression; ``difference``: either, or any field difference.
+        Each also fails on insufficient data unless ``allow_insufficient``."""
+        gates = fail_on - {"never"}
+        if not gates:
+            return False
+        if self.verdict == INSUFFICIENT and not allow_insufficient:
+            return True
+        if self.regressions and gates & {"regression", "difference"}:
+            return True
+        if self.latency_flags and gates & {"latency", "difference"}:
+            return True
+        return bool(self.differences) and "difference" in gates
 
 
 def empty_report(
@@ -170,30 +251,35 @@ def empty_report(
         differing=0,
         skipped={},
         dropped=dropped,
-        thresholds=dataclasses.asdict(Thresholds()),
-        verdict="ok",
+        thresholds=dataclasses.asdict(Thresholds.from_spec(spec)),
+        verdict=INSUFFICIENT,
         regressions=0,
         latency_flags=0,
         differences=0,
         endpoints=[],
+        reason="nothing compared yet",
+        assumptions=_assumptions(spec),
     )
 
 
 def build_report(
     snapshot: Snapshot, *, configured: bool, dropped: int, thresholds: Thresholds | None = None
 ) -> Report:
-    limits = thresholds or Thresholds()
     row = snapshot.row
+    limits = thresholds or Thresholds.from_spec(row.spec)
     has_baseline = row.spec.get("baseline") is not None
     endpoints = [_endpoint_report(snapshot, e, has_baseline, limits) for e in snapshot.endpoints]
     if has_baseline:
         _judge_regressions(endpoints, limits)
+        _judge_latency(snapshot, endpoints, limits)
     for endpoint in endpoints:
-        _finish_endpoint(endpoint)
-    endpoints.sort(key=lambda e: (VERDICTS.index(e.verdict), -e.requests, e.endpoint))
+        _finish_endpoint(endpoint, limits)
+    endpoints.sort(key=lambda e: (ENDPOINT_VERDICTS.index(e.verdict), -e.requests, e.endpoint))
     every_field = [f for e in endpoints for f in e.fields]
     regressions = sum(f.verdict == "regression" for f in every_field)
     latency_flags = sum(e.latency.flagged for e in endpoints)
+    differences = sum(f.verdict == "difference" for f in every_field)
+    verdict, reason = _overall(row.compared, endpoints, regressions, latency_flags, limits)
     return Report(
         namespace=row.namespace,
         name=row.name,
@@ -209,12 +295,51 @@ def build_report(
         skipped=dict(sorted(snapshot.skipped.items())),
         dropped=dropped,
         thresholds=dataclasses.asdict(limits),
-        verdict=_worst([e.verdict for e in endpoints]),
+        verdict=verdict,
         regressions=regressions,
         latency_flags=latency_flags,
-        differences=sum(f.verdict == "difference" for f in every_field),
+        differences=differences,
         endpoints=endpoints,
+        insufficient=sum(e.verdict == INSUFFICIENT for e in endpoints),
+        reason=reason,
+        assumptions=_assumptions(row.spec),
     )
+
+
+def _overall(
+    compared: int,
+    endpoints: list[EndpointReport],
+    regressions: int,
+    latency_flags: int,
+    limits: Thresholds,
+) -> tuple[str, str]:
+    if regressions or latency_flags:
+        return "regression", ""
+    judged = [e for e in endpoints if e.verdict != INSUFFICIENT]
+    if compared < limits.min_pairs or not judged:
+        return INSUFFICIENT, (
+            f"{compared} requests compared, {limits.min_pairs} needed"
+            if compared < limits.min_pairs
+            else f"no endpoint has {limits.min_pairs} compared requests yet"
+        )
+    if any(e.verdict == "difference" for e in endpoints):
+        return "difference", ""
+    return "ok", ""
+
+
+def _assumptions(spec: Mapping[str, Any]) -> list[str]:
+    """What the verdicts take for granted, for the report to say."""
+    if spec.get("baseline") is not None:
+        return [
+            "volatile values (timestamps, http-dates, uuids, tokens...) are compared by type "
+            "and shape, timestamps within the tolerance, not by value",
+        ]
+    return [
+        "no baseline: no field difference can be called a regression, and latency is not judged",
+        "volatile without a baseline: only values of a strict shape (uuid, ulid, ISO timestamp "
+        "within the tolerance, http-date, trace id, JWT) and per-request id fields "
+        "(x-request-id, traceId...) are compared by type, not value",
+    ]
 
 
 def _endpoint_report(
@@ -245,7 +370,7 @@ def _endpoint_report(
         difference_rate=row["differing"] / requests if requests else 0.0,
         noise_rate=row["noisy"] / requests if requests else 0.0,
         transitions=transitions,
-        latency=_latency(snapshot, name, has_baseline, limits),
+        latency=_latency(snapshot, name, has_baseline),
         fields=fields,
     )
 
@@ -301,54 +426,105 @@ def _risk(kinds: Mapping[str, int]) -> str:
 
 
 def _judge_regressions(endpoints: list[EndpointReport], limits: Thresholds) -> None:
-    """Benjamini-Hochberg over every field tested in the comparison, then the verdicts."""
-    tested = [(e, f) for e in endpoints for f in e.fields if f.n10 + f.n01 > 0]
+    """Benjamini-Hochberg over every field tested in the comparison, then the verdicts.
+
+    A field whose every difference was volatile-for-volatile is not tested: the analysis compares
+    such values by type and shape, and the count of value changes says how often two clocks
+    ticked apart, not what the candidate does."""
+    tested = [
+        (e, f) for e in endpoints for f in e.fields if f.n10 + f.n01 > 0 and f.raw > f.volatile
+    ]
     q_values = benjamini_hochberg([f.p_value if f.p_value is not None else 1.0 for _, f in tested])
     for (endpoint, f), q in zip(tested, q_values, strict=True):
         f.q_value = q
         excess = (f.n10 - f.n01) / endpoint.requests if endpoint.requests else 0.0
-        if f.n10 > f.n01 and q < limits.alpha and excess > limits.min_excess:
+        relative = (f.relative or 0.0) / 100
+        if (
+            f.n10 > f.n01
+            and q < limits.alpha
+            and excess > limits.min_excess
+            and relative >= limits.min_relative
+        ):
             f.verdict = "regression"
 
 
-def _finish_endpoint(endpoint: EndpointReport) -> None:
+def _judge_latency(snapshot: Snapshot, endpoints: list[EndpointReport], limits: Thresholds) -> None:
+    """The paired test per endpoint, Benjamini-Hochberg over the endpoints tested."""
+    latency = limits.latency()
+    tests = {e.endpoint: paired_test(snapshot.pairs.get(e.endpoint, [])) for e in endpoints}
+    tested = [e for e in endpoints if tests[e.endpoint].pairs >= latency.min_pairs]
+    q_values = benjamini_hochberg([tests[e.endpoint].p_value or 1.0 for e in tested])
+    q_of = {e.endpoint: q for e, q in zip(tested, q_values, strict=True)}
+    for endpoint in endpoints:
+        test = tests[endpoint.endpoint]
+        q = q_of.get(endpoint.endpoint)
+        verdict = latency_verdict(test, q, latency)
+        _set_latency(endpoint.latency, test, q, verdict, latency)
+
+
+def _set_latency(
+    report: LatencyReport, test: LatencyTest, q: float | None, verdict: str, limits: LatencyLimits
+) -> None:
+    report.verdict, report.flagged = verdict, verdict == "regression"
+    report.pairs, report.p_value, report.q_value = test.pairs, test.p_value, q
+    report.median_ratio, report.delta_ms = test.ratio, test.delta_ms
+    report.interval = list(test.interval) if test.interval is not None else None
+    if verdict == INSUFFICIENT:
+        report.reason = f"latency: {test.pairs} pairs of {limits.min_pairs} needed"
+        return
+    assert test.ratio is not None and test.delta_ms is not None and test.interval is not None
+    low, high = test.interval
+    text = (
+        f"median x{test.ratio:.2f} (95% interval x{low:.2f}-x{high:.2f}), "
+        f"{test.delta_ms:+.1f} ms over the baseline, q={q:.2g}, {test.pairs} pairs"
+    )
+    report.reason = ("slower: " if verdict == "regression" else "") + text
+
+
+def _finish_endpoint(endpoint: EndpointReport, limits: Thresholds) -> None:
     endpoint.fields.sort(
         key=lambda f: (VERDICTS.index(f.verdict), RISKS.index(f.risk), -f.raw, f.field)
     )
-    verdicts = [f.verdict for f in endpoint.fields]
-    if endpoint.latency.flagged:
-        verdicts.append("regression")
-    endpoint.verdict = _worst(verdicts)
+    verdicts = {f.verdict for f in endpoint.fields}
+    regressions = sum(f.verdict == "regression" for f in endpoint.fields)
+    if regressions or endpoint.latency.flagged:
+        endpoint.verdict = "regression"
+        parts = [f"{regressions} field regression{'' if regressions == 1 else 's'}"]
+        if not regressions:
+            parts = []
+        if endpoint.latency.flagged:
+            parts.append("slower")
+        endpoint.reason = ", ".join(parts)
+    elif endpoint.requests < limits.min_pairs:
+        endpoint.verdict = INSUFFICIENT
+        endpoint.reason = f"{endpoint.requests} of {limits.min_pairs} requests needed"
+    elif "difference" in verdicts:
+        endpoint.verdict = "difference"
+    else:
+        endpoint.verdict = "ok"
 
 
-def _worst(verdicts: list[str]) -> str:
-    return min(verdicts, key=VERDICTS.index) if verdicts else "ok"
-
-
-def _latency(
-    snapshot: Snapshot, endpoint: str, has_baseline: bool, limits: Thresholds
-) -> LatencyReport:
+def _latency(snapshot: Snapshot, endpoint: str, has_baseline: bool) -> LatencyReport:
     sketches: dict[str, Sketch | None] = {
         side: snapshot.latency.get((endpoint, side)) for side in SIDES
     }
     if not has_baseline:
         sketches["baseline"] = None
-    verdict = judge(
-        sketches["primary"],
-        sketches["candidate"],
-        sketches["baseline"],
-        limits.latency_margin,
-        limits.latency_min_delta_ms,
-    )
     sides = {side: _side(sketch) for side, sketch in sketches.items()}
+    ratio: dict[str, float | None] = {}
+    candidate, baseline = sides["candidate"], sides["baseline"]
+    if candidate is not None and baseline is not None:
+        for name in ("p50", "p90", "p99"):
+            c, b = getattr(candidate, name), getattr(baseline, name)
+            ratio[name] = c / b if c is not None and b else None
     return LatencyReport(
         primary=sides["primary"],
-        candidate=sides["candidate"],
-        baseline=sides["baseline"],
-        ratio=verdict.ratio,
-        baseline_ratio=verdict.baseline_ratio,
-        flagged=verdict.flagged,
-        reason=verdict.reason,
+        candidate=candidate,
+        baseline=baseline,
+        ratio=ratio,
+        verdict="not judged",
+        flagged=False,
+        reason="" if has_baseline else "latency not judged: no baseline",
     )
 
 

@@ -99,12 +99,22 @@ CREATE TABLE IF NOT EXISTS exchanges (
     cid INTEGER NOT NULL, endpoint TEXT NOT NULL, started REAL NOT NULL,
     request_id TEXT NOT NULL, method TEXT NOT NULL, target TEXT NOT NULL,
     primary_status INTEGER NOT NULL, candidate_status INTEGER NOT NULL, baseline_status INTEGER,
-    differing INTEGER NOT NULL, fields TEXT NOT NULL
+    differing INTEGER NOT NULL, fields TEXT NOT NULL,
+    primary_ms REAL, candidate_ms REAL, baseline_ms REAL
 );
 CREATE INDEX IF NOT EXISTS exchanges_started ON exchanges (started);
 CREATE INDEX IF NOT EXISTS exchanges_cid ON exchanges (cid, id);
 """
 _PER_COMPARISON = ("skipped", "endpoints", "transitions", "latency", "fields", "examples")
+# Columns added since the first schema: a compare.db from before gets them on open.
+_ADDED_COLUMNS = (
+    ("exchanges", "primary_ms REAL"),
+    ("exchanges", "candidate_ms REAL"),
+    ("exchanges", "baseline_ms REAL"),
+)
+# The latency test reads each endpoint's most recent pairs, at most this many: the test has all
+# the power it needs long before, and a report stays a few milliseconds of SQLite.
+MAX_LATENCY_PAIRS = 5_000
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,8 @@ class Snapshot:
     latency: dict[tuple[str, str], Sketch] = field(default_factory=dict)
     fields: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
+    # Per endpoint, (candidate ms, baseline ms) of the most recent requests both answered.
+    pairs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 class CompareStore:
@@ -150,6 +162,7 @@ class CompareStore:
         self.path = directory / DB_NAME
         self._db = _connect(self.path)
         self._db.executescript(_SCHEMA)
+        _add_columns(self._db)
         self._reader = _connect(self.path)
         self._read_lock = threading.Lock()
         self._max_exchanges = max_exchanges
@@ -214,8 +227,9 @@ class CompareStore:
             self._record_field(cid, endpoint, name, result, weight, outcome)
         self._db.execute(
             "INSERT INTO exchanges (cid, endpoint, started, request_id, method, target, "
-            "primary_status, candidate_status, baseline_status, differing, fields) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "primary_status, candidate_status, baseline_status, differing, fields, "
+            "primary_ms, candidate_ms, baseline_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cid,
                 endpoint,
@@ -228,6 +242,7 @@ class CompareStore:
                 baseline,
                 differing,
                 json.dumps(sorted(n for n, f in fields.items() if f.raw)),
+                *outcome.durations,
             ),
         )
         return endpoint
@@ -265,6 +280,19 @@ class CompareStore:
                 self._delete_comparison(cid)
         if stale:
             self._forget_cache()
+
+    def reset(self, namespace: str, name: str) -> int:
+        """Forget everything the comparison counted, under every rules digest: its report starts
+        from nothing. Returns how many compared requests were forgotten."""
+        with self.batch():
+            rows = self._db.execute(
+                "SELECT id, compared FROM comparisons WHERE namespace = ? AND name = ?",
+                (namespace, name),
+            ).fetchall()
+            for row in rows:
+                self._delete_comparison(int(row[0]))
+        self._forget_cache()
+        return sum(int(r[1]) for r in rows)
 
     def _delete_comparison(self, cid: int) -> None:
         for table in _PER_COMPARISON:
@@ -423,6 +451,7 @@ class CompareStore:
                 snapshot.latency[(r["endpoint"], r["side"])] = Sketch.from_json(
                     json.loads(r["sketch"])
                 )
+            snapshot.pairs = _pairs(db, snapshot.row.cid)
             return snapshot
 
     def exchange_count(self) -> int:
@@ -447,6 +476,30 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
     return db
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    for table, column in _ADDED_COLUMNS:
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column.split()[0] not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+def _pairs(db: sqlite3.Connection, cid: int) -> dict[str, list[tuple[float, float]]]:
+    """The latency pairs per endpoint, most recent first; a side that did not answer (status 0)
+    has no latency to compare."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    rows = db.execute(
+        "SELECT endpoint, candidate_ms, baseline_ms FROM exchanges WHERE cid = ? AND "
+        "candidate_status > 0 AND baseline_status > 0 AND candidate_ms IS NOT NULL AND "
+        "baseline_ms IS NOT NULL ORDER BY id DESC",
+        (cid,),
+    )
+    for endpoint, candidate, baseline in rows:
+        kept = out.setdefault(endpoint, [])
+        if len(kept) < MAX_LATENCY_PAIRS:
+            kept.append((float(candidate), float(baseline)))
+    return out
 
 
 def _comparison_row(r: sqlite3.Row) -> ComparisonRow:

@@ -14,6 +14,12 @@ Our own API group, so Istio's kinds stay exactly as Istio has them::
       maxBodyBytes: 1048576
       ignore: [header.date, {path: body.origin, pattern: "[0-9.]+"}]
       redact: [x-session, body.user.ssn]
+      thresholds:                   # the verdicts' knobs; these are the defaults
+        alpha: 0.01                 # false discovery rate, over fields and over endpoints
+        minPairs: 30                # compared requests before an endpoint is judged
+        minFieldEffect: {relative: 0, absolute: 0.03}   # percent, as Diffy's thresholds
+        latencyMinEffect: {relative: 10, absoluteMs: 1}  # percent, and milliseconds
+        timestampToleranceSeconds: 60                  # volatile timestamps, compared by shape
 
 Field paths have one dialect everywhere (ignore rules, redaction, the report): ``status``,
 ``header.<lower-case name>``, ``body.a.b[3].c``; a key that is not a plain word is quoted,
@@ -24,6 +30,7 @@ apply, so credentials never reach the comparison's storage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -49,6 +56,14 @@ SPEC_FIELDS = (
     "maxBodyBytes",
     "ignore",
     "redact",
+    "thresholds",
+)
+THRESHOLD_FIELDS = (
+    "alpha",
+    "minPairs",
+    "minFieldEffect",
+    "latencyMinEffect",
+    "timestampToleranceSeconds",
 )
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 # Bodies are held in memory twice or three times per compared request.
@@ -187,6 +202,24 @@ DEFAULT_REDACTIONS = _default_redactions()
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """The knobs of the verdicts (the report's ``Thresholds`` reads these, as fractions).
+
+    One table of defaults: the report, the CLI's help and the README take them from here."""
+
+    alpha: float = 0.01
+    min_pairs: int = 30
+    min_excess: float = 0.0003  # the smallest field effect: excess share of requests
+    min_relative: float = 0.0  # and Diffy's relative figure, off by default
+    latency_min_relative: float = 0.10
+    latency_min_absolute_ms: float = 1.0
+    timestamp_tolerance_s: float = 60.0
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
 class Comparison:
     meta: Meta
     host: str  # as written; ``fqdn`` resolves it
@@ -198,6 +231,7 @@ class Comparison:
     ignore: tuple[IgnoreRule, ...] = ()
     # The defaults first, then the user's: what the analysis applies.
     redact: tuple[RedactRule, ...] = DEFAULT_REDACTIONS
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     api_version: str = API_VERSION
     kind: Literal["Comparison"] = "Comparison"
@@ -251,6 +285,7 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
     max_body = _max_body(spec, issues)
     ignore = _ignore_rules(spec, issues)
     redact = _redact_rules(spec, issues)
+    thresholds = _thresholds(spec, issues)
     if meta is None or host is None or primary is None or candidate is None or issues.errors:
         return None
     return Comparison(
@@ -263,7 +298,59 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
         max_body_bytes=max_body,
         ignore=ignore,
         redact=DEFAULT_REDACTIONS + redact,
+        thresholds=thresholds,
     )
+
+
+def _thresholds(spec: Obj, issues: Issues) -> Thresholds:
+    obj = spec.sub("thresholds", THRESHOLD_FIELDS, proto=False)
+    if obj is None:
+        return DEFAULT_THRESHOLDS
+    d = DEFAULT_THRESHOLDS
+    values: dict[str, Any] = {}
+    alpha = obj.number("alpha")
+    if alpha is not None:
+        if not 0.0 < alpha < 0.5:
+            issues.error(obj.path("alpha"), f"must be above 0 and below 0.5, got {alpha:g}")
+        values["alpha"] = alpha
+    pairs = obj.integer("minPairs")
+    if pairs is not None:
+        if not 1 <= pairs <= 1_000_000:
+            issues.error(obj.path("minPairs"), f"must be between 1 and 1000000, got {pairs}")
+        values["min_pairs"] = pairs
+    field_effect = obj.sub("minFieldEffect", ("relative", "absolute"), proto=False)
+    if field_effect is not None:
+        values["min_relative"] = _percent(field_effect, "relative", d.min_relative)
+        values["min_excess"] = _percent(field_effect, "absolute", d.min_excess)
+    latency = obj.sub("latencyMinEffect", ("relative", "absoluteMs"), proto=False)
+    if latency is not None:
+        values["latency_min_relative"] = _percent(latency, "relative", d.latency_min_relative)
+        values["latency_min_absolute_ms"] = _non_negative(
+            latency, "absoluteMs", d.latency_min_absolute_ms
+        )
+    values["timestamp_tolerance_s"] = _non_negative(
+        obj, "timestampToleranceSeconds", d.timestamp_tolerance_s
+    )
+    return Thresholds(**{**dataclasses.asdict(d), **values})
+
+
+def _percent(obj: Obj, name: str, default: float) -> float:
+    """A percentage in the spec (Diffy's way), a fraction in the model."""
+    value = obj.number(name)
+    if value is None:
+        return default
+    if not 0.0 <= value <= 100.0:
+        obj.issues.error(obj.path(name), f"must be a percentage between 0 and 100, got {value:g}")
+    return value / 100
+
+
+def _non_negative(obj: Obj, name: str, default: float) -> float:
+    value = obj.number(name)
+    if value is None:
+        return default
+    if value < 0:
+        obj.issues.error(obj.path(name), f"must be 0 or more, got {value:g}")
+    return value
 
 
 def _host(spec: Obj, issues: Issues) -> str | None:

@@ -73,6 +73,7 @@ spec:
   candidate: {subset: v2}
   baseline: {subset: v1b}
   ignore: [header.server]
+  thresholds: {minPairs: 10}
 ---
 apiVersion: shadowmesh.io/v1alpha1
 kind: Comparison
@@ -81,6 +82,7 @@ spec:
   host: httpbin
   primary: {subset: v1}
   candidate: {subset: v2}
+  thresholds: {minPairs: 5}
 """
 
 
@@ -228,8 +230,8 @@ def test_diff_reports_the_regressions_and_not_the_noise(stack: Stack, tmp_path: 
     }
     assert "regression" in rows["GET /json"] and "regression" in rows["GET /status/{id}"]
     assert "200->500 x20" in rows["GET /status/{id}"]
-    assert " noise " in rows["GET /uuid"] and " ok " in rows["GET /get"]
-    assert "latency: p50" in out
+    assert " ok " in rows["GET /uuid"] and " ok " in rows["GET /get"]  # /uuid's field: noise
+    assert "latency slower: median x4.09" in out
 
     gate = run(stack, "diff", "httpbin-v2", "--fail-on", "regression")
     assert gate.exit_code == 1 and "REGRESSION" in gate.stdout
@@ -253,6 +255,7 @@ def test_diff_reports_the_regressions_and_not_the_noise(stack: Stack, tmp_path: 
     }
     assert ("default.httpbin-v2.GET /json", "body.slideshow.author") in failed
     assert ("default.httpbin-v2.GET /json", "latency") in failed
+    assert ("default.httpbin-v2", "verdict") in failed
     assert not any("/uuid" in str(cls) for cls, _ in failed)
 
     page = run(stack, "diff", "httpbin-v2", "-o", "html").stdout
@@ -287,6 +290,36 @@ def test_diff_without_a_name_reports_every_comparison(stack: Stack, tmp_path: Pa
     listing = json.loads(run(stack, "diff", "-o", "json").stdout)
     assert [r["name"] for r in listing["items"]] == ["httpbin-v2", "no-baseline"]
     assert run(stack, "diff", "-n", "other").stderr == "No comparisons found in other namespace.\n"
+    # Nothing to judge is never a pass: no Comparison, or one with nothing compared.
+    assert run(stack, "diff", "-n", "other", "--fail-on", "regression").exit_code == 1
+    gate = run(stack, "diff", "no-baseline", "--fail-on", "regression")
+    assert gate.exit_code == 1 and "INSUFFICIENT DATA: nothing compared yet" in gate.stdout
+    allowed = ["--fail-on", "regression", "--allow-insufficient"]
+    assert run(stack, "diff", "no-baseline", *allowed).exit_code == 0
+    # A deleted Comparison is not among those that exist now (its data ages out).
+    stack.comparisons[:] = [c for c in stack.comparisons if c.meta.name != "no-baseline"]
+    listing = json.loads(run(stack, "diff", "-o", "json").stdout)
+    assert [r["name"] for r in listing["items"]] == ["httpbin-v2"]
+
+
+def test_diff_reset_and_threshold_overrides(stack: Stack, tmp_path: Path) -> None:
+    configure(stack, tmp_path)
+    feed(stack, traffic("httpbin-v2", 12))
+    loose = json.loads(run(stack, "diff", "httpbin-v2", "-o", "json").stdout)
+    assert loose["thresholds"]["min_pairs"] == 10 and loose["verdict"] == "regression"
+    strict = run(
+        stack, "diff", "httpbin-v2", "--min-pairs", "100", "--alpha", "0.001", "-o", "json"
+    )
+    answer = json.loads(strict.stdout)
+    assert answer["thresholds"]["min_pairs"] == 100 and answer["thresholds"]["alpha"] == 0.001
+    latency = {e["endpoint"]: e["latency"]["verdict"] for e in answer["endpoints"]}
+    assert latency["GET /json"] == "insufficient data"
+    assert get(stack, "/comparisons/default/httpbin-v2?alpha=2")[0] == 400
+    result = run(stack, "diff", "httpbin-v2", "--reset")
+    assert (result.exit_code, result.stdout) == (0, "comparison.shadowmesh.io/httpbin-v2 reset\n")
+    after = json.loads(run(stack, "diff", "httpbin-v2", "-o", "json").stdout)
+    assert (after["compared"], after["verdict"]) == (0, "insufficient data")
+    assert run(stack, "diff", "nope", "--reset").exit_code == 1
 
 
 def test_admin_endpoints(stack: Stack, tmp_path: Path) -> None:
@@ -307,6 +340,7 @@ def test_admin_endpoints(stack: Stack, tmp_path: Path) -> None:
     )
     assert get(stack, "/comparisons/default/Bad_Name")[0] == 400
     assert get(stack, "/comparisons", method="POST")[0] == 405
+    assert get(stack, "/comparisons/default/httpbin-v2/reset")[0] == 405
     assert get(stack, "/comparisons/a/b/c")[0] == 404
     result = run(stack, "diff", "nope")
     assert result.exit_code == 1

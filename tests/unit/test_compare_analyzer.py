@@ -147,8 +147,10 @@ def test_the_scenario_with_a_baseline(make: Any) -> None:
     assert renamed.examples[0].primary == '"Yours Truly"' and renamed.examples[0].candidate is None
     added = field(report, "GET /json", "body.slideshow.writer")
     assert (added.verdict, added.risk) == ("regression", "low")
-    assert by_name["GET /json"].latency.flagged
-    assert "p50" in by_name["GET /json"].latency.reason
+    latency = by_name["GET /json"].latency
+    assert (latency.verdict, latency.flagged, latency.pairs) == ("regression", True, 30)
+    assert latency.median_ratio == pytest.approx(42 / 11)
+    assert "slower: median x3.82" in latency.reason and "over the baseline" in latency.reason
 
     status = field(report, "GET /status/{id}", "status")
     assert (status.verdict, status.risk) == ("regression", "high")
@@ -159,8 +161,8 @@ def test_the_scenario_with_a_baseline(make: Any) -> None:
     uuid_field = field(report, "GET /uuid", "body.uuid")
     assert uuid_field.verdict == "noise"
     assert (uuid_field.n10, uuid_field.n01, uuid_field.n11) == (0, 0, 30)
-    assert by_name["GET /uuid"].verdict == "noise"
-    assert not by_name["GET /uuid"].latency.flagged
+    assert by_name["GET /uuid"].verdict == "ok"  # its only field is noise
+    assert by_name["GET /uuid"].latency.verdict == "ok"  # the same 10 ms on both shadows
 
     assert by_name["GET /get"].verdict == "ok"
     assert by_name["GET /get"].fields == []
@@ -388,7 +390,7 @@ def test_storage_is_bounded_by_count_age_endpoints_and_fields(tmp_path: Path) ->
 
 def test_report_formats(make: Any) -> None:
     analyzer = make(comparison())
-    scenario = the_scenario(10)
+    scenario = the_scenario(30)
     scenario.append(
         exchange("/html", reply({"a": "<b>&"}), reply({"a": "<i>"}), reply({"a": "<b>&"}))
     )
@@ -415,7 +417,7 @@ def test_report_formats(make: Any) -> None:
     assert "&lt;b&gt;&amp;" in page and "<b>&" not in page  # values are escaped
 
     text = render_text([report])
-    assert "REGRESSION" in text and "200->500 x10" in text
+    assert "REGRESSION" in text and "200->500 x30" in text
     assert "body.slideshow.author" in text and '"Yours Truly"' in text
 
 
@@ -549,3 +551,83 @@ def test_close_never_waits_past_its_deadline_for_a_stuck_worker(tmp_path: Path) 
     analyzer.close(deadline=0.2)
     assert not child.process.is_alive()
     assert (analyzer.stats()["analysed"], analyzer.stats()["dropped"]) == (1, 2)
+
+
+def test_verdict_states_per_endpoint_and_overall(make: Any) -> None:
+    analyzer = make(comparison())
+    empty = analyzer.report(*KEY)
+    assert empty is not None and (empty.verdict, empty.compared) == ("insufficient data", 0)
+    assert empty.reason == "nothing compared yet"
+    # Nothing compared is never a pass, for any gate but "never".
+    assert empty.fails({"regression"}) and empty.fails({"latency"}) and not empty.fails({"never"})
+    assert not empty.fails({"regression"}, allow_insufficient=True)
+
+    same = {"a": 1}
+    feed(analyzer, [exchange("/a", reply(same), reply(same), reply(same)) for _ in range(10)])
+    report = analyzer.report(*KEY)
+    assert report is not None
+    assert (report.verdict, report.reason) == (
+        "insufficient data",
+        "10 requests compared, 30 needed",
+    )
+    [endpoint] = report.endpoints
+    assert (endpoint.verdict, endpoint.reason) == ("insufficient data", "10 of 30 requests needed")
+    assert endpoint.latency.verdict == "insufficient data"
+    assert report.fails({"regression"}) and not report.fails({"regression"}, True)
+    assert "INSUFFICIENT DATA: 10 requests compared, 30 needed" in render_text([report])
+
+    feed(analyzer, [exchange("/a", reply(same), reply(same), reply(same)) for _ in range(25)])
+    feed(analyzer, [exchange("/b", reply(same), reply(same), reply(same)) for _ in range(5)])
+    report = analyzer.report(*KEY)
+    assert report is not None
+    verdicts = {e.endpoint: e.verdict for e in report.endpoints}
+    assert verdicts == {"GET /a": "ok", "GET /b": "insufficient data"}
+    # Enough compared overall: the thin endpoint is stated, not a failure of the whole.
+    assert (report.verdict, report.insufficient) == ("ok", 1)
+    assert not report.fails({"regression", "latency", "difference"})
+    assert "1 endpoint with too few requests to judge" in render_text([report])
+
+    # The spec's knobs, and the CLI's overrides of them for one report.
+    looser = analyzer.report(*KEY, {"min_pairs": 5})
+    assert looser is not None and {e.verdict for e in looser.endpoints} == {"ok"}
+    assert looser.thresholds["min_pairs"] == 5
+
+
+def test_a_regression_needs_no_minimum_and_the_gates_are_separate(make: Any) -> None:
+    analyzer = make(comparison())
+    old, new = {"a": 1}, {"b": 1}
+    slow = [exchange("/slow", reply(old), reply(old, ms=40.0), reply(old)) for _ in range(30)]
+    feed(analyzer, slow)
+    report = analyzer.report(*KEY)
+    assert report is not None
+    assert (report.verdict, report.regressions, report.latency_flags) == ("regression", 0, 1)
+    assert report.fails({"latency"}) and not report.fails({"regression"})
+    assert report.fails({"difference"})
+    analyzer.reset(*KEY)
+    feed(analyzer, [exchange("/r", reply(old), reply(new), reply(old)) for _ in range(12)])
+    report = analyzer.report(*KEY)
+    assert report is not None and report.compared == 12  # the reset forgot /slow
+    # 12 requests, fewer than min pairs, and still a regression: the test is what decides.
+    assert (report.verdict, report.regressions, report.latency_flags) == ("regression", 2, 0)
+    [endpoint] = report.endpoints
+    assert endpoint.verdict == "regression" and endpoint.latency.verdict == "insufficient data"
+    assert report.fails({"regression"}) and not report.fails({"latency"}, allow_insufficient=True)
+
+
+def test_without_a_baseline_latency_is_not_judged_and_differences_gate(make: Any) -> None:
+    analyzer = make(comparison(baseline=None))
+    feed(
+        analyzer,
+        [exchange("/a", reply({"a": 1}), reply({"a": 2}, ms=90.0)) for _ in range(30)],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [endpoint] = report.endpoints
+    assert (endpoint.verdict, endpoint.latency.verdict) == ("difference", "not judged")
+    assert endpoint.latency.reason == "latency not judged: no baseline"
+    assert (report.verdict, report.regressions, report.latency_flags) == ("difference", 0, 0)
+    assert not report.fails({"regression", "latency"}) and report.fails({"difference"})
+    text = render_text([report])
+    assert "no baseline: regressions and latency not judged" in text
+    assert "slower" not in text.lower()
+    assert any(a.startswith("no baseline") for a in report.assumptions)

@@ -17,9 +17,11 @@ from shadowmesh.model.comparison import (
     ANY_INDEX,
     ANY_KEY,
     DEFAULT_REDACTIONS,
+    DEFAULT_THRESHOLDS,
     Comparison,
     IgnoreRule,
     RedactRule,
+    Thresholds,
     comparisons_for,
     format_path,
     parse_path,
@@ -44,6 +46,12 @@ spec:
   - {path: body.origin, pattern: "[0-9.]+"}
   - body.items[*].ts
   redact: [X-Session, body.user.ssn, query.sig]
+  thresholds:
+    alpha: 0.05
+    minPairs: 100
+    minFieldEffect: {relative: 20, absolute: 0.5}
+    latencyMinEffect: {relative: 25, absoluteMs: 3}
+    timestampToleranceSeconds: 5
 """
 MINIMAL = """\
 apiVersion: shadowmesh.io/v1alpha1
@@ -93,6 +101,16 @@ def test_full_spec_is_parsed() -> None:
     )
     assert c.fqdn == "httpbin.shop.svc.cluster.local"
     assert c.raw["spec"]["maxBodyBytes"] == 4096
+    # Percentages in the spec, as Diffy's thresholds; fractions in the model.
+    assert c.thresholds == Thresholds(
+        alpha=0.05,
+        min_pairs=100,
+        min_excess=0.005,
+        min_relative=0.2,
+        latency_min_relative=0.25,
+        latency_min_absolute_ms=3.0,
+        timestamp_tolerance_s=5.0,
+    )
 
 
 def test_defaults() -> None:
@@ -102,6 +120,8 @@ def test_defaults() -> None:
     assert c.max_body_bytes == 1_048_576
     assert c.ignore == ()
     assert c.redact == DEFAULT_REDACTIONS
+    assert c.thresholds == DEFAULT_THRESHOLDS
+    assert (c.thresholds.alpha, c.thresholds.min_pairs) == (0.01, 30)
     texts = [r.text for r in DEFAULT_REDACTIONS]
     for header in ("authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"):
         assert f"header.{header}" in texts
@@ -175,6 +195,31 @@ def test_defaults() -> None:
         (
             "host: Http_Bin\nprimary: {subset: v1}\ncandidate: {subset: v2}\n",
             "field spec.host:",
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\nthresholds: {alpha: 1}\n",
+            "field spec.thresholds.alpha: must be above 0 and below 0.5, got 1",
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
+            "thresholds: {minPairs: 0}\n",
+            "field spec.thresholds.minPairs: must be between 1 and 1000000, got 0",
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
+            "thresholds: {latencyMinEffect: {relative: 150}}\n",
+            "field spec.thresholds.latencyMinEffect.relative: must be a percentage between 0 "
+            "and 100, got 150",
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
+            "thresholds: {latencyMinEffect: {ms: 3}}\n",
+            'field spec.thresholds.latencyMinEffect.ms: unknown field "ms"',
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
+            "thresholds: {alpah: 0.1}\n",
+            'field spec.thresholds.alpah: unknown field "alpah" (did you mean "alpha"?)',
         ),
     ],
 )

@@ -445,8 +445,13 @@
     root.replaceChildren(...cards);
   }
 
+  // "insufficient data" has a space: one class name per verdict.
+  function vclass(verdict) {
+    return String(verdict).replace(/ /g, "-");
+  }
+
   function verdictBadge(verdict) {
-    return h("span", { class: `badge v-${verdict}` }, verdict);
+    return h("span", { class: `badge v-${vclass(verdict)}` }, verdict);
   }
 
   function comparisonCard(key, report) {
@@ -459,7 +464,7 @@
     }
     return h(
       "article",
-      { class: `card comparison verdict-${report.verdict}`, dataset: { comparison: key, verdict: report.verdict } },
+      { class: `card comparison verdict-${vclass(report.verdict)}`, dataset: { comparison: key, verdict: report.verdict } },
       comparisonHead(report),
       comparisonFigures(report),
       report.configured ? null : h("p", { class: "note" }, "This Comparison was deleted; its data is kept until it ages out."),
@@ -557,7 +562,7 @@
     const row = h(
       "tr",
       {
-        class: `endpoint verdict-${endpoint.verdict}`,
+        class: `endpoint verdict-${vclass(endpoint.verdict)}`,
         dataset: { endpoint: endpoint.endpoint, verdict: endpoint.verdict },
         tabindex: 0,
         onclick: () => {
@@ -601,16 +606,19 @@
     );
   }
 
+  // Candidate against baseline (never against the primary): the paired test's median ratio.
   function latencyCell(latency) {
-    const p = latency.primary;
+    const b = latency.baseline;
     const c = latency.candidate;
-    if (!p || !c) return h("span", { class: "muted" }, "–");
-    const ratio = latency.ratio && latency.ratio.p90;
+    if (latency.verdict === "not judged") return h("span", { class: "muted", title: latency.reason || "" }, "not judged");
+    if (!b || !c) return h("span", { class: "muted" }, "–");
+    const ratio = latency.median_ratio;
     return h(
       "span",
       { class: latency.flagged ? "latency flagged" : "latency", title: latency.reason || "" },
-      `${fmtMs(p.p50)} / ${fmtMs(p.p90)} → ${fmtMs(c.p50)} / ${fmtMs(c.p90)}`,
+      `${fmtMs(b.p50)} → ${fmtMs(c.p50)}`,
       ratio ? h("span", { class: "ratio" }, ` ×${ratio.toFixed(2)}`) : null,
+      latency.verdict === "insufficient data" ? h("span", { class: "muted" }, " (too few)") : null,
     );
   }
 
@@ -640,33 +648,23 @@
   function latencyVerdict(latency, report) {
     const ratio = (r, q) => (r && r[q] ? `×${r[q].toFixed(2)}` : "–");
     const limits = report.thresholds || {};
-    const rows = QUANTILES.map((q) =>
-      h(
-        "tr",
-        {},
-        h("th", {}, q),
-        h("td", { class: "num" }, ratio(latency.ratio, q)),
-        report.has_baseline ? h("td", { class: "num" }, ratio(latency.baseline_ratio, q)) : null,
-      ),
-    );
+    const titles = { regression: "Candidate slower", ok: "Latency within bounds", "insufficient data": "Too few pairs to judge", "not judged": "Latency not judged: no baseline" };
+    const rows = QUANTILES.map((q) => h("tr", {}, h("th", {}, q), h("td", { class: "num" }, ratio(latency.ratio, q))));
     return h(
       "div",
-      { class: `latency-verdict${latency.flagged ? " flagged" : ""}` },
-      h("div", { class: "lv-title" }, latency.flagged ? "Candidate slower" : "Latency within bounds"),
-      h(
-        "table",
-        { class: "ratios" },
-        h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "candidate / primary"), report.has_baseline ? h("th", {}, "baseline / primary") : null)),
-        h("tbody", {}, rows),
-      ),
+      { class: `latency-verdict${latency.flagged ? " flagged" : ""}`, dataset: { verdict: latency.verdict } },
+      h("div", { class: "lv-title" }, titles[latency.verdict] || latency.verdict),
+      report.has_baseline
+        ? h("table", { class: "ratios" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "candidate / baseline"))), h("tbody", {}, rows))
+        : null,
       latency.reason ? h("p", { class: "reason" }, latency.reason) : null,
-      h(
-        "p",
-        { class: "muted small" },
-        report.has_baseline
-          ? `Flagged when the candidate's ratio exceeds the baseline's by ×${limits.latency_margin} and ${limits.latency_min_delta_ms} ms.`
-          : `Flagged when the candidate's ratio exceeds ×${limits.latency_margin} and ${limits.latency_min_delta_ms} ms.`,
-      ),
+      report.has_baseline
+        ? h(
+            "p",
+            { class: "muted small" },
+            `Wilcoxon signed-rank test on each request's candidate/baseline ratio; slower when q < ${limits.alpha}, the median ratio is at least ×${(1 + (limits.latency_min_relative || 0)).toFixed(2)} and ${limits.latency_min_absolute_ms} ms, over ${limits.min_pairs} pairs or more.`,
+          )
+        : null,
     );
   }
 
@@ -818,11 +816,12 @@
     return 10 * magnitude;
   }
 
-  // Every endpoint's p90, primary against candidate: where the time went, at a glance.
+  // Every endpoint's p90, baseline against candidate (both shadows, on the same path): where the
+  // time went, at a glance. Without a baseline there is nothing fair to set the candidate against.
   function latencyOverview(report) {
-    const rows = report.endpoints.filter((e) => e.latency.primary && e.latency.candidate);
+    const rows = report.endpoints.filter((e) => e.latency.baseline && e.latency.candidate);
     if (!rows.length) return null;
-    const top = niceCeiling(Math.max(...rows.flatMap((e) => [e.latency.primary.p90 || 0, e.latency.candidate.p90 || 0]), 0.001));
+    const top = niceCeiling(Math.max(...rows.flatMap((e) => [e.latency.baseline.p90 || 0, e.latency.candidate.p90 || 0]), 0.001));
     const line = (endpoint, side) => {
       const v = endpoint.latency[side].p90 || 0;
       const bar = h("span", { class: `hbar side-${side}` });
@@ -832,13 +831,13 @@
     return h(
       "figure",
       { class: "overview" },
-      h("figcaption", {}, "p90 latency by endpoint: ", h("span", { class: "side side-primary" }, h("span", { class: "swatch" }), "primary"), " ", h("span", { class: "side side-candidate" }, h("span", { class: "swatch" }), "candidate")),
+      h("figcaption", {}, "p90 latency by endpoint: ", h("span", { class: "side side-baseline" }, h("span", { class: "swatch" }), "baseline"), " ", h("span", { class: "side side-candidate" }, h("span", { class: "swatch" }), "candidate")),
       rows.map((e) =>
         h(
           "div",
           { class: `overview-row${e.latency.flagged ? " flagged" : ""}` },
           h("code", { class: "overview-name" }, e.endpoint),
-          h("div", { class: "overview-bars" }, line(e, "primary"), line(e, "candidate")),
+          h("div", { class: "overview-bars" }, line(e, "baseline"), line(e, "candidate")),
         ),
       ),
     );
