@@ -21,6 +21,7 @@ MODULES = (
     "shadowmesh.dataplane.response",
     "shadowmesh.dataplane.server",
     "shadowmesh.upstream.connection",
+    "shadowmesh.upstream.headlimit",
     "shadowmesh.upstream.wire",
     "shadowmesh.routing.table",
     "shadowmesh.routing.match",

@@ -20,12 +20,11 @@ from shadowmesh.dataplane import response as resp
 from shadowmesh.dataplane.exchange import Exchange
 from shadowmesh.dataplane.request import RequestHead, via_names
 from shadowmesh.upstream.connection import UpstreamConnection
+from shadowmesh.upstream.headlimit import MAX_HEAD_BYTES, MAX_HEADERS, HeadLimit
 
 if TYPE_CHECKING:
     from shadowmesh.dataplane.server import DataPlane
 
-MAX_HEAD_BYTES = 60 * 1024
-MAX_HEADERS = 100
 MAX_TARGET_BYTES = 8 * 1024
 
 
@@ -43,6 +42,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer_ip = b"127.0.0.1"
         self.parser = httptools.HttpRequestParser(self)
+        self.head_limit = HeadLimit()  # holds MAX_HEAD_BYTES as the bytes of a head arrive
         self.keep_alive = True
         self.closing = False
         self.active: Exchange | None = None
@@ -102,7 +102,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self.parsing_read = True
         try:
-            self.parser.feed_data(data)
+            if not self.head_limit.feed(self.parser, data):
+                raise BadRequest(431, "request header fields too large")
             self.flush_upstream_writes()
         # Not ``exc``: mypyc gives all the clauses one variable, typed by the first (mypyc#620).
         except BadRequest as bad:
@@ -140,6 +141,7 @@ class ClientConnection(asyncio.Protocol):
     # --- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.head_limit.begin()
         self._url = b""
         self._headers = []
         self._head_bytes = 0
@@ -158,6 +160,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.head_limit.end()
         self.in_head = False
         head = self.build_head()
         # Trailers of a chunked body come through on_header too: they land in a list of their
@@ -173,10 +176,18 @@ class ClientConnection(asyncio.Protocol):
             self.pause("pipeline")
 
     def on_body(self, body: bytes) -> None:
+        self.head_limit.body()
         if self.parsing is not None:
             self.parsing.body(body)
 
+    def on_chunk_header(self) -> None:
+        self.head_limit.begin()  # the last chunk's is followed by the trailer section
+
+    def on_chunk_complete(self) -> None:
+        self.head_limit.end()
+
     def on_message_complete(self) -> None:
+        self.head_limit.end()
         exchange, self.parsing = self.parsing, None
         if exchange is not None:
             exchange.end()

@@ -15,11 +15,8 @@ from typing import Protocol, cast
 import httptools
 
 from shadowmesh.routing.decision import Endpoint
+from shadowmesh.upstream.headlimit import MAX_HEADERS, HeadLimit
 from shadowmesh.upstream.wire import Headers
-
-# llhttp bounds the size of a head only by what we feed it; a response with more headers than
-# this is refused as Envoy refuses one over its limit (100 headers).
-MAX_RESPONSE_HEADERS = 100
 
 
 class ResponseSink(Protocol):
@@ -61,6 +58,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_headers",
         "trailers",
         "_in_head",
+        "head_limit",
         "_head_only",
         "closed",
         "idle_lost",
@@ -81,6 +79,9 @@ class UpstreamConnection(asyncio.Protocol):
         # trailers by default; so do we), and gone with the message it ended.
         self.trailers: Headers = []
         self._in_head = False  # between message begin and the end of its head
+        # A response head past 60 KiB or 100 headers is refused (502 UPE, or a shadow's
+        # failure), as Envoy refuses one over its limits, before more of it is buffered.
+        self.head_limit = HeadLimit()
         self._head_only = False
         self.closed = False
         self.idle_lost: Callable[[UpstreamConnection], None] | None = None
@@ -113,7 +114,9 @@ class UpstreamConnection(asyncio.Protocol):
             sink.tunnel_data(data)
             return
         try:
-            self._parser.feed_data(data)
+            if not self.head_limit.feed(self._parser, data):
+                self._fail("response head too large", protocol_error=True)
+                return
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops at the end of a 101's head: what follows is the tunnel's.
             sink.flush()
@@ -148,6 +151,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
         self.trailers = []
         self._in_head = True
+        self.head_limit.begin()
 
     def on_status(self, reason: bytes) -> None:
         self._status_reason += reason
@@ -156,11 +160,12 @@ class UpstreamConnection(asyncio.Protocol):
         # llhttp reports a chunked body's trailers here too, after on_headers_complete.
         fields = self._headers if self._in_head else self.trailers
         fields.append((name.lower(), value))
-        if len(fields) > MAX_RESPONSE_HEADERS:
+        if len(fields) > MAX_HEADERS:
             raise httptools.HttpParserError("too many response headers")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self.head_limit.end()
         status = self._parser.get_status_code()
         if status == 101 and self.upgrade and self.sink is not None:
             headers, self._headers = self._headers, []
@@ -186,13 +191,21 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
+        self.head_limit.body()
         if self.sink is None:
             # Body with no request in flight: the rest of a read after a HEAD's answer (its
             # old parser still counts the announced length) or after the sink let go.
             raise httptools.HttpParserError("response bytes without a request")
         self.sink.response_body(body)
 
+    def on_chunk_header(self) -> None:
+        self.head_limit.begin()  # the last chunk's is followed by the trailer section
+
+    def on_chunk_complete(self) -> None:
+        self.head_limit.end()
+
     def on_message_complete(self) -> None:
+        self.head_limit.end()
         if self.sink is not None and self._parser.get_status_code() >= 200:
             self._finish()
 
