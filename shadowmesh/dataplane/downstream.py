@@ -11,6 +11,7 @@ are made here, and a request that fails them never reaches an upstream.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -64,6 +65,8 @@ class ClientConnection(asyncio.Protocol):
         self.parsing_read = False
         self.flush_later: list[Exchange] = []
         self.refusal = b""  # a 400 owed once the requests before the bad one are answered
+        self.line_read = False  # an HTTP/0.9 request line ended (llhttp does not say it did)
+        self._fragment = b""  # the part of the target the current read held
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -101,9 +104,12 @@ class ClientConnection(asyncio.Protocol):
             self.pause("upgrade")
             return
         self.parsing_read = True
+        self._fragment = b""
         try:
             if not self.head_limit.feed(self.parser, data):
                 raise BadRequest(431, "request header fields too large")
+            if self.in_head and self._url and self.parser.get_http_version()[0] == "0":
+                self.refuse_http09(data)
             self.flush_upstream_writes()
         # Not ``exc``: mypyc gives all the clauses one variable, typed by the first (mypyc#620).
         except BadRequest as bad:
@@ -143,6 +149,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.head_limit.begin()
         self._url = b""
+        self.line_read = False
         self._headers = []
         self._head_bytes = 0
         self.in_head = True
@@ -150,6 +157,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._fragment = url
         if len(self._url) > MAX_TARGET_BYTES:
             raise BadRequest(414, "request target too long")
 
@@ -163,6 +171,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_limit.end()
         self.in_head = False
         head = self.build_head()
+        self._url = b""  # what a refusal before the next head logs is that one's, not this one's
         # Trailers of a chunked body come through on_header too: they land in a list of their
         # own and are dropped (as Envoy does for HTTP/1 unless told otherwise), never in the head.
         self._headers = []
@@ -194,9 +203,27 @@ class ClientConnection(asyncio.Protocol):
 
     # --- request head -------------------------------------------------------------------
 
+    def refuse_http09(self, data: bytes) -> None:
+        """An HTTP/0.9 request (``GET /`` and a line end, no version): 400 at once.
+
+        llhttp takes it for a head whose headers are still to come, and would wait for them
+        until the head timeout; a 0.9 client waits for its answer meanwhile. llhttp reports
+        version 0.9 once a byte follows the line end, 0.0 until then: the line ended if this
+        read holds a line end after the target's last part.
+        """
+        if self.parser.get_http_version() != "0.9":
+            fragment = self._fragment
+            rest = data[data.rfind(fragment) + len(fragment) :] if fragment else data
+            if b"\n" not in rest:
+                return  # the request line is still coming
+        self.line_read = True
+        raise BadRequest(400, "HTTP/0.9 requests are not supported")
+
     def build_head(self) -> RequestHead:
         parser = self.parser
         version = parser.get_http_version()
+        if version == "0.9":
+            raise BadRequest(400, "HTTP/0.9 requests are not supported")
         if version not in ("1.1", "1.0"):
             raise BadRequest(505, "HTTP version not supported")
         method = parser.get_method()
@@ -341,7 +368,9 @@ class ClientConnection(asyncio.Protocol):
         if bad is not None:
             if bad in self.waiting:
                 self.waiting.remove(bad)
-            bad.abort()  # drops what it held for its upstream
+            bad.refuse(status)  # drops what it held for its upstream, logs it
+        else:
+            self.log_refused(status)
         # Good requests earlier in the same read still go: they will be answered first.
         self.flush_upstream_writes()
         if bad is not None and bad is self.active:
@@ -355,6 +384,35 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.write(reply)
             self.close()
+
+    def log_refused(self, status: int) -> None:
+        """Log a request refused before its head was whole, with what was read of it (Envoy's
+        ``DPE``): the method once its target began, the target once the request line ended."""
+        plane = self.plane
+        plane.stats.count_request("", status, "DPE")
+        if not plane.access_log.enabled:
+            return
+        parser = self.parser
+        version = "0.9" if self.line_read else parser.get_http_version()
+        line_read = version != "0.0"
+        headers = self._headers
+        now = plane.clock()
+        plane.access_log.request(
+            time.time() - (now - self.since),
+            parser.get_method() if self._url else b"",
+            self._url if line_read else b"",
+            version if line_read else "",
+            status,
+            "DPE",
+            0,
+            0,
+            b"",
+            next((v for n, v in headers if n == b"user-agent"), b""),
+            next((v for n, v in headers if n == b"x-request-id"), b""),
+            next((v for n, v in headers if n == b"host"), b""),
+            "",
+            "",
+        )
 
     def close(self) -> None:
         if self.closing:

@@ -471,6 +471,15 @@ class Exchange:
         if self.request_done or not self.client.keep_alive:
             self.client.exchange_finished(self)
 
+    def refuse(self, status: int) -> None:
+        """The client's bytes for this request turned out malformed (its body, or the read its
+        head came in): dropped as ``abort`` drops it, logged as refused (``DPE``)."""
+        if not self.done:
+            if not self.head_sent:
+                self.status = status
+            self.flag = "DPE"
+        self.abort()
+
     def abort(self) -> None:
         """The client went away: drop everything this exchange holds."""
         for shadow in self.shadows:

@@ -126,6 +126,11 @@ def _word(value: str) -> str:
     return text.replace(" ", "\\x20") if " " in text else text
 
 
+# The request's HTTP version as the parser gives it -> the log's protocol; "" (a request refused
+# before its version was read) is logged as ``-``.
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
+
+
 def _protocol(value: str) -> str:
     return value if value == "HTTP/1.1" or value == "HTTP/1.0" else _word(value)
 
@@ -192,7 +197,7 @@ class AccessLog:
                 start_time=started,
                 method=method.decode("latin-1"),
                 path=path.decode("latin-1"),
-                protocol="HTTP/1.0" if version == "1.0" else "HTTP/1.1",
+                protocol=_PROTOCOLS.get(version, ""),
                 status=status,
                 response_flags=flag,
                 bytes_received=received,

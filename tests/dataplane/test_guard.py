@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import Callable
 
-from tests.support.serve import Served, raw_request
+from tests.support.serve import Served, mesh_yaml, raw_request
 from tests.support.upstreams import RecordingUpstream
 
 
@@ -126,3 +126,68 @@ def test_a_route_to_the_proxys_own_listener_ends_at_the_second_hop(
     assert len(v2.requests) == 1 and v1.requests == []
     primaries = sorted((r["status"], r["response_flags"]) for r in logged if not r["shadow"])
     assert primaries == [(508, "-"), (508, "LD")]
+
+
+def test_refused_requests_are_logged_with_dpe_and_escaped(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(mesh_yaml(v1.port, v2.port), "--request-header-timeout", "1")
+    many = b"".join(b"x-h%d: 1\r\n" % i for i in range(101))
+    cases = [
+        # (bytes sent, status expected, the log line's request and what follows its status)
+        (
+            b'GET /a"b\\c HTTP/1.1\r\nHost: app\r\nUser-Agent: \xff"x\r\n' + many + b"\r\n",
+            431,
+            '"GET /a\\"b\\\\c HTTP/1.1" 431 DPE 0 0 0 "-" "\\xff\\"x" "-" "app" "-" - -',
+        ),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414, '"GET - -" 414 DPE'),
+        (b"\x01garbage\r\n\r\n", 400, '"- - -" 400 DPE'),
+        (
+            b"POST /te HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            '"POST /te HTTP/1.1" 400 DPE',
+        ),
+        (
+            b"POST /chunk HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+            '"POST /chunk HTTP/1.1" 400 DPE',
+        ),
+        (b"GET /slow HTTP/1.1\r\nHost: app\r\n", 408, '"GET /slow HTTP/1.1" 408 DPE'),
+        (b"GET /old\r\n", 400, '"GET /old HTTP/0.9" 400 DPE'),
+    ]
+    for sent, status, _ in cases:
+        out = raw_request(s.port, sent, timeout=3)
+        assert out.startswith(b"HTTP/1.1 %d " % status), (sent[:40], out)
+    lines = settle_text(s, len(cases))
+    assert len(lines) == len(cases), lines
+    for (_, _, expected), line in zip(cases, lines, strict=True):
+        assert line.split("] ", 1)[1].startswith(expected), line
+    assert v1.raw == b""  # (the chunked one's head was good: a connection, but no byte)
+    assert s.stats()["requests"]["DPE"] == len(cases)
+
+
+def test_an_http09_request_is_answered_400_at_once(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """Not after the head timeout: the client of an HTTP/0.9 request waits meanwhile."""
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(mesh_yaml(v1.port, v2.port), "--request-header-timeout", "30")
+    for sent in (b"GET /\r\n", b"GET /\n", b"GET /x?a=1\r\nHost: app\r\n\r\n"):
+        out = raw_request(s.port, sent, timeout=5)
+        assert out.startswith(b"HTTP/1.1 400 "), (sent, out)
+    assert v1.connections == 0
+
+
+def settle_text(s: Served, count: int) -> list[str]:
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        lines = s.log.read_text().splitlines() if s.log.exists() else []
+        if len(lines) >= count:
+            break
+        time.sleep(0.02)
+    time.sleep(0.2)
+    return s.log.read_text().splitlines() if s.log.exists() else []
