@@ -24,7 +24,7 @@ from shadowmesh.control.store import Store
 from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
-from shadowmesh.observe.accesslog import AccessLog, Format
+from shadowmesh.observe.accesslog import FORMATS, AccessLog, Format
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.table import RouteTable
@@ -104,7 +104,12 @@ class ServeOptions:
     help="Access log file; '-' for stdout, 'off' for none.",
 )
 @click.option(
-    "--access-log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--access-log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text or json: Envoy's fields plus a shadow marker, a line per primary and per shadow; "
+    "istio or istio-json: Istio's default formats field for field, a line per primary.",
 )
 @click.option(
     "--shadow-host-suffix/--no-shadow-host-suffix",

@@ -20,6 +20,7 @@ import httptools
 from shadowmesh.dataplane import response as resp
 from shadowmesh.dataplane.exchange import Exchange
 from shadowmesh.dataplane.request import RequestHead, via_names
+from shadowmesh.routing.decision import socket_address
 from shadowmesh.upstream.connection import UpstreamConnection
 from shadowmesh.upstream.headlimit import MAX_HEAD_BYTES, MAX_HEADERS, HeadLimit
 
@@ -67,6 +68,7 @@ class ClientConnection(asyncio.Protocol):
         self.refusal = b""  # a 400 owed once the requests before the bad one are answered
         self.line_read = False  # an HTTP/0.9 request line ended (llhttp does not say it did)
         self._fragment = b""  # the part of the target the current read held
+        self._addresses: tuple[str, str] | None = None
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -81,6 +83,17 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = str(peer[0]).encode()
+
+    def addresses(self) -> tuple[str, str]:
+        """(local, remote) address of this connection as the access log writes them, looked up
+        once per connection and only when a log format prints them."""
+        if self._addresses is None:
+            transport = self.transport
+            if transport is None:
+                return ("", "")
+            local = socket_address(transport.get_extra_info("sockname"))
+            self._addresses = (local, socket_address(transport.get_extra_info("peername")))
+        return self._addresses
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

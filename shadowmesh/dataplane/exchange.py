@@ -67,6 +67,9 @@ class Exchange:
     copy: BodyCopy | None = None
     primary_headers: Headers | tuple[()] = ()  # replaced per exchange, never mutated
     up_out: list[bytes] | None = None  # bytes for the upstream, held until the read is checked
+    route_name = ""
+    service_time = -1  # ms from sending the head to the upstream's response head; -1: none
+    used_conn: UpstreamConnection | None = None  # the last one this exchange wrote to
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
@@ -121,6 +124,7 @@ class Exchange:
         plane = self.client.plane
         head = self.head
         self.upstream = decision.primary
+        self.route_name = decision.route_name
         out = build_upstream_headers(head, self.client.peer_ip, plane.pseudonym)
         self.request_id = out.request_id
         self.xff = out.forwarded_for
@@ -243,7 +247,7 @@ class Exchange:
         self.attach(conn)
 
     def attach(self, conn: UpstreamConnection) -> None:
-        self.conn = conn
+        self.conn = self.used_conn = conn
         conn.begin(self, head_only=self.head.method == b"HEAD", upgrade=self.head.upgrade)
         pending, self.pending = self.pending, ()
         self.pending_size = 0
@@ -303,7 +307,7 @@ class Exchange:
         else:
             # HTTP/1.0 client and a body of unknown length: the end of it is the close.
             client.keep_alive = False
-        elapsed = int((time.time() - self.upstream_start) * 1000)
+        elapsed = self.service_time = int((time.time() - self.upstream_start) * 1000)
         out.append((b"x-envoy-upstream-service-time", str(elapsed).encode()))
         connection = None
         if not client.keep_alive or not self.head.keep_alive:
@@ -534,4 +538,15 @@ class Exchange:
             head.authority,
             str(self.upstream.endpoint) if self.upstream else "",
             cluster,
+            False,
+            *self.istio_fields(),
         )
+
+    def istio_fields(self) -> tuple[int, str, str, str, str]:
+        """What only Istio's log formats print; the addresses are looked up only for them."""
+        if not self.client.plane.access_log.istio:
+            return (-1, "", "", "", "")
+        local, remote = self.client.addresses()
+        conn = self.used_conn
+        upstream_local = conn.local_address() if conn is not None else ""
+        return (self.service_time, upstream_local, local, remote, self.route_name)

@@ -1,8 +1,12 @@
-"""Access log records and writers, in the shape of Envoy's default format.
+"""Access log records and writers, in the shape of Envoy's default format, or Istio's.
 
-One line per primary request and one per shadow. The text line reads like Envoy's, with one
-field added at the end: ``-`` for a primary, ``shadow`` for a mirrored copy. Lines are written
-in batches once per event-loop turn, so logging costs a list append on the request path.
+``text`` and ``json``: one line per primary request and one per shadow. The text line reads
+like Envoy's, with one field added at the end: ``-`` for a primary, ``shadow`` for a mirrored
+copy. ``istio`` and ``istio-json``: Istio's default formats field for field (istio/istio
+``pilot/pkg/model/telemetry_logging.go``: ``EnvoyTextLogFormat`` and the JSON keys of
+``EnvoyJSONLogFormatIstio``), one line per primary only, as a client sidecar logs no shadow.
+Lines are written in batches once per event-loop turn, so logging costs a list append on the
+request path.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import json
 import time
 from typing import IO, Any, Literal
 
-Format = Literal["text", "json"]
+Format = Literal["text", "json", "istio", "istio-json"]
+FORMATS: tuple[Format, ...] = ("text", "json", "istio", "istio-json")
 
 
 FIELDS = (
@@ -33,13 +38,42 @@ FIELDS = (
     "upstream_cluster",
     "shadow",
 )
+# What only Istio's formats print; not in the ``json`` format's keys.
+ISTIO_FIELDS = (
+    "upstream_service_time",
+    "upstream_local_address",
+    "downstream_local_address",
+    "downstream_remote_address",
+    "route_name",
+)
+
+# %RESPONSE_CODE_DETAILS% by response flag, for an answer the upstream did not start (Envoy's
+# StreamInfo::ResponseCodeDetails); an upstream's answer is ``via_upstream``, one it started and
+# broke off is ``upstream_reset_after_response_started{...}``.
+_LOCAL_DETAILS = {
+    "NR": "route_not_found",
+    "NC": "cluster_not_found",
+    "UH": "no_healthy_upstream",
+    "UT": "response_timeout",
+    "UF": "upstream_reset_before_response_started{connection_failure}",
+    "UC": "upstream_reset_before_response_started{connection_termination}",
+    "UPE": "upstream_reset_before_response_started{protocol_error}",
+    "DC": "downstream_remote_disconnect",
+}
+_STARTED_DETAILS = {
+    "": "via_upstream",
+    "UT": "response_timeout",
+    "UC": "upstream_reset_after_response_started{connection_termination}",
+    "UPE": "upstream_reset_after_response_started{protocol_error}",
+    "DC": "downstream_remote_disconnect",
+}
 
 
 class AccessRecord:
     """One access log line's fields. A plain class with __slots__: one is made per request (a
     dataclass's generated __init__ stays interpreted under mypyc; see routing/decision.py)."""
 
-    __slots__ = FIELDS
+    __slots__ = FIELDS + ISTIO_FIELDS
 
     def __init__(
         self,
@@ -59,6 +93,11 @@ class AccessRecord:
         upstream_host: str,
         upstream_cluster: str,
         shadow: bool = False,
+        upstream_service_time: int = -1,  # ms, upstream request to its head; -1: no head
+        upstream_local_address: str = "",
+        downstream_local_address: str = "",
+        downstream_remote_address: str = "",
+        route_name: str = "",
     ) -> None:
         self.start_time = start_time
         self.method = method
@@ -76,6 +115,11 @@ class AccessRecord:
         self.upstream_host = upstream_host
         self.upstream_cluster = upstream_cluster
         self.shadow = shadow
+        self.upstream_service_time = upstream_service_time
+        self.upstream_local_address = upstream_local_address
+        self.downstream_local_address = downstream_local_address
+        self.downstream_remote_address = downstream_remote_address
+        self.route_name = route_name
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELDS}
@@ -158,13 +202,85 @@ def format_json(r: AccessRecord) -> str:
     return json.dumps(record, separators=(",", ":"))
 
 
+def response_code_details(r: AccessRecord) -> str:
+    if r.upstream_service_time >= 0:
+        return _STARTED_DETAILS.get(r.response_flags, "via_upstream")
+    return _LOCAL_DETAILS.get(r.response_flags, "-")
+
+
+def _service_time(r: AccessRecord) -> str:
+    return str(r.upstream_service_time) if r.upstream_service_time >= 0 else "-"
+
+
+def format_istio(r: AccessRecord) -> str:
+    """Istio's ``EnvoyTextLogFormat``, operator for operator; ``-`` where Envoy has no value
+    (no TLS: no transport failure reason, no server name)."""
+    q = _quoted
+    return (
+        f"[{iso_time(r.start_time)}] "
+        f'"{_word(r.method)} {_word(r.path)} {_protocol(r.protocol)}" '
+        f"{r.status} {_word(r.response_flags)} {response_code_details(r)} - "
+        f'"-" {r.bytes_received} {r.bytes_sent} {r.duration_ms} {_service_time(r)} '
+        f"{q(r.x_forwarded_for)} {q(r.user_agent)} {q(r.request_id)} {q(r.authority)} "
+        f"{q(r.upstream_host)} {_word(r.upstream_cluster)} {_word(r.upstream_local_address)} "
+        f"{_word(r.downstream_local_address)} {_word(r.downstream_remote_address)} - "
+        f"{_word(r.route_name)}"
+    )
+
+
+def format_istio_json(r: AccessRecord) -> str:
+    """Istio's JSON keys, as Envoy 1.33+ writes them: sorted, numbers as numbers, a missing
+    value ``null``; a header's value (upstream_service_time) stays a string."""
+    record = {
+        "authority": r.authority or None,
+        "bytes_received": r.bytes_received,
+        "bytes_sent": r.bytes_sent,
+        "connection_termination_details": None,
+        "downstream_local_address": r.downstream_local_address or None,
+        "downstream_remote_address": r.downstream_remote_address or None,
+        "duration": r.duration_ms,
+        "method": r.method or None,
+        "path": r.path or None,
+        "protocol": r.protocol,
+        "request_id": r.request_id or None,
+        "requested_server_name": None,
+        "response_code": r.status,
+        "response_code_details": _none(response_code_details(r)),
+        "response_flags": r.response_flags or "-",
+        "route_name": r.route_name or None,
+        "start_time": iso_time(r.start_time),
+        "upstream_cluster": r.upstream_cluster or None,
+        "upstream_host": r.upstream_host or None,
+        "upstream_local_address": r.upstream_local_address or None,
+        "upstream_service_time": _none(_service_time(r)),
+        "upstream_transport_failure_reason": None,
+        "user_agent": r.user_agent or None,
+        "x_forwarded_for": r.x_forwarded_for or None,
+    }
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _none(text: str) -> str | None:
+    return None if text == "-" else text
+
+
+_FORMATTERS = {
+    "text": format_text,
+    "json": format_json,
+    "istio": format_istio,
+    "istio-json": format_istio_json,
+}
+
+
 class AccessLog:
     """Buffers formatted lines and writes them once per loop turn; ``None`` stream: disabled."""
 
     def __init__(self, stream: IO[str] | None, fmt: Format = "text") -> None:
         self._stream = stream
-        self._format = format_json if fmt == "json" else format_text
+        self._format = _FORMATTERS[fmt]
         self._pending: list[str] = []
+        # Istio's formats: addresses and route names are wanted, shadows are not logged.
+        self.istio = fmt == "istio" or fmt == "istio-json"
 
     @property
     def enabled(self) -> bool:
@@ -187,10 +303,15 @@ class AccessLog:
         upstream_host: str,
         upstream_cluster: str,
         shadow: bool = False,
+        upstream_service_time: int = -1,
+        upstream_local_address: str = "",
+        downstream_local_address: str = "",
+        downstream_remote_address: str = "",
+        route_name: str = "",
     ) -> None:
         """Log one request (a primary or a shadow copy) from its wire values: the one place a
         record is made from an exchange, so every line decodes and times its fields alike."""
-        if self._stream is None:
+        if self._stream is None or (shadow and self.istio):
             return
         self.log(
             AccessRecord(
@@ -210,6 +331,11 @@ class AccessLog:
                 upstream_host=upstream_host,
                 upstream_cluster=upstream_cluster,
                 shadow=shadow,
+                upstream_service_time=upstream_service_time,
+                upstream_local_address=upstream_local_address,
+                downstream_local_address=downstream_local_address,
+                downstream_remote_address=downstream_remote_address,
+                route_name=route_name,
             )
         )
 

@@ -40,6 +40,18 @@ class RequestView(Protocol):
 # mypyc leaves interpreted). ``Final`` keeps them immutable for the type checker.
 
 
+def host_port(host: str, port: object) -> str:
+    """``127.0.0.1:8000``, ``[::1]:8000``: an address as Envoy's logs write it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def socket_address(name: object) -> str:
+    """``host_port`` of a socket's address tuple (``getsockname()``); "" for anything else."""
+    if isinstance(name, tuple) and len(name) >= 2:
+        return host_port(str(name[0]), name[1])
+    return ""
+
+
 class Endpoint:
     """One upstream address: where a WorkloadEntry listens for the Service's port."""
 
@@ -50,8 +62,7 @@ class Endpoint:
         self.port: Final = port
         self._hash: Final = hash((address, port))
         # As the access log writes it, once per request: formatted once.
-        host = f"[{address}]" if ":" in address else address
-        self._text: Final = f"{host}:{port}"
+        self._text: Final = host_port(address, port)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Endpoint):

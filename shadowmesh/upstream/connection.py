@@ -14,7 +14,7 @@ from typing import Protocol, cast
 
 import httptools
 
-from shadowmesh.routing.decision import Endpoint
+from shadowmesh.routing.decision import Endpoint, socket_address
 from shadowmesh.upstream.headlimit import MAX_HEADERS, HeadLimit
 from shadowmesh.upstream.wire import Headers
 
@@ -66,6 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
         "paused",
         "upgrade",
         "tunnel",
+        "_local",
     )
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -89,12 +90,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.paused = False
         self.upgrade = False  # the request in flight asked for an Upgrade
         self.tunnel = False  # the upstream said 101: bytes now flow raw both ways
+        self._local = ""
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
+
+    def local_address(self) -> str:
+        """This connection's own address, ``127.0.0.1:54321`` (Envoy's UPSTREAM_LOCAL_ADDRESS),
+        looked up once and only when a log format prints it."""
+        if not self._local and self.transport is not None:
+            self._local = socket_address(self.transport.get_extra_info("sockname"))
+        return self._local
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
