@@ -425,6 +425,10 @@ class ClientConnection(asyncio.Protocol):
             next((v for n, v in headers if n == b"host"), b""),
             "",
             "",
+            False,
+            -1,
+            "",
+            *(self.addresses() if plane.access_log.istio else ("", "")),
         )
 
     def close(self) -> None:
