@@ -33,10 +33,18 @@ _POLICY_NOT_ACTED_ON: dict[str, shapes.Shape] = {
     "proxyProtocol": shapes.PROXY_PROTOCOL,
     "retryBudget": shapes.RETRY_BUDGET,
 }
-_LB_FIELDS = ("simple", "consistent_hash", "locality_lb_setting", "warmup_duration_secs", "warmup")
+_LB_FIELDS = (
+    "simple",
+    "consistent_hash",
+    "locality_lb_setting",
+    "zone_aware_lb_setting",
+    "warmup_duration_secs",
+    "warmup",
+)
 _LB_NOT_ACTED_ON: dict[str, shapes.Shape] = {
     "consistentHash": shapes.CONSISTENT_HASH,
     "localityLbSetting": shapes.LOCALITY_LB_SETTING,
+    "zoneAwareLbSetting": shapes.ZONE_AWARE_LB_SETTING,
     "warmupDurationSecs": "str",
     "warmup": shapes.WARMUP,
 }

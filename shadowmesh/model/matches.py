@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from shadowmesh.model import validate
-from shadowmesh.model.fields import Issues, Obj, child, type_error
+from shadowmesh.model.fields import Issues, Obj, child, item, type_error
+from shadowmesh.model.gateways import check_gateway_name
 from shadowmesh.model.meta import check_labels
 from shadowmesh.model.resources import HTTPMatchRequest, MatchKind, StringMatch
 
@@ -52,6 +53,9 @@ def _match(path: str, value: Any, issues: Issues) -> HTTPMatchRequest | None:
     if obj is None:
         return None
     _not_acted_on(obj, issues)
+    gateways = obj.texts("gateways")
+    for index, gateway in enumerate(gateways):
+        check_gateway_name(gateway, item(obj.path("gateways"), index), issues)
     return HTTPMatchRequest(
         name=obj.text("name") or "",
         uri=_single(obj, "uri", issues),
@@ -63,16 +67,16 @@ def _match(path: str, value: Any, issues: Issues) -> HTTPMatchRequest | None:
         query_params=_match_map(obj, "queryParams", issues, headers=False),
         ignore_uri_case=bool(obj.flag("ignoreUriCase")),
         port=_port(obj, issues),
+        gateways=gateways,
     )
 
 
 def _not_acted_on(obj: Obj, issues: Issues) -> None:
     labels = obj.string_map("sourceLabels")
     check_labels(labels, obj.path("sourceLabels"), issues)
-    obj.texts("gateways")
     obj.text("sourceNamespace")
     obj.text("statPrefix")
-    for name in ("sourceLabels", "gateways", "sourceNamespace", "statPrefix"):
+    for name in ("sourceLabels", "sourceNamespace", "statPrefix"):
         if obj.has(name):
             issues.not_acted_on(obj.path(name), _SELECTORS_TAIL)
 

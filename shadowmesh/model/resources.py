@@ -25,15 +25,36 @@ MatchKind = Literal["exact", "prefix", "regex"]
 def fqdn(host: str, namespace: str) -> str:
     """``httpbin`` in ``ns`` is ``httpbin.ns.svc.cluster.local``; a dotted name is kept as is.
 
-    Istio resolves a short name (no dot) against the namespace of the resource that names it.
-    ``httpbin.ns`` (two labels) is completed with ``.svc.cluster.local`` as kube-dns would.
+    Istio's ``ResolveShortnameToFQDN``: only a name without a dot is resolved against the
+    namespace of the resource that names it. ``httpbin.ns`` and ``httpbin.org`` stay as they
+    are (a VirtualService host ``httpbin.ns`` therefore names no Service), and so do ``*`` and
+    IP addresses.
     """
     host = host.lower().rstrip(".")
-    if "." not in host:
-        return f"{host}.{namespace}.{CLUSTER_DOMAIN}"
-    if host.count(".") == 1:
-        return f"{host}.{CLUSTER_DOMAIN}"
-    return host
+    if "." in host or host == "*" or ":" in host:
+        return host
+    return f"{host}.{namespace}.{CLUSTER_DOMAIN}"
+
+
+def gateway_key(name: str, namespace: str) -> str:
+    """Istio's ``resolveGatewayName``: ``gw`` -> ``ns/gw``; ``gw.ns.svc.cluster.local`` and
+    ``gw.ns`` (the legacy forms) -> ``ns/gw``; ``mesh`` and ``ns/gw`` as written."""
+    if name == "mesh" or "/" in name:
+        return name
+    if "." not in name:
+        return f"{namespace}/{name}"
+    first, _, rest = name.partition(".")
+    return f"{rest.partition('.')[0]}/{first}"
+
+
+def exported_to(export_to: tuple[str, ...], own: str, namespace: str) -> bool:
+    """Whether a resource of namespace ``own`` with this ``exportTo`` is visible in another."""
+    if not export_to:
+        return True
+    for entry in export_to:
+        if entry == "*" or entry == namespace or (entry == "." and own == namespace):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,9 @@ class HTTPMatchRequest:
     query_params: Mapping[str, StringMatch | None] = field(default_factory=dict)
     ignore_uri_case: bool = False
     port: int | None = None
+    # ``gateways``: the match applies only to traffic through these (namespace/name or
+    # ``mesh``), a config-time selector; empty means the VirtualService's own gateways.
+    gateways: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,9 @@ class HTTPRoute:
     mirrors: tuple[MirrorPolicy, ...] = ()
     # Route timeout in seconds; None means none (Istio's default of 0s).
     timeout: float | None = None
+    # ``delegate``: (name, namespace or "" for the root's own); the route's matches and
+    # unset fields are merged into the delegate VirtualService's routes at compile time.
+    delegate: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,9 +168,25 @@ class VirtualService:
     hosts: tuple[str, ...]
     http: tuple[HTTPRoute, ...]
     gateways: tuple[str, ...] = ()
+    # exportTo as written: "." (own namespace), "*" (all), or namespace names; empty is "*".
+    export_to: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     api_version: str = "networking.istio.io/v1"
     kind: Literal["VirtualService"] = "VirtualService"
+
+    @property
+    def is_delegate(self) -> bool:
+        """No hosts: a VirtualService that only a root's ``delegate`` reaches."""
+        return not self.hosts
+
+    def bound_gateways(self) -> tuple[str, ...]:
+        """Its gateways as Istio resolves them: ``mesh``, or ``namespace/name``."""
+        if not self.gateways:
+            return ("mesh",)
+        return tuple(gateway_key(g, self.meta.namespace) for g in self.gateways)
+
+    def visible_in(self, namespace: str) -> bool:
+        return exported_to(self.export_to, self.meta.namespace, namespace)
 
 
 @dataclass(frozen=True)

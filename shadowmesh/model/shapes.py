@@ -5,7 +5,7 @@ still an error, as Kubernetes' strict validation would make it: the same YAML mu
 real mesh. A shape is a dict of proto field names to shapes, a one-element list (a repeated
 field), or a leaf tag: ``str``, ``int``, ``num``, ``bool``, ``strs`` (list of strings),
 ``strmap`` (string-to-string map) or ``any``. Sources: istio/api ``networking/v1alpha3``
-``virtual_service.proto`` and ``destination_rule.proto``.
+``virtual_service.proto`` and ``destination_rule.proto`` (as of istio/api for Istio 1.31).
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ REDIRECT: Shape = {
     "derive_port": "str",
     "scheme": "str",
     "redirect_code": "int",
+    "prefix_rewrite": "str",
 }
 DIRECT_RESPONSE: Shape = {"status": "int", "body": {"string": "str", "bytes": "str"}}
 DELEGATE: Shape = {"name": "str", "namespace": "str"}
@@ -88,8 +89,9 @@ _L4_MATCH: dict[str, Shape] = {
     "gateways": "strs",
     "source_namespace": "str",
 }
+_TCP_MATCH: dict[str, Shape] = {**_L4_MATCH, "source_subnet": "str"}
 _L4_ROUTE: Shape = [{"destination": DESTINATION, "weight": "int"}]
-TCP_ROUTE: Shape = {"match": [_L4_MATCH], "route": _L4_ROUTE}
+TCP_ROUTE: Shape = {"match": [_TCP_MATCH], "route": _L4_ROUTE}
 TLS_ROUTE: Shape = {"match": [{**_L4_MATCH, "sni_hosts": "strs"}], "route": _L4_ROUTE}
 
 CONNECTION_POOL: Shape = {
@@ -109,6 +111,7 @@ CONNECTION_POOL: Shape = {
         "h2_upgrade_policy": "str",
         "use_client_protocol": "bool",
         "max_concurrent_streams": "int",
+        "http2_keep_alive": {"interval": "str", "timeout": "str"},
     },
 }
 OUTLIER_DETECTION: Shape = {
@@ -121,6 +124,7 @@ OUTLIER_DETECTION: Shape = {
     "base_ejection_time": "str",
     "max_ejection_percent": "int",
     "min_health_percent": "int",
+    "outlier_detection_http_error_codes": ["int"],
 }
 CLIENT_TLS: Shape = {
     "mode": "str",
@@ -154,10 +158,17 @@ LOCALITY_LB_SETTING: Shape = {
     "enabled": "bool",
 }
 WARMUP: Shape = {"duration": "str", "minimum_percent": "num", "aggression": "num"}
+ZONE_AWARE_LB_SETTING: Shape = {
+    "enabled": "bool",
+    "failover": [{"from": "str", "to": "str"}],
+    "failover_priority": "strs",
+    "min_cluster_size": "int",
+}
 LOAD_BALANCER: Shape = {
     "simple": "str",
     "consistent_hash": CONSISTENT_HASH,
     "locality_lb_setting": LOCALITY_LB_SETTING,
+    "zone_aware_lb_setting": ZONE_AWARE_LB_SETTING,
     "warmup_duration_secs": "str",
     "warmup": WARMUP,
 }
@@ -172,7 +183,11 @@ PORT_LEVEL_SETTINGS: Shape = [
 ]
 TUNNEL: Shape = {"protocol": "str", "target_host": "str", "target_port": "int"}
 PROXY_PROTOCOL: Shape = {"version": "str"}
-RETRY_BUDGET: Shape = {"percent": PERCENT, "min_retry_concurrency": "int"}
+RETRY_BUDGET: Shape = {
+    "percent": PERCENT,
+    "min_retry_concurrency": "int",
+    "budget_interval": "str",
+}
 WORKLOAD_SELECTOR: Shape = {"match_labels": "strmap"}
 
 _LEAVES: dict[str, tuple[str, Any]] = {

@@ -13,6 +13,7 @@ from typing import Any
 
 from shadowmesh.model import shapes, validate
 from shadowmesh.model.fields import Issues, Obj, type_error
+from shadowmesh.model.gateways import check_gateway_name
 from shadowmesh.model.matches import parse_matches
 from shadowmesh.model.resources import (
     Destination,
@@ -50,10 +51,9 @@ _ROUTE_NOT_ACTED_ON: dict[str, shapes.Shape] = {
     "corsPolicy": shapes.CORS_POLICY,
     "redirect": shapes.REDIRECT,
     "directResponse": shapes.DIRECT_RESPONSE,
-    "delegate": shapes.DELEGATE,
 }
 # Route actions other than forwarding: without them the route has nowhere to send a request.
-_ACTIONS = ("redirect", "directResponse", "delegate")
+_ACTIONS = ("redirect", "directResponse")
 _ACTION_TAIL = "this route has no destination to send requests to"
 DEPRECATED_MIRROR_PERCENT = (
     'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead'
@@ -63,18 +63,25 @@ _INT32_MAX = 2**31 - 1
 
 def parse_virtual_service(spec: Obj, meta: Meta | None, issues: Issues) -> VirtualService | None:
     issues.tail = "the route works without it"
-    hosts = _hosts(spec, issues)
     gateways = _gateways(spec, issues)
+    delegate = not spec.get("hosts")
+    if delegate:
+        # No hosts: a delegate, reached only through a root's ``delegate``.
+        for name, what in (("gateways", "gateways"), ("tls", "tls route"), ("tcp", "tcp route")):
+            if spec.get(name):
+                issues.error(
+                    spec.path(name), f"delegate virtual service must have no {what} specified"
+                )
+    to_gateway = bool(gateways) and "mesh" not in gateways
+    hosts = _hosts(spec, issues, to_gateway)
     for name, shape in (("tcp", shapes.TCP_ROUTE), ("tls", shapes.TLS_ROUTE)):
         if spec.has(name):
             shapes.check(spec.get(name), [shape], spec.path(name), issues)
             issues.not_acted_on(spec.path(name), "only http routes are served")
-    if spec.has("exportTo"):
-        spec.texts("exportTo")
-        issues.not_acted_on(spec.path("exportTo"), "the rule is visible in every namespace")
+    export_to = export_to_field(spec, meta, issues)
     if not (spec.get("http") or spec.get("tcp") or spec.get("tls")):
         issues.error(spec.path("http"), "http, tcp or tls must be provided in virtual service")
-    routes = [_http_route(path, value, issues) for path, value in spec.items("http")]
+    routes = [_http_route(path, value, issues, delegate) for path, value in spec.items("http")]
     if meta is None or any(route is None for route in routes):
         return None
     return VirtualService(
@@ -82,13 +89,45 @@ def parse_virtual_service(spec: Obj, meta: Meta | None, issues: Issues) -> Virtu
         hosts=hosts,
         http=tuple(route for route in routes if route is not None),
         gateways=gateways,
+        export_to=export_to,
     )
 
 
-def _hosts(spec: Obj, issues: Issues) -> tuple[str, ...]:
+def export_to_field(
+    spec: Obj, meta: Meta | None, issues: Issues, *, service_entry: bool = False
+) -> tuple[str, ...]:
+    """Istio's ``validateExportTo``: ".", "*", namespaces (and "~" for a ServiceEntry)."""
+    entries = spec.texts("exportTo")
+    path = spec.path("exportTo")
+    namespace = meta.namespace if meta is not None else ""
+    seen: set[str] = set()
+    for entry in entries:
+        key = namespace if entry == "." else entry
+        if key in seen:
+            if key != entry:
+                issues.error(
+                    path, f"duplicate entries in exportTo: . and current namespace {namespace}"
+                )
+            else:
+                issues.error(path, f"duplicate entries in exportTo for entry {entry}")
+            continue
+        if entry == "~" and not service_entry:
+            issues.error(path, "exportTo ~ (none) is not allowed for Istio configuration objects")
+        elif entry not in (".", "*", "~") and not validate.istio_label(entry):
+            issues.error(path, "only .,*, or a valid DNS 1123 label is allowed as exportTo entry")
+        seen.add(key)
+    if "*" in seen and len(entries) > 1:
+        issues.error(
+            path, "cannot have both public (*) and non-public exportTo values for a resource"
+        )
+    if "~" in seen and len(entries) > 1:
+        issues.error(path, "cannot export service entry to no one (~) and someone")
+    return entries
+
+
+def _hosts(spec: Obj, issues: Issues, to_gateway: bool) -> tuple[str, ...]:
+    """Istio's host rules: ``*`` is refused only for a VirtualService bound to the mesh."""
     hosts = spec.texts("hosts")
-    if not spec.get("hosts"):
-        issues.error(spec.path("hosts"), "virtual service must have at least one host")
     valid = True
     for index, host in enumerate(hosts):
         path = f"{spec.path('hosts')}[{index}]"
@@ -96,7 +135,7 @@ def _hosts(spec: Obj, issues: Issues) -> tuple[str, ...]:
         if problem and not validate.ip_address(host):
             issues.error(path, problem)
             valid = False
-        elif host == "*":
+        elif host == "*" and not to_gateway:
             issues.error(
                 path,
                 "wildcard host * is not allowed for virtual services bound to the mesh gateway",
@@ -128,15 +167,11 @@ def _overlap(a: str, b: str) -> bool:
 def _gateways(spec: Obj, issues: Issues) -> tuple[str, ...]:
     gateways = spec.texts("gateways")
     for index, gateway in enumerate(gateways):
-        if gateway != "mesh":
-            issues.note(
-                f"{spec.path('gateways')}[{index}]",
-                f'("{gateway}") is not acted on by shadowmesh yet; shadowmesh serves the mesh only',
-            )
+        check_gateway_name(gateway, f"{spec.path('gateways')}[{index}]", issues)
     return gateways
 
 
-def _http_route(path: str, value: Any, issues: Issues) -> HTTPRoute | None:
+def _http_route(path: str, value: Any, issues: Issues, in_delegate: bool) -> HTTPRoute | None:
     if value is None:
         issues.error(path, "http route may not be null")
         return None
@@ -147,6 +182,8 @@ def _http_route(path: str, value: Any, issues: Issues) -> HTTPRoute | None:
         if route.has(name):
             shapes.check(route.get(name), shape, route.path(name), issues)
             issues.not_acted_on(route.path(name), _ACTION_TAIL if name in _ACTIONS else "")
+    if in_delegate and route.has("delegate"):
+        issues.error(route.at, "delegate HTTP route cannot contain delegate")
     _check_conflicts(route, issues)
     return HTTPRoute(
         name=route.text("name") or "",
@@ -154,7 +191,16 @@ def _http_route(path: str, value: Any, issues: Issues) -> HTTPRoute | None:
         route=_destinations(route, issues),
         mirrors=_mirrors(route, issues),
         timeout=_timeout(route, issues),
+        delegate=_delegate(route, issues),
     )
+
+
+def _delegate(route: Obj, issues: Issues) -> tuple[str, str] | None:
+    delegate = route.sub("delegate", ("name", "namespace"))
+    if delegate is None:
+        return None
+    # Istio's webhook checks neither: a name that names nothing is dropped at compile time.
+    return (delegate.text("name") or "", delegate.text("namespace") or "")
 
 
 def _check_conflicts(route: Obj, issues: Issues) -> None:

@@ -36,7 +36,7 @@ from shadowmesh.model.resources import (
     fqdn,
     resource_key,
 )
-from shadowmesh.routing.inventory import Inventory, build_inventory, rule_host
+from shadowmesh.routing.inventory import Inventory, build_inventory, host_match, rule_host
 from shadowmesh.routing.table import applies_to_mesh
 
 Level = Literal["Error", "Warning", "Info"]
@@ -155,8 +155,9 @@ def _conflicting_hosts(inventory: Inventory) -> Iterator[Message]:
 
 def _destination_rule(rule: DestinationRule, inventory: Inventory) -> Iterator[Message]:
     key = resource_key(rule)
-    info = inventory.services.get(rule_host(rule))
-    if info is None:
+    pattern = rule_host(rule)
+    covered = [i for h, i in inventory.services.items() if host_match(pattern, h) is not None]
+    if not covered:
         yield Message(
             "IST0174",
             "Warning",
@@ -165,8 +166,11 @@ def _destination_rule(rule: DestinationRule, inventory: Inventory) -> Iterator[M
             "in the mesh.",
         )
         return
+    # A wildcard rule's subsets are judged on the hosts it is the rule of (a more specific
+    # rule may take over some); a subset selecting nothing on all of them is reported.
+    mine = [i for i in covered if inventory.rules.get(i.fqdn) is rule] or covered
     for subset in rule.subsets:
-        if not info.selects_any(subset.labels):
+        if not any(info.selects_any(subset.labels) for info in mine):
             yield Message(
                 "IST0173",
                 "Error",

@@ -3,8 +3,10 @@
 The route table and ``analyze()`` read the same inventory, so a subset that ``analyze()`` calls
 empty is exactly the subset that answers 503 UH at run time.
 
-WorkloadEntry ``weight`` is not used: every endpoint of a cluster counts the same. Envoy would
-use it as the endpoint's load-balancing weight; shadowmesh's balancers are unweighted for now.
+DestinationRules apply by host with Istio's precedence (``applicable_rules``), wildcard hosts
+included. WorkloadEntry ``weight`` is not used: every endpoint of a cluster counts the same.
+Envoy would use it as the endpoint's load-balancing weight; shadowmesh's balancers are
+unweighted for now.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def build_inventory(resources: Iterable[Resource]) -> Inventory:
     infos = {s.host: _service_info(s, workloads) for s in services}
     return Inventory(
         services=infos,
-        rules=_applicable_rules(rules),
+        rules=applicable_rules(rules, infos),
         virtual_services=tuple(virtual_services),
         all_rules=tuple(rules),
     )
@@ -166,19 +168,38 @@ def endpoint_port(port: ServicePort, workload: WorkloadEntry) -> int | None:
     return port.port
 
 
-def _applicable_rules(rules: list[DestinationRule]) -> dict[str, DestinationRule]:
-    """One DestinationRule per host: the one in the host's own namespace, else the first by name.
+def applicable_rules(
+    rules: list[DestinationRule], hosts: Iterable[str]
+) -> dict[str, DestinationRule]:
+    """Per host, the one DestinationRule that applies to it, by Istio's precedence.
 
-    Istio picks the rule by the client's namespace first; shadowmesh has no client namespace,
-    so the service's own namespace stands in for it.
+    A rule's host may be a wildcard (``*.local``, ``*.ns.svc.cluster.local``): it covers every
+    host under it, and the most specific host wins (an exact host, then the longest wildcard),
+    as ``MostSpecificHostMatch`` picks. Istio looks in the client's namespace first, then the
+    service's, then the root namespace; shadowmesh has no client namespace, so rules in the
+    host's own namespace come first, then the others, first by namespace/name.
     """
     chosen: dict[str, DestinationRule] = {}
-    for rule in rules:
-        host = rule_host(rule)
-        current = chosen.get(host)
-        if current is None or (
-            current.meta.namespace != host_namespace(host)
-            and rule.meta.namespace == host_namespace(host)
-        ):
-            chosen[host] = rule
+    for host in hosts:
+        best: tuple[int, int, int] | None = None
+        for index, rule in enumerate(rules):
+            specificity = host_match(rule_host(rule), host)
+            if specificity is None:
+                continue
+            rank = (0 if rule.meta.namespace == host_namespace(host) else 1, -specificity, index)
+            if best is None or rank < best:
+                best = rank
+                chosen[host] = rule
     return chosen
+
+
+def host_match(pattern: str, host: str) -> int | None:
+    """How specifically ``pattern`` (a host or ``*.suffix``) names ``host``; None if not.
+
+    An exact name outranks every wildcard; a longer wildcard outranks a shorter one.
+    """
+    if pattern == host:
+        return 1 << 16
+    if pattern.startswith("*") and host.endswith(pattern[1:]):
+        return len(pattern)
+    return None

@@ -18,6 +18,7 @@ the authority):
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -25,14 +26,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from shadowmesh.model.comparison import Comparison, comparisons_for
-from shadowmesh.model.resources import HTTPRoute, Resource, Service, VirtualService, fqdn
+from shadowmesh.model.resources import (
+    HTTPRoute,
+    Resource,
+    Service,
+    VirtualService,
+    fqdn,
+    gateway_key,
+)
 from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
 from shadowmesh.routing.decision import Decision, Failure, Forward, RequestView, Upstream
+from shadowmesh.routing.delegate import expand
 from shadowmesh.routing.hosts import build_aliases, default_port, split_authority, wildcard_keys
-from shadowmesh.routing.inventory import Inventory, ServiceInfo, build_inventory
+from shadowmesh.routing.inventory import Inventory, ServiceInfo, build_inventory, host_namespace
 from shadowmesh.routing.match import RequestFacts, RouteMatch, describe_match
 
 NO_ROUTE = Failure(404, "NR")
+MESH = "mesh"
 NO_HEALTHY_UPSTREAM = b"no healthy upstream"
 
 
@@ -99,11 +109,12 @@ class RouteTable:
         inventory = build_inventory(resources)
         clusters = ClusterSet(inventory, rng)
         exact, wildcards = _virtual_service_hosts(inventory, clusters)
+        aliases = build_aliases([*inventory.services, *exact])
         by_port = _service_hosts(inventory, clusters, exact, wildcards)
         table = cls(
             rng=rng,
             clusters=clusters,
-            aliases=build_aliases([*inventory.services, *exact]),
+            aliases=aliases,
             exact=exact,
             wildcards=wildcards,
             by_port=by_port,
@@ -221,32 +232,64 @@ class RouteTable:
 
 
 def _virtual_service_hosts(
-    inventory: Inventory, clusters: ClusterSet
+    inventory: Inventory, clusters: ClusterSet, gateway: str = MESH
 ) -> tuple[dict[str, VirtualHost], dict[str, VirtualHost]]:
-    """VirtualService hosts -> their compiled routes; the first VirtualService by name wins."""
+    """The hosts of the VirtualServices bound to ``gateway`` -> their compiled routes.
+
+    The first VirtualService by namespace/name wins a host. Delegates (no hosts) are merged
+    into the roots that name them. A VirtualService whose ``exportTo`` hides it from the
+    namespace of the host it names is not applied there (shadowmesh's clients stand in that
+    namespace, having none of their own).
+    """
+    delegates = {(v.meta.namespace, v.meta.name): v for v in inventory.virtual_services}
     exact: dict[str, VirtualHost] = {}
     wildcards: dict[str, VirtualHost] = {}
     for vs in inventory.virtual_services:
-        if not applies_to_mesh(vs):
+        if vs.is_delegate or gateway not in vs.bound_gateways():
             continue
+        routes: tuple[CompiledRoute, ...] | None = None
         for host in vs.hosts:
-            if host.startswith("*"):
-                wildcards.setdefault(host.lower(), _compile_vs(vs, host, clusters))
-            else:
-                name = fqdn(host, vs.meta.namespace)
-                exact.setdefault(name, _compile_vs(vs, name, clusters))
+            name = host.lower() if host.startswith("*") else fqdn(host, vs.meta.namespace)
+            if not vs.visible_in(host_namespace(name) or vs.meta.namespace):
+                continue
+            found = wildcards if name.startswith("*") else exact
+            if name in found:
+                continue
+            if routes is None:
+                routes = _compile_routes(vs, clusters, gateway, delegates)
+            found[name] = VirtualHost(
+                name, f"VirtualService {vs.meta.namespace}/{vs.meta.name}", routes
+            )
     return exact, wildcards
 
 
 def applies_to_mesh(vs: VirtualService) -> bool:
     """A VirtualService bound to gateways only does not route sidecar (mesh) traffic."""
-    return not vs.gateways or "mesh" in vs.gateways
+    return not vs.is_delegate and MESH in vs.bound_gateways()
 
 
-def _compile_vs(vs: VirtualService, host: str, clusters: ClusterSet) -> VirtualHost:
+def _compile_routes(
+    vs: VirtualService,
+    clusters: ClusterSet,
+    gateway: str,
+    delegates: Mapping[tuple[str, str], VirtualService],
+) -> tuple[CompiledRoute, ...]:
+    """Routes with delegates merged; a match bound to other gateways is left out, and a route
+    whose every match is, too (``match.gateways`` selects at config time, as in Istio)."""
     ns = vs.meta.namespace
-    routes = tuple(_compile_route(r, ns, clusters) for r in vs.http)
-    return VirtualHost(host, f"VirtualService {ns}/{vs.meta.name}", routes)
+    out = []
+    for route in expand(vs, {k: v for k, v in delegates.items() if v.is_delegate}, []):
+        if route.match:
+            kept = tuple(
+                m
+                for m in route.match
+                if not m.gateways or gateway in (gateway_key(g, ns) for g in m.gateways)
+            )
+            if not kept:
+                continue
+            route = dataclasses.replace(route, match=kept)
+        out.append(_compile_route(route, ns, clusters))
+    return tuple(out)
 
 
 def _compile_route(route: HTTPRoute, namespace: str, clusters: ClusterSet) -> CompiledRoute:
@@ -264,13 +307,17 @@ def _compile_route(route: HTTPRoute, namespace: str, clusters: ClusterSet) -> Co
 def _service_hosts(
     inventory: Inventory,
     clusters: ClusterSet,
-    exact: Mapping[str, VirtualHost],
+    exact: dict[str, VirtualHost],
     wildcards: Mapping[str, VirtualHost],
 ) -> dict[int, dict[str, VirtualHost]]:
-    """Per Service port: the FQDNs of the Services that have it -> the route serving them."""
+    """Per Service port: the FQDNs of the Services that have it -> the route serving them.
+
+    A VirtualService host that is a Service answers on that Service's ports only: its entry
+    leaves ``exact`` (which answers on any port) for ``by_port``.
+    """
     by_port: dict[int, dict[str, VirtualHost]] = {}
     for info in inventory.services.values():
-        vhost = exact.get(info.fqdn) or _wildcard_for(info.fqdn, wildcards)
+        vhost = exact.pop(info.fqdn, None) or _wildcard_for(info.fqdn, wildcards)
         if vhost is None:
             vhost = _default_vhost(info, clusters)
         for port in info.ports:

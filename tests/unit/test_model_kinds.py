@@ -261,3 +261,25 @@ def test_every_kind_acted_on_is_declared_once_for_every_layer() -> None:
         header = format_table(info.kind, [item], wide=True).splitlines()[0].split()
         assert header[0] == "NAME" and "AGE" in header
         assert len(header) == len(info.columns) + 2
+
+
+def test_newer_destination_rule_fields_are_known() -> None:
+    # Fields istio/api added lately: accepted (with the not-acted-on warning), typos refused.
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      http: {http2KeepAlive: {interval: 10s, timeout: 3s}}
+    outlierDetection: {outlierDetectionHttpErrorCodes: [503]}
+    loadBalancer: {zoneAwareLbSetting: {enabled: true}}
+    retryBudget: {budgetInterval: 1s}
+"""
+    (document,) = load_text(text, "dr.yaml").documents
+    assert document.warnings
+    with pytest.raises(ConfigErrors) as caught:
+        load_text(text.replace("http2KeepAlive", "http2KeepAliv"), "dr.yaml")
+    assert 'unknown field "http2KeepAliv"' in caught.value.errors[0].message

@@ -499,13 +499,19 @@ def test_top_level_unknown_field_and_missing_spec() -> None:
 
 
 def test_hosts_rules() -> None:
-    assert (
-        only_error(vs([route()], hosts=[])).message == "virtual service must have at least one host"
+    # No hosts: a delegate, which may not bind gateways (Istio's ValidateVirtualService).
+    assert one(vs([route()], hosts=[])).resource.is_delegate  # type: ignore[union-attr]
+    error = only_error(vs([route()], hosts=[], gateways=["mesh"]))
+    assert (error.field, error.message) == (
+        "spec.gateways",
+        "delegate virtual service must have no gateways specified",
     )
-    doc = vs([route()])
-    del doc["spec"]["hosts"]
-    assert only_error(doc).field == "spec.hosts"
     assert "wildcard host * is not allowed" in only_error(vs([route()], hosts=["*"])).message
+    error = only_error(vs([route()], hosts=["*"], gateways=["mesh", "ingress"]))
+    assert "wildcard host * is not allowed" in error.message
+    # Bound to gateways only, "*" is every host the gateway serves.
+    bound = one(vs([route()], hosts=["*"], gateways=["istio-system/ingress"])).resource
+    assert bound.hosts == ("*",)  # type: ignore[union-attr]
     error = only_error(vs([route()], hosts=["httpbin", "httpbin"]))
     assert error.message == "duplicate hosts in virtual service: httpbin & httpbin"
     error = only_error(vs([route()], hosts=["*.example.com", "a.example.com"]))
@@ -521,11 +527,17 @@ def test_hosts_rules() -> None:
 
 def test_gateways() -> None:
     assert warnings_of(vs([route()], gateways=["mesh"])) == ()
-    (warning,) = warnings_of(vs([route()], gateways=["istio-system/ingress"]))
-    assert warning.startswith(
-        'VirtualService ns/httpbin: spec.gateways[0] ("istio-system/ingress")'
+    assert warnings_of(vs([route()], gateways=["istio-system/ingress", "gw"])) == ()
+    (warning,) = warnings_of(vs([route()], gateways=["ingress.istio-system.svc.cluster.local"]))
+    assert 'using legacy gatewayName format "ingress.istio-system.svc.cluster.local"' in warning
+    assert '"istio-system/ingress"' in warning
+    error = only_error(vs([route()], gateways=["bad_ns/gw"]))
+    assert (error.field, error.message) == (
+        "spec.gateways[0]",
+        'invalid value for namespace: "bad_ns"',
     )
-    assert "not acted on" in warning
+    messages = [e.message for e in errors_of(vs([route()], gateways=["/gw"]))]
+    assert messages[0] == "config namespace and gateway name cannot be empty"
 
 
 def test_http_tcp_or_tls_must_be_provided() -> None:
@@ -577,7 +589,6 @@ def test_typos_inside_not_acted_on_fields_are_errors(field: str, value: Any) -> 
     [
         ("redirect", {"uri": "/new", "redirectCode": 302}),
         ("directResponse", {"status": 503, "body": {"string": "down"}}),
-        ("delegate", {"name": "reviews", "namespace": "ns"}),
     ],
 )
 def test_redirect_direct_response_and_delegate_need_no_route(field: str, value: Any) -> None:
@@ -1010,7 +1021,23 @@ def test_regex_that_only_python_accepts_is_refused() -> None:
     assert "lookahead is not supported by RE2" in error.message
 
 
-@pytest.mark.parametrize("field", ["sourceLabels", "gateways", "sourceNamespace", "statPrefix"])
+def test_a_delegate_route_needs_no_destination_and_is_kept() -> None:
+    http = http0(vs([{"delegate": {"name": "reviews", "namespace": "ns"}}]))
+    assert (http.route, http.delegate) == ((), ("reviews", "ns"))
+    assert warnings_of(vs([{"delegate": {"name": "reviews"}}])) == ()
+    error = only_error(vs([{"delegate": {"name": "r"}, "route": [{"destination": {"host": "a"}}]}]))
+    assert error.message == "root HTTP route  must not specify route"
+    nested = vs([{"delegate": {"name": "r"}}], hosts=[])
+    assert only_error(nested).message == "delegate HTTP route cannot contain delegate"
+
+
+def test_match_gateways_are_kept_for_routing() -> None:
+    http = http0(vs([route(match=[{"gateways": ["mesh", "istio-system/ingress"]}])]))
+    assert http.match[0].gateways == ("mesh", "istio-system/ingress")
+    assert warnings_of(vs([route(match=[{"gateways": ["mesh"]}])])) == ()
+
+
+@pytest.mark.parametrize("field", ["sourceLabels", "sourceNamespace", "statPrefix"])
 def test_match_selectors_warn(field: str) -> None:
     value = {"sourceLabels": {"app": "sleep"}, "gateways": ["mesh"]}.get(field, "x")
     (warning,) = warnings_of(vs([route(match=[{field: value}])]))

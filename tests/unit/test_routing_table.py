@@ -23,7 +23,7 @@ from shadowmesh.model.resources import (
     Subset,
 )
 from shadowmesh.routing.decision import Endpoint, Failure, Forward
-from shadowmesh.routing.table import RouteTable
+from shadowmesh.routing.table import NO_ROUTE, RouteTable
 from shadowmesh.routing.testing import (
     V1_PORT,
     V2_PORT,
@@ -243,9 +243,18 @@ def test_timeout_and_route_name_are_passed_on() -> None:
 
 
 def test_destination_port_defaults_to_the_service_s_only_port() -> None:
-    # Reached through the outbound port on :80, the route still goes to the service's port.
+    # A VirtualService for a name that is no Service answers on any port; reached through the
+    # outbound port on :80, its route still goes to the service's only port.
+    vs = virtual_service(route(("v1", 1)), hosts=("api.example.com",))
+    table = compile_table([*seed_resources(), vs])
+    assert forward(table, None, authority="api.example.com").primary.cluster == V1
+
+
+def test_a_virtual_service_does_not_answer_on_a_port_its_service_lacks() -> None:
+    # httpbin has port 8000 only: httpbin:80 is no route, as on a sidecar's port-80 listener.
     table = compile_table(seed_resources())
-    assert forward(table, None, authority="httpbin").primary.cluster == V1
+    assert table.route(None, SimpleRequest(authority="httpbin")) == NO_ROUTE
+    assert forward(table, None, authority="httpbin:8000").primary.cluster == V1
 
 
 def test_destination_port_of_a_multi_port_service_is_the_request_port() -> None:
