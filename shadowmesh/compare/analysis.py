@@ -77,6 +77,7 @@ def describe_spec(comparison: Comparison) -> dict[str, Any]:
         ],
         "redact": [r.text for r in comparison.redact],
         "thresholds": dataclasses.asdict(comparison.thresholds),
+        "endpoints": list(comparison.endpoints),
     }
 
 

@@ -199,7 +199,7 @@ class CompareStore:
     def record(self, key: tuple[str, str, str], spec: dict[str, Any], outcome: Outcome) -> str:
         """Add one compared request; returns its endpoint name. Call inside ``batch()``."""
         cid = self._cid(key, spec, outcome.started)
-        endpoint = self._namer(cid).name(outcome.method, outcome.endpoint_target)
+        endpoint = self._namer(cid, spec).name(outcome.method, outcome.endpoint_target)
         fields = self._capped_fields(cid, endpoint, outcome.fields)
         differing, noisy = int(outcome.differing), int(outcome.noisy)
         self._db.execute(
@@ -323,14 +323,15 @@ class CompareStore:
         self._cids[key] = int(row[0])
         return self._cids[key]
 
-    def _namer(self, cid: int) -> EndpointNamer:
+    def _namer(self, cid: int, spec: dict[str, Any]) -> EndpointNamer:
         namer = self._namers.get(cid)
         if namer is None:
             known = {
                 r[0]
                 for r in self._db.execute("SELECT endpoint FROM endpoints WHERE cid = ?", (cid,))
             }
-            namer = self._namers[cid] = EndpointNamer(known, self._max_endpoints)
+            patterns = tuple(str(p) for p in spec.get("endpoints") or ())
+            namer = self._namers[cid] = EndpointNamer(known, self._max_endpoints, patterns)
         return namer
 
     def _capped_fields(

@@ -189,7 +189,9 @@ class Exchange:
             return
         dispatcher = self.client.plane.dispatcher
         admitted = []
-        for target in decision.shadows:
+        # A compared request's copies go out in an order drawn per request (Dispatcher.order).
+        shadows = decision.shadows if self.pairing is None else dispatcher.order(decision.shadows)
+        for target in shadows:
             role = self.role_of(target.cluster)
             reason = dispatcher.refuses(target)
             if not reason:

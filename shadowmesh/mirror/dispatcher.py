@@ -19,6 +19,7 @@ they were sent, so it stops at the first that still has time), not from a timer 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
@@ -221,6 +222,24 @@ class Dispatcher:
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_every = max(0.05, min(limits.timeout / 10, 0.5))
         self._tasks: set[asyncio.Task[None]] = set()  # connecting
+        self._rng = random.Random()  # the order of compared copies (``order``)
+
+    def order(self, shadows: tuple[Upstream, ...]) -> tuple[Upstream, ...]:
+        """The order in which a compared request's copies go out, drawn anew per request.
+
+        Sent in ``mirrors:`` order, the last copy left last and reached its server closest to
+        the primary (sent after the shadows): its clock-derived values matched the primary's
+        more often, and its queueing differed, so one of candidate and baseline was favoured
+        and swapping the list flipped the verdicts. A random order per request makes the two
+        exchangeable: whatever the order does, it does to each half the time.
+        """
+        if len(shadows) < 2:
+            return shadows
+        if len(shadows) == 2:
+            return shadows if self._rng.random() < 0.5 else (shadows[1], shadows[0])
+        shuffled = list(shadows)
+        self._rng.shuffle(shuffled)
+        return tuple(shuffled)
 
     def refuses(self, upstream: Upstream) -> str:
         """Why the shadow cannot take a copy now ("" if it can); a refusal is counted as a drop.

@@ -20,6 +20,7 @@ Our own API group, so Istio's kinds stay exactly as Istio has them::
         minFieldEffect: {relative: 0, absolute: 0.03}   # percent, as Diffy's thresholds
         latencyMinEffect: {relative: 10, absoluteMs: 1}  # percent, and milliseconds
         timestampToleranceSeconds: 60                  # volatile timestamps, compared by shape
+      endpoints: ["/skus/{sku}", "/static/*"]   # endpoint names, before the automatic ones
 
 Field paths have one dialect everywhere (ignore rules, redaction, the report): ``status``,
 ``header.<lower-case name>``, ``body.a.b[3].c``; a key that is not a plain word is quoted,
@@ -57,6 +58,7 @@ SPEC_FIELDS = (
     "ignore",
     "redact",
     "thresholds",
+    "endpoints",
 )
 THRESHOLD_FIELDS = (
     "alpha",
@@ -232,6 +234,7 @@ class Comparison:
     # The defaults first, then the user's: what the analysis applies.
     redact: tuple[RedactRule, ...] = DEFAULT_REDACTIONS
     thresholds: Thresholds = DEFAULT_THRESHOLDS
+    endpoints: tuple[str, ...] = ()  # the user's endpoint patterns, first match wins
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     api_version: str = API_VERSION
     kind: Literal["Comparison"] = "Comparison"
@@ -286,6 +289,7 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
     ignore = _ignore_rules(spec, issues)
     redact = _redact_rules(spec, issues)
     thresholds = _thresholds(spec, issues)
+    endpoints = _endpoint_patterns(spec, issues)
     if meta is None or host is None or primary is None or candidate is None or issues.errors:
         return None
     return Comparison(
@@ -299,7 +303,27 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
         ignore=ignore,
         redact=DEFAULT_REDACTIONS + redact,
         thresholds=thresholds,
+        endpoints=endpoints,
     )
+
+
+_ENDPOINT_PATTERN = re.compile(r"/(?:[^\s{}*?#]|\{[A-Za-z_][A-Za-z0-9_]*\})*\*?")
+
+
+def _endpoint_patterns(spec: Obj, issues: Issues) -> tuple[str, ...]:
+    out = []
+    for path, value in spec.items("endpoints"):
+        if not isinstance(value, str):
+            type_error(issues, path, "a path pattern", value)
+        elif not _ENDPOINT_PATTERN.fullmatch(value):
+            issues.error(
+                path,
+                f'invalid endpoint pattern "{value}": a path starting with "/", {{name}} for '
+                'one segment, "*" at the end for any rest',
+            )
+        else:
+            out.append(value)
+    return tuple(out)
 
 
 def _thresholds(spec: Obj, issues: Issues) -> Thresholds:

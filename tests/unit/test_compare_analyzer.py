@@ -370,13 +370,14 @@ def test_storage_is_bounded_by_count_age_endpoints_and_fields(tmp_path: Path) ->
     current = [comparison(baseline=None)]
     analyzer = Analyzer(tmp_path, lambda: current, store=store)
     many = {f"k{i}": i for i in range(5)}
-    feed(analyzer, [exchange(f"/p{i}", reply(many), reply({})) for i in range(30)])
+    paths = [f"/p{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(30)]
+    feed(analyzer, [exchange(p, reply(many), reply({})) for p in paths])
     assert store.exchange_count() <= 30
     store.prune(force=True)
     assert store.exchange_count() == 10
     report = analyzer.report(*KEY)
     assert report is not None
-    assert sorted(e.endpoint for e in report.endpoints) == ["GET /p0", "GET /p1", "OTHER"]
+    assert sorted(e.endpoint for e in report.endpoints) == ["GET /paa", "GET /pab", "OTHER"]
     assert {f.field for e in report.endpoints for f in e.fields} == {
         "body.k0",
         "body.k1",

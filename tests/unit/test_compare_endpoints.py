@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from shadowmesh.compare.endpoints import OTHER, EndpointNamer, endpoint_name, is_id, template
+from shadowmesh.compare.endpoints import (
+    MAX_DISTINCT,
+    OTHER,
+    EndpointNamer,
+    endpoint_name,
+    is_id,
+    template,
+)
 
 
 @pytest.mark.parametrize(
@@ -23,6 +30,13 @@ from shadowmesh.compare.endpoints import OTHER, EndpointNamer, endpoint_name, is
         ("/", "/"),
         ("/anything/", "/anything/"),
         ("/price/12.50", "/price/{id}"),
+        ("/api/skus/SKU-0189", "/api/skus/{id}"),
+        ("/api/skus/SKU-0189/reviews", "/api/skus/{id}/reviews"),
+        ("/orders/A7F3", "/orders/{id}"),
+        ("/day/2024-05-01", "/day/{id}"),
+        ("/oauth2/token", "/oauth2/token"),
+        ("/api/v2.1/x", "/api/v2.1/x"),
+        ("/hash/sha256", "/hash/sha256"),
     ],
 )
 def test_templates(target: str, expected: str) -> None:
@@ -42,12 +56,28 @@ def test_endpoint_name_upper_cases_the_method() -> None:
 
 def test_the_number_of_endpoints_is_capped() -> None:
     namer = EndpointNamer(limit=3)
-    names = [namer.name("GET", f"/p{i}") for i in range(5)]
-    assert names == ["GET /p0", "GET /p1", "GET /p2", OTHER, OTHER]
-    assert namer.name("GET", "/p1") == "GET /p1"  # known ones keep their name
+    names = [namer.name("GET", f"/p{c}") for c in "abcde"]
+    assert names == ["GET /pa", "GET /pb", "GET /pc", OTHER, OTHER]
+    assert namer.name("GET", "/pb") == "GET /pb"  # known ones keep their name
 
 
 def test_the_cap_counts_endpoints_known_from_storage() -> None:
     namer = EndpointNamer({"GET /a", "GET /b"}, limit=2)
     assert namer.name("GET", "/c") == OTHER
     assert namer.name("GET", "/a") == "GET /a"
+
+
+def test_a_position_whose_values_vary_becomes_an_id() -> None:
+    namer = EndpointNamer()
+    words = [f"item{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(60)]  # no digit, no id
+    names = {namer.name("GET", f"/catalog/{w}/price") for w in words}
+    assert "GET /catalog/{id}/price" in names
+    assert len(names) == MAX_DISTINCT + 1  # the first ones keep their names, then one
+    assert namer.name("GET", "/other/thing") == "GET /other/thing"
+
+
+def test_user_patterns_come_first() -> None:
+    namer = EndpointNamer(patterns=("/skus/{sku}", "/static/*"))
+    assert namer.name("GET", "/skus/blue-widget?x=1") == "GET /skus/{sku}"
+    assert namer.name("GET", "/static/css/a.css") == "GET /static/*"
+    assert namer.name("GET", "/skus/blue-widget/reviews") == "GET /skus/blue-widget/reviews"

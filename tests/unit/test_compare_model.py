@@ -52,6 +52,7 @@ spec:
     minFieldEffect: {relative: 20, absolute: 0.5}
     latencyMinEffect: {relative: 25, absoluteMs: 3}
     timestampToleranceSeconds: 5
+  endpoints: ["/skus/{sku}", "/static/*"]
 """
 MINIMAL = """\
 apiVersion: shadowmesh.io/v1alpha1
@@ -101,6 +102,7 @@ def test_full_spec_is_parsed() -> None:
     )
     assert c.fqdn == "httpbin.shop.svc.cluster.local"
     assert c.raw["spec"]["maxBodyBytes"] == 4096
+    assert c.endpoints == ("/skus/{sku}", "/static/*")
     # Percentages in the spec, as Diffy's thresholds; fractions in the model.
     assert c.thresholds == Thresholds(
         alpha=0.05,
@@ -201,8 +203,7 @@ def test_defaults() -> None:
             "field spec.thresholds.alpha: must be above 0 and below 0.5, got 1",
         ),
         (
-            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
-            "thresholds: {minPairs: 0}\n",
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\nthresholds: {minPairs: 0}\n",
             "field spec.thresholds.minPairs: must be between 1 and 1000000, got 0",
         ),
         (
@@ -217,9 +218,12 @@ def test_defaults() -> None:
             'field spec.thresholds.latencyMinEffect.ms: unknown field "ms"',
         ),
         (
-            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
-            "thresholds: {alpah: 0.1}\n",
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\nthresholds: {alpah: 0.1}\n",
             'field spec.thresholds.alpah: unknown field "alpah" (did you mean "alpha"?)',
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\nendpoints: ['skus/{x}']\n",
+            'field spec.endpoints[0]: invalid endpoint pattern "skus/{x}": a path starting',
         ),
     ],
 )
