@@ -2,7 +2,11 @@
 
 Pipelined requests are parsed as they come but answered one at a time, in order: while one is
 in flight the next waits with its body buffered, and reading from the socket is paused so a
-client cannot make us hold more than one read's worth.
+client cannot make us hold more than one read's worth; within one read, parsing stops once
+``MAX_PIPELINED`` requests wait, and the rest of the read is held unparsed until they drain.
+A client that does not read its answers is not read either: past the transport's high-water
+mark (``pause_writing``) no more of its requests is read, parsed or started, until its unsent
+answers fall under the low mark.
 
 llhttp is lenient in places a proxy must not be (see the issue on hardening): checks it lacks
 are made here, and a request that fails them never reaches an upstream.
@@ -28,6 +32,12 @@ if TYPE_CHECKING:
     from shadowmesh.dataplane.server import DataPlane
 
 MAX_TARGET_BYTES = 8 * 1024
+# Parsed requests waiting behind the one in flight, past which the rest of a read is held
+# unparsed (aiohttp's bound is 32 too). A read is parsed in slices of ``FEED_SLICE`` bytes
+# between checks (a body's known length in one), so at most a slice's worth more are parsed:
+# a pipelining client pins a bounded number of requests whatever it sends in one go.
+MAX_PIPELINED = 32
+FEED_SLICE = 2048
 
 
 class BadRequest(Exception):
@@ -69,6 +79,10 @@ class ClientConnection(asyncio.Protocol):
         self.line_read = False  # an HTTP/0.9 request line ended (llhttp does not say it did)
         self._fragment = b""  # the part of the target the current read held
         self._addresses: tuple[str, str] | None = None
+        self.held = b""  # the rest of a read, not parsed while MAX_PIPELINED requests wait
+        self.feed_soon = False  # held bytes will be parsed on the next loop turn
+        self.write_paused = False  # the client is not reading its answers: nothing new starts
+        self.advancing = False  # the loop of ``advance`` runs: a nested call leaves it to it
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -104,6 +118,7 @@ class ClientConnection(asyncio.Protocol):
                 exchange.abort()
         self.active = self.parsing = None
         self.waiting.clear()
+        self.held = b""
         self.plane.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
@@ -116,11 +131,34 @@ class ClientConnection(asyncio.Protocol):
             self.upgrade_rest += data  # bytes for the tunnel, before the upstream's answer
             self.pause("upgrade")
             return
+        if self.held:
+            self.held += data  # after what is held, in order; reading is paused already
+            return
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Parse one read; past MAX_PIPELINED waiting requests, hold the rest of it unparsed."""
         self.parsing_read = True
         self._fragment = b""
+        start = 0  # where the slice being parsed begins in ``data``
         try:
-            if not self.head_limit.feed(self.parser, data):
-                raise BadRequest(431, "request header fields too large")
+            if len(data) <= FEED_SLICE:
+                # Nearly every read: one request head, or less.
+                if not self.head_limit.feed(self.parser, data):
+                    raise BadRequest(431, "request header fields too large")
+            else:
+                size = len(data)
+                while start < size:
+                    end = start + self.slice_size(size - start)
+                    piece = data[start:end] if start or end < size else data
+                    if not self.head_limit.feed(self.parser, piece):
+                        raise BadRequest(431, "request header fields too large")
+                    start = end
+                    if start < size and len(self.waiting) >= MAX_PIPELINED:
+                        self.held = data[start:]
+                        self.pause("held")
+                        data = data[:start]
+                        break
             if self.in_head and self._url and self.parser.get_http_version()[0] == "0":
                 self.refuse_http09(data)
             self.flush_upstream_writes()
@@ -132,7 +170,7 @@ class ClientConnection(asyncio.Protocol):
             # is good: what the read held for upstreams goes now (on a pooled connection, the
             # Upgrade's own head is among it).
             self.flush_upstream_writes()
-            rest = data[exc.args[0] :] if exc.args else b""
+            rest = data[start + exc.args[0] :] if exc.args else b""
             if self.tunnel is not None:
                 self.received_in_tunnel(rest)
             elif rest:
@@ -149,13 +187,42 @@ class ClientConnection(asyncio.Protocol):
         finally:
             self.parsing_read = False
 
+    def slice_size(self, left: int) -> int:
+        """How much of a long read to parse before looking at the queue again."""
+        exchange = self.parsing
+        if exchange is None:
+            return FEED_SLICE  # between messages or in a head
+        length = exchange.head.content_length
+        if length is None:
+            return left  # a chunked body: its end is not known before it is parsed
+        # The rest of a body in one go (it makes no request wait), then slices again.
+        return max(1, min(left, length - exchange.received))
+
+    def feed_held(self) -> None:
+        """The queue drained: parse what was held of the last read."""
+        self.feed_soon = False
+        if self.closing or self.refusal or not self.held:
+            return
+        data, self.held = self.held, b""
+        self.feed(data)
+        if not self.held:
+            self.resume("held")
+
     def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading (and parsing) its requests, and
+        # start no new one, or unsent answers would pile up without bound.
+        self.write_paused = True
+        self.pause("writing")
         if self.active is not None and self.active.conn is not None:
             self.active.conn.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
+        self.resume("writing")
         if self.active is not None and self.active.conn is not None:
             self.active.conn.resume_reading()
+        elif self.active is None and not self.closing:
+            self.advance()
 
     # --- httptools callbacks ------------------------------------------------------------
 
@@ -190,7 +257,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers = []
         exchange = Exchange(self, head)
         self.parsing = exchange
-        if self.active is None:
+        if self.active is None and not self.waiting and not self.write_paused:
             self.active = exchange
             exchange.start()
         else:
@@ -337,17 +404,36 @@ class ClientConnection(asyncio.Protocol):
         if not self.keep_alive or not exchange.head.keep_alive:
             self.close()
             return
-        if not self.waiting and self.refusal:
-            self.write(self.refusal)
-            self.close()
+        self.advance()
+
+    def advance(self) -> None:
+        """Start the waiting exchanges in order, while the client reads its answers.
+
+        A loop, not a recursion: an exchange answered at once (a local 404) finishes inside its
+        own ``start``, and its nested call of this method returns to this loop.
+        """
+        if self.advancing:
             return
-        if self.waiting:
-            self.active = self.waiting.popleft()
-            if not self.waiting:
-                self.resume("pipeline")
-            self.active.start()
-        else:
-            self.resume("pipeline")
+        self.advancing = True
+        try:
+            while self.active is None and not self.closing and not self.write_paused:
+                if not self.waiting:
+                    if self.refusal:
+                        self.write(self.refusal)
+                        self.close()
+                    else:
+                        self.resume("pipeline")
+                    return
+                exchange = self.active = self.waiting.popleft()
+                if not self.waiting:
+                    self.resume("pipeline")
+                if self.held and not self.feed_soon and len(self.waiting) <= MAX_PIPELINED // 2:
+                    # Parsed on the next turn: never inside a parser callback or this loop.
+                    self.feed_soon = True
+                    asyncio.get_running_loop().call_soon(self.feed_held)
+                exchange.start()
+        finally:
+            self.advancing = False
 
     def expire(self, now: float, idle_timeout: float, head_timeout: float) -> None:
         """Called by the data plane's sweep: close a connection that waited too long."""
