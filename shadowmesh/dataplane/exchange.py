@@ -294,18 +294,28 @@ class Exchange:
         self.keep_upstream = keep_alive
         if self.pairing is not None:
             self.primary_headers = headers
-        head_only = self.head.method == b"HEAD" or status in (204, 304)
         framing: tuple[bytes, bytes] | None = None
-        out, length, chunked = resp.response_headers(headers)
+        out, length, coding = resp.response_headers(headers)
         client = self.client
-        if head_only:
+        if status in (204, 304):
+            # No body, and no Content-Length (RFC 9110 8.6 forbids it on a 204; nginx and
+            # Envoy drop it on both).
+            pass
+        elif self.head.method == b"HEAD":
             if length is not None:
                 framing = (b"content-length", length)
-        elif length is not None and not chunked:
+        elif length is not None and coding is None:
             framing = (b"content-length", length)
         elif self.head.version == "1.1":
-            framing = (b"transfer-encoding", b"chunked")
+            # Chunked, delimited by the close, or coded (gzip, chunked): re-chunked, codings
+            # other than chunked kept in front of it.
+            framing = (b"transfer-encoding", coding + b", chunked" if coding else b"chunked")
             self.chunked_out = True
+        elif coding:
+            # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client, and without it the
+            # body cannot be decoded: refuse rather than relay bytes the client cannot read.
+            self.refuse_unrelayable()
+            return
         else:
             # HTTP/1.0 client and a body of unknown length: the end of it is the close.
             client.keep_alive = False
@@ -319,6 +329,13 @@ class Exchange:
         # Held until the end of this upstream read (``flush``): head and body then leave in one
         # write, one syscall, and a failure before that can still be answered with a 503.
         self.out = [resp.serialize_response(status, reason, out, framing, connection)]
+
+    def refuse_unrelayable(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.detach()
+        cluster = self.upstream.cluster if self.upstream else ""
+        self.fail(502, "UPE", resp.PROTOCOL_ERROR, cluster)
 
     def response_body(self, chunk: bytes) -> None:
         if self.done:

@@ -46,12 +46,14 @@ def local_reply(status: int, body: bytes, keep_alive: bool, head_only: bool = Fa
 _RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}
 
 
-def response_headers(headers: Headers) -> tuple[Headers, bytes | None, bool]:
+def response_headers(headers: Headers) -> tuple[Headers, bytes | None, bytes | None]:
     """The upstream's end-to-end response headers (hop-by-hop and framing removed), with its
-    Content-Length value and whether it was chunked, in one pass."""
+    Content-Length value and its transfer codings, in one pass. The codings are None without
+    Transfer-Encoding, else those other than a final chunked (``b""`` for chunked alone): the
+    proxy re-chunks the body, and a coding such as gzip must still reach the client."""
     out: Headers = []
     length = None
-    chunked = False
+    coding: bytes | None = None
     listed: frozenset[bytes] = frozenset()
     for pair in headers:
         name = pair[0]
@@ -60,12 +62,17 @@ def response_headers(headers: Headers) -> tuple[Headers, bytes | None, bool]:
         elif name == b"content-length":
             length = pair[1]
         elif name == b"transfer-encoding":
-            chunked = True
+            coding = pair[1] if coding is None else coding + b", " + pair[1]
         elif name == b"connection":
             listed |= tokens(pair[1])
     if listed:
         out = [pair for pair in out if pair[0] not in listed]
-    return out, length, chunked
+    if coding is not None:
+        codings = [c.strip() for c in coding.split(b",") if c.strip()]
+        if codings and codings[-1].lower() == b"chunked":
+            codings.pop()
+        coding = b", ".join(codings)
+    return out, length, coding
 
 
 def serialize_response(

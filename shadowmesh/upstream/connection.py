@@ -48,6 +48,16 @@ class ResponseSink(Protocol):
         ...
 
 
+def unframed(headers: Headers) -> bool:
+    """Neither Content-Length nor a final chunked coding: the body ends at the close."""
+    for name, value in headers:
+        if name == b"content-length":
+            return False
+        if name == b"transfer-encoding" and value.rsplit(b",", 1)[-1].strip().lower() == b"chunked":
+            return False
+    return True
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "endpoint",
@@ -58,6 +68,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_headers",
         "trailers",
         "_in_head",
+        "_in_message",
+        "_until_close",
         "head_limit",
         "_head_only",
         "closed",
@@ -80,6 +92,8 @@ class UpstreamConnection(asyncio.Protocol):
         # trailers by default; so do we), and gone with the message it ended.
         self.trailers: Headers = []
         self._in_head = False  # between message begin and the end of its head
+        self._in_message = False  # between message begin and its end: never pooled then
+        self._until_close = False  # the response in flight is delimited by the close
         # A response head past 60 KiB or 100 headers is refused (502 UPE, or a shadow's
         # failure), as Envoy refuses one over its limits, before more of it is buffered.
         self.head_limit = HeadLimit()
@@ -109,7 +123,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         sink, self.sink = self.sink, None
         if sink is not None:
-            sink.upstream_failed("connection termination")
+            if self._until_close and exc is None:
+                # RFC 9112 6.3: a response with neither length nor chunked ends at the close.
+                self._in_message = False
+                sink.response_complete()
+            else:
+                sink.upstream_failed("connection termination")
         elif self.idle_lost is not None:
             self.idle_lost(self)
 
@@ -160,6 +179,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
         self.trailers = []
         self._in_head = True
+        self._in_message = True
+        self._until_close = False
         self.head_limit.begin()
 
     def on_status(self, reason: bytes) -> None:
@@ -176,7 +197,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._in_head = False
         self.head_limit.end()
         status = self._parser.get_status_code()
-        if status == 101 and self.upgrade and self.sink is not None:
+        if status < 100 or status > 599:
+            # RFC 9110 15: "values outside the range 100..599 are invalid". llhttp takes any
+            # three digits, and would read a status below 100 as interim, then relay the rest.
+            raise httptools.HttpParserError("invalid status code")
+        if status == 101 and not self.upgrade:
+            raise httptools.HttpParserError("101 to a request that asked for no upgrade")
+        if status == 101 and self.sink is not None:
             headers, self._headers = self._headers, []
             reason, self._status_reason = self._status_reason, b""
             self.tunnel = True
@@ -191,12 +218,14 @@ class UpstreamConnection(asyncio.Protocol):
         headers, self._headers = self._headers, []
         reason, self._status_reason = self._status_reason, b""
         keep_alive = self._parser.should_keep_alive()
+        self._until_close = not self._head_only and status not in (204, 304) and unframed(headers)
         if self.sink is not None:
             self.sink.response_head(status, reason, headers, keep_alive)
         if self._head_only and self.sink is not None:
             # llhttp cannot be told a response answers HEAD, so it would wait for the body its
             # Content-Length announces. End the message here and start a fresh parser.
             self._parser = httptools.HttpResponseParser(self)
+            self._in_message = False
             self._finish()
 
     def on_body(self, body: bytes) -> None:
@@ -215,6 +244,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.head_limit.end()
+        self._in_message = False
         if self.sink is not None and self._parser.get_status_code() >= 200:
             self._finish()
 
@@ -225,6 +255,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = head_only
         self.upgrade = upgrade
         self.requests += 1
+
+    def at_boundary(self) -> bool:
+        """Between two messages, and served by no one: the only state a pool may keep."""
+        return not self._in_message and self.sink is None and not self.tunnel and not self.closed
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -296,7 +330,9 @@ class Pool:
         return conn
 
     def put(self, conn: UpstreamConnection) -> None:
-        if conn.closed:
+        if not conn.at_boundary():
+            # In the middle of a message, its rest would be read as the next one's answer.
+            conn.close()
             return
         idle = self._idle.setdefault(conn.endpoint, [])
         if len(idle) >= self.max_idle:

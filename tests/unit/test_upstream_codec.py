@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shadowmesh.routing.decision import Endpoint
-from shadowmesh.upstream.connection import UpstreamConnection
+from shadowmesh.upstream.connection import Pool, UpstreamConnection
 from shadowmesh.upstream.wire import Headers
 
 
@@ -107,3 +107,52 @@ def test_bytes_after_an_answer_to_head_close_the_connection() -> None:
     conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
     assert sink.events == [("head", 200, True), ("complete",)]
     assert conn.closed
+
+
+def test_a_status_outside_100_to_599_is_a_protocol_error() -> None:
+    for raw in (
+        b"HTTP/1.1 099 Odd\r\n\r\nraw bytes",
+        b"HTTP/1.1 600 Odd\r\ncontent-length: 0\r\n\r\n",
+    ):
+        conn = connection()
+        sink = Sink()
+        conn.begin(sink, head_only=False)
+        conn.data_received(raw)
+        assert sink.events == [("failed", True)] and sink.body == b""
+        assert conn.closed
+
+
+def test_a_101_to_a_request_without_upgrade_is_a_protocol_error() -> None:
+    conn = connection()
+    sink = Sink()
+    conn.begin(sink, head_only=False)
+    conn.data_received(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\nraw")
+    assert sink.events == [("failed", True)]
+
+
+def test_a_response_delimited_by_the_close_completes_at_a_clean_close_only() -> None:
+    for exc, ending in ((None, ("complete",)), (ConnectionResetError(), ("failed", False))):
+        conn = connection()
+        sink = Sink()
+        conn.begin(sink, head_only=False)
+        conn.data_received(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nall of ")
+        conn.data_received(b"it")
+        conn.connection_lost(exc)
+        assert sink.events == [("head", 200, False), ending]
+        assert sink.body == b"all of it"
+
+
+def test_a_pool_never_keeps_a_connection_in_the_middle_of_a_message() -> None:
+    pool = Pool()
+    conn = connection()
+    sink = Sink()
+    conn.begin(sink, head_only=False)
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf")
+    conn.sink = None  # as if its owner let go without detaching
+    pool.put(conn)
+    assert conn.closed and pool.idle_count() == 0
+    done = connection()
+    done.begin(Sink(), head_only=False)
+    done.data_received(PLAIN)
+    pool.put(done)
+    assert pool.idle_count() == 1
