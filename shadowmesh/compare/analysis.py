@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
+from shadowmesh.compare.capture import NOT_SENT, CapturedExchange, CapturedResponse
 from shadowmesh.compare.diff import ABSENT, MAX_DIFFERENCES, Difference, Kind, canonical, diff
 from shadowmesh.compare.normalise import BodyKind, Redactor, normalise
 from shadowmesh.compare.paths import field_of, matches
@@ -178,6 +178,11 @@ def _sides(
     if rules.has_baseline and exchange.baseline is None:
         # Counting this request's raw differences without its noise would bias the test.
         raise Skipped("no baseline response")
+    for role, side in (("candidate", exchange.candidate), ("baseline", exchange.baseline)):
+        if side is not None and side.status == 0 and side.error in NOT_SENT:
+            # Dropped under load by the proxy: a copy refused for overflow is not the side's
+            # 0 status, and counting it would call the busier shadow a regression.
+            raise Skipped(f"{role} copy dropped ({side.error})")
     return exchange.candidate, exchange.baseline if rules.has_baseline else None
 
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The ``error`` of a side the proxy itself gave up on (the dispatcher's drop reasons, and the
+# client leaving): the shadow never had the request, so there is no answer of its to compare.
+# Its timeouts, refused connections and resets are its own answers, and are compared.
+NOT_SENT = frozenset({"overflow", "unhealthy", "buffer_full", "body_too_large", "client_aborted"})
+
 
 @dataclass(frozen=True, slots=True)
 class CapturedResponse:

@@ -100,6 +100,12 @@ class LatencyTest:
     interval: tuple[float, float] | None  # 95 % interval of that median ratio
     delta_ms: float | None  # median of candidate - baseline
     p90_ratio: float | None  # candidate's p90 over the baseline's, on the same pairs
+    # The median ratio in each third of the pairs, oldest first: a slower candidate is slower
+    # all along, a shadow process starved of CPU for a few seconds is not.
+    thirds: tuple[float, ...] = ()
+
+
+BLOCKS = 3
 
 
 def paired_test(pairs: Sequence[tuple[float, float]]) -> LatencyTest:
@@ -110,6 +116,11 @@ def paired_test(pairs: Sequence[tuple[float, float]]) -> LatencyTest:
     so under "no change" each log ratio is as likely positive as negative, which is the test's
     null. The primary is never in it: it is served first, on another pool, under other load.
     Log ratios, so one slow burst (a 5x moment) weighs as a rank, not as milliseconds.
+
+    The test takes requests as independent; they are not quite: on a busy machine one shadow's
+    process can be starved for seconds, and every request in that time leans one way. So the
+    verdict also wants the effect in each third of the window (``thirds``). ``pairs`` are in
+    time order (either way round: the thirds are only compared with each other).
     """
     usable = [(c, b) for c, b in pairs if c > 0 and b > 0]
     if not usable:
@@ -127,6 +138,16 @@ def paired_test(pairs: Sequence[tuple[float, float]]) -> LatencyTest:
         interval=(math.exp(low), math.exp(high)),
         delta_ms=median([c - b for c, b in usable]),
         p90_ratio=candidates[at90] / baselines[at90] if baselines[at90] > 0 else None,
+        thirds=_thirds(logs),
+    )
+
+
+def _thirds(logs: Sequence[float]) -> tuple[float, ...]:
+    if len(logs) < BLOCKS:
+        return ()
+    size = len(logs) / BLOCKS
+    return tuple(
+        math.exp(median(logs[round(i * size) : round((i + 1) * size)])) for i in range(BLOCKS)
     )
 
 
@@ -140,6 +161,7 @@ def latency_verdict(test: LatencyTest, q_value: float | None, limits: LatencyLim
         q_value < limits.alpha
         and test.ratio >= 1 + limits.min_relative
         and test.delta_ms >= limits.min_absolute_ms
+        and all(third >= 1 + limits.min_relative / 2 for third in test.thirds)
     ):
         return "regression"
     return "ok"

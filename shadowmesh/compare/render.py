@@ -67,7 +67,8 @@ def _totals(report: Report) -> str:
     skipped = sum(report.skipped.values())
     if skipped:
         reasons = ", ".join(f"{reason} {n}" for reason, n in report.skipped.items())
-        text += f"; skipped {skipped} ({reasons})"
+        seen = skipped + report.compared
+        text += f"; skipped {skipped} of {seen} ({percent(skipped / seen)}: {reasons})"
     return text + f"; dropped {report.dropped}"
 
 

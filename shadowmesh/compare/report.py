@@ -155,6 +155,7 @@ class LatencyReport:
     median_ratio: float | None = None  # of candidate/baseline, request by request
     interval: list[float] | None = None  # its 95 % interval
     delta_ms: float | None = None  # median of candidate - baseline
+    thirds: list[float] = dataclasses.field(default_factory=list)  # median ratio, oldest first
 
 
 @dataclass
@@ -468,14 +469,16 @@ def _set_latency(
     report.verdict, report.flagged = verdict, verdict == "regression"
     report.pairs, report.p_value, report.q_value = test.pairs, test.p_value, q
     report.median_ratio, report.delta_ms = test.ratio, test.delta_ms
+    report.thirds = list(test.thirds)
     report.interval = list(test.interval) if test.interval is not None else None
     if verdict == INSUFFICIENT:
         report.reason = f"latency: {test.pairs} pairs of {limits.min_pairs} needed"
         return
     assert test.ratio is not None and test.delta_ms is not None and test.interval is not None
     low, high = test.interval
+    thirds = "/".join(f"x{t:.2f}" for t in test.thirds)
     text = (
-        f"median x{test.ratio:.2f} (95% interval x{low:.2f}-x{high:.2f}), "
+        f"median x{test.ratio:.2f} (95% interval x{low:.2f}-x{high:.2f}; by thirds {thirds}), "
         f"{test.delta_ms:+.1f} ms over the baseline, q={q:.2g}, {test.pairs} pairs"
     )
     report.reason = ("slower: " if verdict == "regression" else "") + text

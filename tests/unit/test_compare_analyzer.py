@@ -268,17 +268,23 @@ def test_skipped_exchanges_are_counted_by_reason(make: Any) -> None:
             exchange("/a", reply(status=0, error="timeout"), ok, ok),
             exchange("/a", ok, ok, None),
             exchange("/a", ok, ok, ok, key=("default", "not-configured")),
+            # Copies the proxy dropped under load are no answer of the shadow's.
+            exchange("/a", ok, reply(status=0, error="overflow"), ok),
+            exchange("/a", ok, ok, reply(status=0, error="unhealthy")),
         ],
     )
     report = analyzer.report(*KEY)
     assert report is not None
     assert report.skipped == {
+        "baseline copy dropped (unhealthy)": 1,
+        "candidate copy dropped (overflow)": 1,
         "no baseline response": 1,
         "no candidate response": 1,
         "primary timeout": 1,
     }
     assert report.compared == 0
-    assert analyzer.stats()["skipped"] == 4
+    assert analyzer.stats()["skipped"] == 6
+    assert "skipped 5 of 5 (100.0%: baseline copy dropped" in render_text([report])
 
 
 def test_a_candidate_that_did_not_answer_is_a_status_difference(make: Any) -> None:
