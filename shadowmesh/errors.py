@@ -46,6 +46,11 @@ class ConfigError(ShadowmeshError):
         return f"{prefix}: {self.message}" if prefix else self.message
 
 
+class ParseError(ConfigError):
+    """A file that is not YAML (or JSON) at all, as opposed to a document that is invalid:
+    ``istioctl analyze`` exits 65 for the one and 79 for the other."""
+
+
 class ConfigErrors(ShadowmeshError):
     """Several documents failed; nothing was applied."""
 

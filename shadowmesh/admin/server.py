@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from shadowmesh.admin import comparisons, ui
+from shadowmesh.admin import comparisons, proxyconfig, ui
 from shadowmesh.admin.auth import authorized
 from shadowmesh.admin.http import (
     CONTINUE,
@@ -44,7 +44,7 @@ from shadowmesh.admin.http import (
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller, NotFound, SourceFile
 from shadowmesh.control.kinds import UnknownKind
-from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
+from shadowmesh.errors import ConfigError, ConfigErrors, ParseError, ShadowmeshError
 from shadowmesh.observe import metrics
 from shadowmesh.observe.accesslog import escape
 from shadowmesh.observe.stats import CellKey, RequestCell
@@ -252,6 +252,24 @@ class AdminServer:
             raise HttpError(503, "the route table is not compiled yet")
         return json_response(200, table.describe())
 
+    def proxy_config(self, request: Request) -> Response:
+        own = self._controller.own_listeners
+        return proxyconfig.handle(self._controller.table, own.bind if own else "", request)
+
+    def analyze(self, request: Request) -> Response:
+        """``apply``'s checks and warnings, nothing applied (``shadowmesh analyze``)."""
+        body = _object(request.json())
+        files, namespace = _files(body), _namespace(body.get("namespace"))
+        try:
+            analysis = self._controller.analyze_files(files, namespace)
+        except (ConfigErrors, ConfigError) as exc:
+            errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+            parse = [str(e) for e in errors if isinstance(e, ParseError)]
+            invalid = [str(e) for e in errors if not isinstance(e, ParseError)]
+            return json_response(422, {"errors": invalid, "parseErrors": parse})
+        messages = [m.as_json() for m in analysis.messages]
+        return json_response(200, {"messages": messages, "warnings": analysis.warnings})
+
     def stats(self, request: Request) -> Response:
         return json_response(200, self._snapshot())
 
@@ -265,6 +283,8 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/delete": ("POST", AdminServer.delete),
     "/resources": ("GET", AdminServer.resources),
     "/config_dump": ("GET", AdminServer.config_dump),
+    "/analyze": ("POST", AdminServer.analyze),
+    "/proxy_config": ("GET", AdminServer.proxy_config),
     "/stats": ("GET", AdminServer.stats),
     "/stats/prometheus": ("GET", AdminServer.prometheus),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from shadowmesh import __version__
-from shadowmesh.cli import client, demo, diff, serve, stats
+from shadowmesh.cli import analyze, client, demo, diff, proxyconfig, serve, stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +18,8 @@ cli.add_command(serve.serve)
 cli.add_command(demo.demo)
 cli.add_command(diff.diff)
 cli.add_command(stats.stats)
+cli.add_command(analyze.analyze)
+cli.add_command(proxyconfig.proxy_config)
 for command in client.COMMANDS:
     cli.add_command(command)
 

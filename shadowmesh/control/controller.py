@@ -37,7 +37,7 @@ from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.model.comparison import comparison_warnings
 from shadowmesh.model.load import LoadResult, load_text
 from shadowmesh.model.resources import Document, Resource, resource_key
-from shadowmesh.routing.analyze import OwnListeners, analyze_messages
+from shadowmesh.routing.analyze import Message, OwnListeners, analyze_messages
 from shadowmesh.routing.table import RouteTable
 
 SourceFile = tuple[str, str]  # (source name, text)
@@ -109,20 +109,19 @@ class Controller:
     def apply_files(self, files: Sequence[SourceFile], namespace: str = "default") -> ApplyOutcome:
         """Apply every document of ``files`` as one change. Raises ConfigErrors on any error."""
         with self._lock:
-            results = _load_all(files, namespace)
-            documents = [d for r in results for d in r.documents]
-            file_warnings = [w for r in results for w in r.warnings]
-            _reject_duplicates(documents)
-            if not documents and not file_warnings:
-                raise ConfigErrors([ConfigError("no objects passed to apply")])
-            candidate = dict(self._stored())
-            candidate.update((resource_key(d.resource), d.resource) for d in documents)
+            documents, file_warnings, candidate = _plan(files, namespace, self._stored())
             table = _compile(candidate)
             applied = self._commit(table, lambda hook: self._store.apply(documents, hook))
             self._resources = candidate
             lines = [applied_line(kind, name, outcome) for (kind, _, name), outcome in applied]
             warnings = _apply_warnings(documents, file_warnings, candidate, self.own_listeners)
             return ApplyOutcome(lines, warnings)
+
+    def analyze_files(self, files: Sequence[SourceFile], namespace: str = "default") -> Analysis:
+        """What ``apply_files`` would warn of, against the stored config, without applying
+        (``istioctl analyze``). Raises ConfigErrors on what apply would refuse."""
+        with self._lock:
+            return analyze_files(files, namespace, self._stored(), self.own_listeners)
 
     def delete_files(
         self, files: Sequence[SourceFile], namespace: str = "default"
@@ -223,6 +222,45 @@ class Controller:
         self._table = previous
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """``istioctl analyze``'s findings about some documents, and their own warnings (deprecated
+    or ignored fields, kinds skipped: what apply prints as ``Warning:``)."""
+
+    messages: list[Message]
+    warnings: list[str]
+
+
+def analyze_files(
+    files: Sequence[SourceFile],
+    namespace: str,
+    stored: Mapping[Key, Resource],
+    own: OwnListeners | None = None,
+) -> Analysis:
+    """The findings of an apply of ``files`` over ``stored``, which is left as it is."""
+    documents, file_warnings, candidate = _plan(files, namespace, stored)
+    _compile(candidate)
+    warnings = _document_warnings(documents, file_warnings) + _comparison_warnings(
+        documents, candidate
+    )
+    return Analysis(_messages(documents, candidate, own), _unique(warnings))
+
+
+def _plan(
+    files: Sequence[SourceFile], namespace: str, stored: Mapping[Key, Resource]
+) -> tuple[list[Document], list[str], dict[Key, Resource]]:
+    """(documents, file warnings, the config with them in place); raises ConfigErrors."""
+    results = _load_all(files, namespace)
+    documents = [d for r in results for d in r.documents]
+    file_warnings = [w for r in results for w in r.warnings]
+    _reject_duplicates(documents)
+    if not documents and not file_warnings:
+        raise ConfigErrors([ConfigError("no objects passed to apply")])
+    candidate = dict(stored)
+    candidate.update((resource_key(d.resource), d.resource) for d in documents)
+    return documents, file_warnings, candidate
+
+
 def _load_all(files: Sequence[SourceFile], namespace: str) -> list[LoadResult]:
     """Parse every file, gathering the errors of all of them before giving up."""
     results: list[LoadResult] = []
@@ -273,15 +311,34 @@ def _apply_warnings(
     Analysis runs over the whole new config (a route's subset may be defined by a rule stored
     earlier) but reports only on what this apply touched.
     """
-    keys = {resource_key(d.resource) for d in documents}
-    warnings = [w for d in documents for w in d.warnings] + file_warnings
+    warnings = _document_warnings(documents, file_warnings)
     warnings += [
-        f"({m.key[0]} {m.key[1]}/{m.key[2]}) {m.text}"
+        f"({m.key[0]} {m.key[1]}/{m.key[2]}) {m.text}" for m in _messages(documents, resources, own)
+    ]
+    warnings += _comparison_warnings(documents, resources)
+    return _unique(warnings)
+
+
+def _document_warnings(documents: Sequence[Document], file_warnings: list[str]) -> list[str]:
+    return [w for d in documents for w in d.warnings] + file_warnings
+
+
+def _messages(
+    documents: Sequence[Document], resources: Mapping[Key, Resource], own: OwnListeners | None
+) -> list[Message]:
+    keys = {resource_key(d.resource) for d in documents}
+    return [
+        m
         for m in analyze_messages(list(resources.values()), own)
         if m.key in keys or any(k in keys for k in m.related)
     ]
-    warnings += [text for key, text in comparison_warnings(resources.values()) if key in keys]
-    return _unique(warnings)
+
+
+def _comparison_warnings(
+    documents: Sequence[Document], resources: Mapping[Key, Resource]
+) -> list[str]:
+    keys = {resource_key(d.resource) for d in documents}
+    return [text for key, text in comparison_warnings(resources.values()) if key in keys]
 
 
 def _compile(resources: Mapping[Key, Resource]) -> RouteTable:

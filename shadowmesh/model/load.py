@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from shadowmesh.errors import ConfigError, ConfigErrors
+from shadowmesh.errors import ConfigError, ConfigErrors, ParseError
 from shadowmesh.model import kinds
 from shadowmesh.model.fields import Issues, Obj, child, describe, item
 from shadowmesh.model.meta import read_meta
@@ -269,12 +269,12 @@ def _parse_yaml(text: str, source: str) -> tuple[list[Any], ConfigError | None]:
         for document in yaml.load_all(text, Loader=_StrictLoader):
             documents.append(document)
     except yaml.MarkedYAMLError as exc:
-        return documents, ConfigError(_yaml_message(exc), source=source, document=len(documents))
+        return documents, ParseError(_yaml_message(exc), source=source, document=len(documents))
     # PyYAML's constructors raise plain built-in errors on malformed explicit tags
     # (``!!int x``, ``!!timestamp``); deep nesting raises RecursionError.
     except Exception as exc:  # noqa: BLE001
         message = " ".join(f"invalid YAML: {exc.__class__.__name__}: {exc}".split())
-        return documents, ConfigError(message, source=source, document=len(documents))
+        return documents, ParseError(message, source=source, document=len(documents))
     return documents, None
 
 

@@ -56,6 +56,19 @@ class Message:
         kind, namespace, name = self.key
         return f"{self.level} [{self.code}] ({kind} {namespace}/{name}) {self.text}"
 
+    def as_json(self) -> dict[str, str]:
+        """As ``istioctl analyze -o json`` gives it (code, level, origin, message), with the log
+        line."""
+        kind, namespace, name = self.key
+        origin = f"{kind} {namespace}/{name}"
+        return {
+            "code": self.code,
+            "level": self.level,
+            "origin": origin,
+            "message": self.text,
+            "line": str(self),
+        }
+
 
 @dataclass(frozen=True)
 class OwnListeners:

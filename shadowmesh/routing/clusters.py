@@ -30,6 +30,7 @@ class Cluster:
     subset: str
     members: tuple[Member, ...]
     balancer: ClusterBalancer
+    rule: str = ""  # the DestinationRule that shapes it, "name.namespace" as istioctl shows it
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -76,21 +77,29 @@ class ClusterSet:
     def _add_service(self, info: ServiceInfo) -> None:
         rule = self._inventory.rules.get(info.fqdn)
         rule_lb = rule.load_balancer if rule is not None else None
+        by = f"{rule.meta.name}.{rule.meta.namespace}" if rule is not None else ""
         for port in info.ports:
-            self._add(info.fqdn, port, "", info.members.get(port, ()), rule_lb)
+            self._add(info.fqdn, port, "", info.members.get(port, ()), rule_lb, by)
             for subset in rule.subsets if rule is not None else ():
                 members = info.subset_members(port, subset.labels)
-                self._add(info.fqdn, port, subset.name, members, subset.load_balancer or rule_lb)
+                lb = subset.load_balancer or rule_lb
+                self._add(info.fqdn, port, subset.name, members, lb, by)
 
     def _add(
-        self, host: str, port: int, subset: str, members: tuple[Member, ...], lb: LbPolicy | None
+        self,
+        host: str,
+        port: int,
+        subset: str,
+        members: tuple[Member, ...],
+        lb: LbPolicy | None,
+        rule: str = "",
     ) -> None:
         name = cluster_name(port, subset, host)
         if name in self.by_name:
             return  # a subset name repeated in one rule: the first one defines it
         endpoints = tuple(m.endpoint for m in members)
         balancer = make_balancer(lb, endpoints, self._rng)
-        cluster = Cluster(name, host, port, subset, members, balancer)
+        cluster = Cluster(name, host, port, subset, members, balancer, rule)
         self.by_name[name] = cluster
         self._by_host_subset.setdefault((host, subset), {})[port] = cluster
 

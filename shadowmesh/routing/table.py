@@ -384,6 +384,10 @@ def _describe_cluster(cluster: Cluster) -> dict[str, Any]:
     balancer = cluster.balancer
     return {
         "name": cluster.name,
+        "host": cluster.host,
+        "port": cluster.port,
+        "subset": cluster.subset,
+        "destinationRule": cluster.rule,
         "lbPolicy": balancer.policy,
         "endpoints": [
             {
