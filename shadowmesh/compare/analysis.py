@@ -21,7 +21,7 @@ from shadowmesh.compare.capture import NOT_SENT, CapturedExchange, CapturedRespo
 from shadowmesh.compare.diff import ABSENT, MAX_DIFFERENCES, Difference, Kind, canonical, diff
 from shadowmesh.compare.normalise import BodyKind, Redactor, normalise
 from shadowmesh.compare.paths import field_of, matches
-from shadowmesh.compare.volatile import is_volatile
+from shadowmesh.compare.volatile import volatile_match
 from shadowmesh.model.comparison import Comparison, IgnoreRule, format_path
 
 MAX_EXAMPLE_CHARS = 400
@@ -50,6 +50,16 @@ class Rules:
     @property
     def has_baseline(self) -> bool:
         return self.comparison.baseline is not None
+
+    def volatile(self, d: Difference) -> bool:
+        """A value difference between two values of one volatile class and shape."""
+        return d.kind in ("value", "type") and volatile_match(
+            d.path,
+            d.left,
+            d.right,
+            baseline=self.has_baseline,
+            tolerance_s=self.comparison.thresholds.timestamp_tolerance_s,
+        )
 
     def ignored(self, difference: Difference) -> bool:
         for rule, pattern in self.ignore:
@@ -103,9 +113,9 @@ class Example:
 class FieldOutcome:
     field: str
     kinds: set[Kind] = dataclasses.field(default_factory=set)  # of the raw differences
-    raw: bool = False  # the candidate differs from the primary here
-    noise: bool = False  # the baseline differs from the primary here
-    volatile: bool = True  # every raw difference here is volatile-for-volatile
+    raw: bool = False  # the candidate differs from the primary here (volatile matches aside)
+    noise: bool = False  # the baseline differs from the primary here (volatile matches aside)
+    volatile: bool = False  # the candidate's value differs, but only volatile-for-volatile
     example: Example | None = None
 
 
@@ -150,7 +160,7 @@ def analyse(exchange: CapturedExchange, rules: Rules) -> Outcome:
         base = normalise(baseline, rules.redactor)
         base_tree = base.tree
         noise = _differences(trees[0].tree, base_tree, primary, baseline, rules)
-    fields = _fold(raw, noise, base_tree)
+    fields = _fold(raw, noise, base_tree, rules)
     return Outcome(
         endpoint_target=rules.redactor.target(exchange.path),
         method=exchange.method,
@@ -200,23 +210,33 @@ def _differences(
 
 
 def _fold(
-    raw: Iterable[Difference], noise: Iterable[Difference], baseline: dict[str, Any] | None
+    raw: Iterable[Difference],
+    noise: Iterable[Difference],
+    baseline: dict[str, Any] | None,
+    rules: Rules,
 ) -> dict[str, FieldOutcome]:
+    """Differences into fields. A volatile match (a UUID for a UUID, a timestamp of the same
+    format within the tolerance) is no difference, on either side: counted as volatile, so the
+    report can say so, and never in the test's n10/n01 (where two clocks ticking apart would
+    turn into regressions, whichever shadow answered closer to the primary)."""
     fields: dict[str, FieldOutcome] = {}
     for d in raw:
         outcome = fields.setdefault(field_of(d.path), FieldOutcome(field_of(d.path)))
+        if rules.volatile(d):
+            outcome.volatile = True
+            continue
         outcome.raw = True
         outcome.kinds.add(d.kind)
-        volatile = d.kind in ("value", "type") and is_volatile(d.path, d.left, d.right)
-        outcome.volatile = outcome.volatile and volatile
         if outcome.example is None:
             outcome.example = _example(d, baseline)
     for d in noise:
+        if rules.volatile(d):
+            continue
         outcome = fields.setdefault(field_of(d.path), FieldOutcome(field_of(d.path)))
         outcome.noise = True
     for outcome in fields.values():
-        if not outcome.raw:
-            outcome.volatile = False
+        if outcome.raw:
+            outcome.volatile = False  # counted once: as a difference
     return fields
 
 

@@ -139,7 +139,8 @@ def _field_rows(fields: Sequence[FieldReport], baseline: bool, style: Style) -> 
     rows = [[*title, "PRIMARY", "CANDIDATE"]]
     for f in fields:
         how = "dim" if f.verdict == "noise" else f.verdict
-        verdict = "noise (volatile)" if f.verdict == "noise" and f.volatile == f.raw else f.verdict
+        volatile = f.verdict == "noise" and f.volatile and not f.raw
+        verdict = "noise (volatile)" if volatile else f.verdict
         row = [style(f.field, how), verdict, f.risk, kinds(f), str(f.raw)]
         if baseline:
             row += [

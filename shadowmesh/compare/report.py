@@ -119,7 +119,7 @@ class FieldReport:
     n01: int
     n11: int
     n00: int
-    volatile: int  # raw differences that were volatile-for-volatile
+    volatile: int  # requests where the candidate's value differed only volatile-for-volatile
     weight: int
     kinds: dict[str, int]
     p_value: float | None = None
@@ -409,7 +409,7 @@ def _field_report(
 
 def _plain_verdict(row: dict[str, Any], has_baseline: bool) -> str:
     """The verdict before the test: noise or difference."""
-    if row["raw"] == 0 or row["raw"] == row["volatile"]:
+    if row["raw"] == 0:
         return "noise"
     if has_baseline and row["noise"] > 0:
         return "noise"
@@ -429,12 +429,8 @@ def _risk(kinds: Mapping[str, int]) -> str:
 def _judge_regressions(endpoints: list[EndpointReport], limits: Thresholds) -> None:
     """Benjamini-Hochberg over every field tested in the comparison, then the verdicts.
 
-    A field whose every difference was volatile-for-volatile is not tested: the analysis compares
-    such values by type and shape, and the count of value changes says how often two clocks
-    ticked apart, not what the candidate does."""
-    tested = [
-        (e, f) for e in endpoints for f in e.fields if f.n10 + f.n01 > 0 and f.raw > f.volatile
-    ]
+    Volatile matches are not in n10/n01 at all (``analysis._fold``)."""
+    tested = [(e, f) for e in endpoints for f in e.fields if f.n10 + f.n01 > 0]
     q_values = benjamini_hochberg([f.p_value if f.p_value is not None else 1.0 for _, f in tested])
     for (endpoint, f), q in zip(tested, q_values, strict=True):
         f.q_value = q

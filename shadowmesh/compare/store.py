@@ -357,7 +357,7 @@ class CompareStore:
     ) -> None:
         counts = [int(f.raw), int(f.noise)]
         counts += [int(f.raw and not f.noise), int(f.noise and not f.raw), int(f.raw and f.noise)]
-        counts += [int(f.raw and f.volatile), weight if f.raw else 0]
+        counts += [int(f.volatile), weight if f.raw else 0]
         counts += [int(kind in f.kinds) for kind in KINDS]
         row = self._db.execute(
             "INSERT INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -528,6 +528,6 @@ def _merge(a: FieldOutcome, b: FieldOutcome) -> FieldOutcome:
         kinds=a.kinds | b.kinds,
         raw=a.raw or b.raw,
         noise=a.noise or b.noise,
-        volatile=(a.volatile or not a.raw) and (b.volatile or not b.raw) and (a.raw or b.raw),
+        volatile=(a.volatile or b.volatile) and not (a.raw or b.raw),
         example=a.example or b.example,
     )

@@ -1,13 +1,22 @@
 """Values that differ on every call by design: timestamps, UUIDs, request ids, tokens.
 
-Without a baseline there is no measured noise, so such a field is compared by its *kind* of
-value only: a UUID against another UUID is noise; a UUID against null or a number is a real
-difference. A class is recognised from the value itself, or from a field name that says it is
-a per-request id (``x-request-id``, ``traceId``...).
+Such a value is compared by its class and shape, not by its value (``volatile_match``): a UUID
+against another UUID is the same; a UUID against null, a number or an upper-case UUID is a real
+difference; two timestamps are the same when they have one format (``2024-05-01T12:30:45.123Z``
+is not ``2024-05-01T12:30:45Z``: a precision change) and lie within the tolerance. A class is
+recognised from the value itself, or from a field name that says it is a per-request id
+(``x-request-id``, ``traceId``...).
+
+With a baseline every class below is volatile (the baseline still measures whatever noise the
+classes miss). Without one there is no measured noise to fall back on, so only the strict
+shapes are (``STRICT``): a plan name, an API path or a business date that happens to look like
+a token stays a value, and a change of it a difference. The report lists these assumptions.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import re
 from typing import Any
 
@@ -54,6 +63,9 @@ _ID_NAMES = frozenset(
     }
 )
 _SEPARATORS = re.compile(r"[-_.\s]")
+STRICT = frozenset({"uuid", "ulid", "timestamp", "http-date", "trace-id", "jwt"})
+_CLOCKS = frozenset({"timestamp", "http-date", "epoch"})
+_DIGIT = re.compile(r"[0-9]")
 
 
 def value_class(value: Any) -> str | None:
@@ -89,3 +101,67 @@ def is_volatile(path: Path, left: Any, right: Any) -> bool:
 def _id_field(path: Path) -> bool:
     names = [s for s in path if isinstance(s, str)]
     return bool(names) and _SEPARATORS.sub("", names[-1].lower()) in _ID_NAMES
+
+
+def volatile_match(
+    path: Path, left: Any, right: Any, *, baseline: bool, tolerance_s: float
+) -> bool:
+    """Whether two different values are the same as far as a volatile field goes: the same
+    class (strict classes only without a baseline), the same shape, clocks within
+    ``tolerance_s`` of each other."""
+    if _id_field(path) and type(left) is type(right) and isinstance(left, (str, int)):
+        return True
+    cls = value_class(left)
+    if cls is None or cls != value_class(right) or not (baseline or cls in STRICT):
+        return False
+    if shape(left) != shape(right):
+        return False
+    if cls in _CLOCKS:
+        a, b = seconds(left), seconds(right)
+        return a is not None and b is not None and abs(a - b) <= tolerance_s
+    return True
+
+
+def shape(value: Any) -> str:
+    """A value with its digits as 0 and its letters' case kept: its format, not its content.
+    Hex and tokens keep only their length and alphabet (their letters are content)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return type(value).__name__
+    if isinstance(value, (int, float)):
+        return f"{type(value).__name__}:{len(str(int(value)))}"
+    cls = value_class(value)
+    if cls in ("hex", "token", "jwt", "ulid"):
+        lower = any(c.islower() for c in value)
+        upper = any(c.isupper() for c in value)
+        return f"{cls}:{len(value) if cls != 'jwt' else 0}:{lower}:{upper}"
+    if cls == "uuid":
+        return "uuid:" + (
+            "lower" if value == value.lower() else "upper" if value == value.upper() else "mixed"
+        )
+    return _DIGIT.sub("0", value)
+
+
+def seconds(value: Any) -> float | None:
+    """A clock value as epoch seconds, or None if it does not parse."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) / 1000 if value >= 1e12 else float(value)
+    if not isinstance(value, str):
+        return None
+    cls = value_class(value)
+    try:
+        if cls == "epoch":
+            number = float(value)
+            return number / 1000 if number >= 1e12 else number
+        if cls == "http-date":
+            return email.utils.parsedate_to_datetime(value).timestamp()
+        if cls == "timestamp":
+            text = value.replace(" ", "T", 1).replace(",", ".")
+            if text.endswith("Z"):
+                text = text[:-1] + "+00:00"
+            moment = datetime.datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.UTC)
+            return moment.timestamp()
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None

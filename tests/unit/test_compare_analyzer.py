@@ -160,7 +160,8 @@ def test_the_scenario_with_a_baseline(make: Any) -> None:
 
     uuid_field = field(report, "GET /uuid", "body.uuid")
     assert uuid_field.verdict == "noise"
-    assert (uuid_field.n10, uuid_field.n01, uuid_field.n11) == (0, 0, 30)
+    # A UUID for a UUID is no difference on either side: volatile, and out of the test.
+    assert (uuid_field.n10, uuid_field.n01, uuid_field.n11, uuid_field.volatile) == (0, 0, 0, 30)
     assert by_name["GET /uuid"].verdict == "ok"  # its only field is noise
     assert by_name["GET /uuid"].latency.verdict == "ok"  # the same 10 ms on both shadows
 
@@ -184,7 +185,7 @@ def test_without_a_baseline_volatile_fields_are_noise_and_nothing_is_a_regressio
     report = analyzer.report(*KEY)
     assert report is not None and not report.has_baseline
     uuid_field = field(report, "GET /uuid", "body.uuid")
-    assert (uuid_field.verdict, uuid_field.volatile, uuid_field.raw) == ("noise", 10, 10)
+    assert (uuid_field.verdict, uuid_field.volatile, uuid_field.raw) == ("noise", 10, 0)
     assert uuid_field.p_value is None
     renamed = field(report, "GET /json", "body.slideshow.author")
     assert renamed.verdict == "difference"
@@ -638,3 +639,26 @@ def test_without_a_baseline_latency_is_not_judged_and_differences_gate(make: Any
     assert "no baseline: regressions and latency not judged" in text
     assert "slower" not in text.lower()
     assert any(a.startswith("no baseline") for a in report.assumptions)
+
+
+def test_millisecond_timestamps_are_never_a_regression_in_an_a_a_run(make: Any) -> None:
+    """The issue's A/A failure: the shadow sent last answered nearer the primary, so its
+    millisecond timestamps equalled the primary's more often than the other's did, and the
+    paired test called that a regression. Compared by shape and tolerance, neither differs."""
+    analyzer = make(comparison())
+    exchanges = []
+    for i in range(200):
+        ms = 100 + i
+        stamp = {"at": f"2026-12-02T06:00:00.{ms % 1000:03d}Z", "n": i}
+        later = {"at": f"2026-12-02T06:00:00.{(ms + 1) % 1000:03d}Z", "n": i}
+        # The candidate's clock ticked apart from the primary's in 90 % of the requests, the
+        # baseline's in 10 %: before, body.at was a regression with n10 = 160.
+        candidate = later if i % 10 else stamp
+        baseline = stamp if i % 10 else later
+        exchanges.append(exchange("/t", reply(stamp), reply(candidate), reply(baseline)))
+    feed(analyzer, exchanges)
+    report = analyzer.report(*KEY)
+    assert report is not None
+    at = field(report, "GET /t", "body.at")
+    assert (at.verdict, at.n10, at.n01, at.volatile) == ("noise", 0, 0, 180)
+    assert (report.verdict, report.regressions) == ("ok", 0)

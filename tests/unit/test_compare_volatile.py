@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shadowmesh.compare.volatile import is_volatile, value_class
+from shadowmesh.compare.volatile import is_volatile, value_class, volatile_match
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,23 @@ def test_request_id_fields_are_volatile_by_name() -> None:
     assert is_volatile(("body", "headers", "X-Amzn-Trace-Id"), "Root=x", "Root=y")
     assert is_volatile(("body", "requestId"), 1, 2)
     assert not is_volatile(("body", "requestId"), "1", 2)
+
+
+def test_volatile_values_match_by_class_shape_and_tolerance() -> None:
+    def match(a: object, b: object, baseline: bool = True, tolerance: float = 60.0) -> bool:
+        return volatile_match(("body", "at"), a, b, baseline=baseline, tolerance_s=tolerance)
+
+    assert match("2024-05-01T12:30:45.123Z", "2024-05-01T12:30:45.987Z")
+    assert match("2024-05-01T12:30:45.123Z", "2024-05-01T12:31:40.001Z")  # 55 s apart
+    assert not match("2024-05-01T12:30:45.123Z", "2024-05-01T12:32:45.123Z")  # 120 s
+    assert not match("2024-05-01T12:30:45.123Z", "2024-05-01T12:30:45Z")  # precision changed
+    assert not match("2024-05-01T12:30:45Z", "2024-05-01T14:30:45+02:00")  # format changed
+    assert match("Wed, 01 May 2024 12:30:45 GMT", "Wed, 01 May 2024 12:30:47 GMT", tolerance=5)
+    assert match(1714566645, 1714566650) and not match(1714566645, 1714566645.5)
+    a, b = "6f1c3a3e-8d1b-4c5e-9f00-1234567890ab", "0b9c8d7e-1111-4222-8333-444455556666"
+    assert match(a, b) and not match(a, b.upper())
+    # Without a baseline only the strict shapes: a token-looking plan name stays a value.
+    plan_a, plan_b = "premium_annual_2024_tier3", "premium_yearly_2024_tier1"
+    assert match(plan_a, plan_b) and not match(plan_a, plan_b, baseline=False)
+    assert match(a, b, baseline=False)
+    assert not match("/api/v1/products/abc12345", "/api/v2/products/abc12345", baseline=False)
