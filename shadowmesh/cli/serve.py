@@ -24,7 +24,7 @@ from shadowmesh.control.store import Store
 from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
-from shadowmesh.observe.accesslog import FORMATS, AccessLog, Format
+from shadowmesh.observe.accesslog import DEFAULT_REDACTED_QUERY, FORMATS, AccessLog, Format
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.table import RouteTable
@@ -61,6 +61,8 @@ class ServeOptions:
     workers: int = 1
     worker: bool = False  # this process is one of the extra workers
     admin_token: str | None = None
+    redact_query: tuple[str, ...] = DEFAULT_REDACTED_QUERY
+    shadow_strip_headers: tuple[str, ...] = ()
 
 
 @click.command()
@@ -175,6 +177,28 @@ class ServeOptions:
     show_default=True,
     help="Data-plane processes sharing the ports (SO_REUSEPORT); one event loop each.",
 )
+@click.option(
+    "--allow-underscores-in-headers",
+    is_flag=True,
+    help="Pass request headers whose names contain '_' (by default they are dropped and "
+    "counted, as nginx's underscores_in_headers off).",
+)
+@click.option(
+    "--redact-query-param",
+    "redact_query",
+    multiple=True,
+    default=DEFAULT_REDACTED_QUERY,
+    show_default=True,
+    help="Query parameter whose value the access log writes as REDACTED (any case); "
+    "repeatable; given, it replaces the defaults ('' for none).",
+)
+@click.option(
+    "--shadow-strip-header",
+    "shadow_strip_headers",
+    multiple=True,
+    help="Request header removed from shadow copies only (e.g. authorization, cookie); "
+    "repeatable. Copies otherwise carry the primary's headers, credentials included.",
+)
 @click.option("--worker", is_flag=True, hidden=True)
 @click.option(
     "--drain-timeout",
@@ -202,6 +226,9 @@ def serve(
     idle_timeout: float,
     request_header_timeout: float,
     max_connections: int,
+    allow_underscores_in_headers: bool,
+    redact_query: tuple[str, ...],
+    shadow_strip_headers: tuple[str, ...],
     workers: int,
     worker: bool,
     drain_timeout: float,
@@ -232,10 +259,17 @@ def serve(
         ),
         connect_timeout=connect_timeout,
         drain_timeout=drain_timeout,
-        downstream=DownstreamLimits(idle_timeout, request_header_timeout, max_connections),
+        downstream=DownstreamLimits(
+            idle_timeout,
+            request_header_timeout,
+            max_connections,
+            allow_underscores=allow_underscores_in_headers,
+        ),
         workers=workers,
         worker=worker,
         admin_token=admin_token,
+        redact_query=tuple(n for n in redact_query if n),
+        shadow_strip_headers=shadow_strip_headers,
     )
     sources = read_sources(files) if files else []
     try:
@@ -287,8 +321,14 @@ async def serve_forever(
     log_stream: IO[str] | None,
 ) -> None:
     stats = Stats()
-    access_log = AccessLog(log_stream, options.access_log_format)
-    dispatcher = Dispatcher(options.limits, stats, access_log, options.shadow_host_suffix)
+    access_log = AccessLog(log_stream, options.access_log_format, options.redact_query)
+    dispatcher = Dispatcher(
+        options.limits,
+        stats,
+        access_log,
+        options.shadow_host_suffix,
+        strip_headers=options.shadow_strip_headers,
+    )
     plane = DataPlane(
         RouteTable.compile([]),
         options.bind,
@@ -436,4 +476,8 @@ def worker_argv(options: ServeOptions) -> list[str]:
         str(downstream.max_connections),
         "--drain-timeout",
         str(options.drain_timeout),
+        *(["--allow-underscores-in-headers"] if downstream.allow_underscores else []),
+        # Always given (an empty name when there are none), so the defaults never come back.
+        *[a for name in options.redact_query or ("",) for a in ("--redact-query-param", name)],
+        *[a for name in options.shadow_strip_headers for a in ("--shadow-strip-header", name)],
     ]

@@ -23,7 +23,12 @@ import httptools
 
 from shadowmesh.dataplane import response as resp
 from shadowmesh.dataplane.exchange import Exchange
-from shadowmesh.dataplane.request import RequestHead, via_names
+from shadowmesh.dataplane.request import (
+    RequestHead,
+    normalize_path,
+    valid_authority,
+    via_names,
+)
 from shadowmesh.routing.decision import socket_address
 from shadowmesh.upstream.connection import UpstreamConnection
 from shadowmesh.upstream.headlimit import MAX_HEAD_BYTES, MAX_HEADERS, HeadLimit
@@ -245,6 +250,9 @@ class ClientConnection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) >= MAX_HEADERS:
             raise BadRequest(431, "request header fields too large")
+        if b"_" in name and not self.plane.limits.allow_underscores:
+            self.plane.stats.requests["dropped_headers_with_underscores"] += 1
+            return
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -345,6 +353,10 @@ class ClientConnection(asyncio.Protocol):
                 authority, path = rest[: rest.find(b"?")], b"/" + rest[rest.find(b"?") :]
         elif not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
             raise BadRequest(400, "request target must be a path or an http:// URL")
+        if authority and not valid_authority(authority):
+            raise BadRequest(400, "invalid Host")
+        if path[:1] == b"/":
+            path = normalize_path(path)
         if not authority:
             if version == "1.1":
                 raise BadRequest(400, "missing Host header")

@@ -17,7 +17,13 @@ import time
 from typing import TYPE_CHECKING
 
 from shadowmesh.dataplane import response as resp
-from shadowmesh.dataplane.request import Outgoing, RequestHead, RouteView, shadow_host
+from shadowmesh.dataplane.request import (
+    Outgoing,
+    RequestHead,
+    RouteView,
+    shadow_host,
+    strip_lines,
+)
 from shadowmesh.dataplane.request import upstream_headers as build_upstream_headers
 from shadowmesh.mirror.dispatcher import ShadowCopy
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response, subset_of
@@ -201,6 +207,8 @@ class Exchange:
         if not admitted:
             return  # all dropped: no copy of the headers was made for nothing
         lines = out.shadow_lines()
+        if dispatcher.strip_headers:
+            lines = strip_lines(lines, dispatcher.strip_headers)
         head = self.head
         authority = shadow_host(head.authority, dispatcher.host_suffix)
         user_agent = head.first(b"user-agent") or b""

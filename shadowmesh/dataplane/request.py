@@ -44,6 +44,88 @@ _REPLACED = frozenset(
 )
 
 
+# --- the target and the Host, checked and normalised as Envoy's HCM does -------------------
+
+# RFC 3986 3.2.2: a reg-name's unreserved, sub-delims and pct-encoded, an IP literal's
+# brackets and colons, and the port's colon. Anything else in a Host (a space, "/", "@", a
+# control byte) is refused with 400, as Envoy refuses it.
+_AUTHORITY_CHARS = (
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
+)
+
+
+def valid_authority(value: bytes) -> bool:
+    """A Host value (or an absolute-form target's authority): host, then ``:port`` if any."""
+    if value.translate(None, _AUTHORITY_CHARS):
+        return False  # a byte outside the allowed set
+    if value[:1] == b"[":  # an IP literal: [v6]:port
+        close = value.find(b"]")
+        if close < 0 or b"[" in value[1:] or b"]" in value[close + 1 :]:
+            return False
+        port = value[close + 1 :]
+        return not port or (port[:1] == b":" and port[1:].isdigit())
+    if b"[" in value or b"]" in value:
+        return False
+    host, colon, port = value.partition(b":")
+    return bool(host) and (not port or port.isdigit())
+
+
+_UNRESERVED = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def normalize_path(target: bytes) -> bytes:
+    """An origin-form target with its path normalised as Envoy's ``normalize_path`` does
+    (RFC 3986 6.2.2): percent-encoded unreserved bytes decoded (other escapes upper-cased),
+    then dot segments removed (5.2.4). Slashes are not merged (Envoy's ``merge_slashes`` is
+    off by default), the query is left as sent.
+
+    Routing and the upstream see the same path, so ``/public/../admin`` cannot match a
+    ``/public`` prefix route and reach ``/admin`` behind it.
+    """
+    query = target.find(b"?")
+    path = target if query < 0 else target[:query]
+    if b"%" not in path and b"/." not in path:
+        return target  # nearly every request: nothing to do
+    if b"%" in path:
+        path = _decode_unreserved(path)
+    if b"/." in path:
+        path = _remove_dot_segments(path)
+    return path if query < 0 else path + target[query:]
+
+
+def _decode_unreserved(path: bytes) -> bytes:
+    pieces = path.split(b"%")
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(piece) >= 2 and piece[0] in _HEX and piece[1] in _HEX:
+            byte = int(piece[:2], 16)
+            if byte in _UNRESERVED:
+                out.append(bytes((byte,)) + piece[2:])
+            else:
+                out.append(b"%" + piece[:2].upper() + piece[2:])
+        else:
+            out.append(b"%" + piece)  # not an escape: left as it is
+    return b"".join(out)
+
+
+def _remove_dot_segments(path: bytes) -> bytes:
+    segments = path.split(b"/")
+    out: list[bytes] = []
+    last = len(segments) - 1
+    for i in range(1, len(segments)):
+        segment = segments[i]
+        if segment == b"..":
+            if out:
+                out.pop()
+        elif segment != b".":
+            out.append(segment)
+            continue
+        if i == last:
+            out.append(b"")  # "/a/.." is "/", "/a/b/." is "/a/b/": the trailing slash stays
+    return b"/" + b"/".join(out)
+
+
 class RequestHead:
     """One request as received. Names are lower-cased bytes; values as sent.
 
@@ -324,6 +406,13 @@ def upstream_headers(head: RequestHead, client_ip: bytes, pseudonym: bytes) -> O
         xff,
         expect,
     )
+
+
+def strip_lines(lines: bytes, names: frozenset[bytes]) -> bytes:
+    """Serialized header lines without those named in ``names`` (lower case, as every name in
+    them is). A line is one header: values never hold CR or LF (the parser refuses them)."""
+    kept = [line for line in lines.split(b"\r\n") if line and line[: line.find(b":")] not in names]
+    return b"\r\n".join(kept) + b"\r\n" if kept else b""
 
 
 def shadow_host(authority: bytes, suffix: bool) -> bytes:

@@ -32,6 +32,10 @@ class DownstreamLimits:
     idle_timeout: float = 60.0
     header_timeout: float = 10.0
     max_connections: int = 10_000
+    # nginx's underscores_in_headers (off by default there too): a header name with "_" is
+    # dropped, since some upstream stacks (CGI, WSGI, Rails) fold "_" and "-" together, and
+    # "content_length" would reach them as a second Content-Length.
+    allow_underscores: bool = False
 
 
 # Connections the kernel completes and queues while the loop is busy (nginx: 511, Envoy: 1024).

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterable
 
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
 from shadowmesh.observe.accesslog import AccessLog
@@ -207,11 +208,15 @@ class Dispatcher:
         stats: Stats,
         access_log: AccessLog,
         host_suffix: bool = True,
+        strip_headers: Iterable[str] = (),
     ) -> None:
         self.limits = limits
         self.stats = stats
         self.access_log = access_log
         self.host_suffix = host_suffix
+        # Request headers removed from the copies only (``serve --shadow-strip-header``): a
+        # copy otherwise carries the primary's Authorization and cookies, as Envoy's does.
+        self.strip_headers = frozenset(n.strip().lower().encode("latin-1") for n in strip_headers)
         self.pool = Pool(connect_timeout=min(limits.timeout, 10.0))
         self.held_bytes = 0
         self.in_flight = 0

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from typing import IO, Any, Literal
+from urllib.parse import unquote_to_bytes
 
 Format = Literal["text", "json", "istio", "istio-json"]
 FORMATS: tuple[Format, ...] = ("text", "json", "istio", "istio-json")
@@ -272,11 +274,65 @@ _FORMATTERS = {
 }
 
 
-class AccessLog:
-    """Buffers formatted lines and writes them once per loop turn; ``None`` stream: disabled."""
+# Query parameters whose values are credentials often enough that a log must not keep them:
+# API keys and OAuth tokens passed in URLs, and the signed-URL schemes of S3, GCS and Azure.
+DEFAULT_REDACTED_QUERY = (
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "key",
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "signature",
+    "sig",
+    "auth",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+    "X-Goog-Signature",
+    "X-Goog-Credential",
+)
+REDACTED = b"REDACTED"
 
-    def __init__(self, stream: IO[str] | None, fmt: Format = "text") -> None:
+
+def redact_query(target: bytes, names: frozenset[bytes]) -> bytes:
+    """``target`` with the value of each query parameter named in ``names`` (lower case,
+    matched in any case and percent-decoded) replaced by ``REDACTED``."""
+    query = target.find(b"?")
+    if query < 0 or not names:
+        return target
+    pairs = target[query + 1 :].split(b"&")
+    changed = False
+    for i, pair in enumerate(pairs):
+        name, equals, value = pair.partition(b"=")
+        if not equals or not value:
+            continue
+        key = name
+        if b"%" in key or b"+" in key:
+            key = unquote_to_bytes(key.replace(b"+", b" "))
+        key = key.lower()
+        if key in names:
+            pairs[i] = name + b"=" + REDACTED
+            changed = True
+    return target[: query + 1] + b"&".join(pairs) if changed else target
+
+
+class AccessLog:
+    """Buffers formatted lines and writes them once per loop turn; ``None`` stream: disabled.
+
+    ``redact``: query parameters whose values are never written (``redact_query``)."""
+
+    def __init__(
+        self, stream: IO[str] | None, fmt: Format = "text", redact: Iterable[str] = ()
+    ) -> None:
         self._stream = stream
+        self._redact = frozenset(n.lower().encode("latin-1") for n in redact)
         self._format = _FORMATTERS[fmt]
         self._pending: list[str] = []
         # Istio's formats: addresses and route names are wanted, shadows are not logged.
@@ -317,7 +373,7 @@ class AccessLog:
             AccessRecord(
                 start_time=started,
                 method=method.decode("latin-1"),
-                path=path.decode("latin-1"),
+                path=redact_query(path, self._redact).decode("latin-1"),
                 protocol=_PROTOCOLS.get(version, ""),
                 status=status,
                 response_flags=flag,

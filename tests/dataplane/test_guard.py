@@ -191,3 +191,73 @@ def settle_text(s: Served, count: int) -> list[str]:
         time.sleep(0.02)
     time.sleep(0.2)
     return s.log.read_text().splitlines() if s.log.exists() else []
+
+
+def test_paths_are_normalised_hosts_checked_underscores_dropped_credentials_kept_from_log(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    mirror = "    mirror: {host: app, subset: v2}\n"
+    s = serve(
+        mesh_yaml(v1.port, v2.port, mirror),
+        "--shadow-strip-header",
+        "Authorization",
+        "--shadow-strip-header",
+        "cookie",
+    )
+    out = raw_request(
+        s.port,
+        b"GET /public/./../admin/%7Eme%2f%zz?api_key=s3cret&q=/../&X-Amz-Signature=abc HTTP/1.1\r\n"
+        b"Host: app\r\nAuthorization: Bearer t0ken\r\nCookie: session=c00kie\r\n"
+        b"Content_Length: 5\r\nX_Forwarded_For: 6.6.6.6\r\nConnection: close\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 200 "), out
+    (primary,) = v1.wait_for(1)
+    (shadow,) = v2.wait_for(1)
+    target = "/admin/~me%2F%zz?api_key=s3cret&q=/../&X-Amz-Signature=abc"
+    assert primary.request_line == f"GET {target} HTTP/1.1"
+    assert shadow.request_line == primary.request_line
+    assert primary.headers["authorization"] == "Bearer t0ken"
+    assert primary.headers["cookie"] == "session=c00kie"
+    assert "authorization" not in shadow.headers and "cookie" not in shadow.headers
+    for got in (primary, shadow):
+        assert "content_length" not in got.headers and "x_forwarded_for" not in got.headers
+        assert got.headers["x-forwarded-for"] == "127.0.0.1"
+    lines = settle_text(s, 2)
+    assert len(lines) == 2
+    for line in lines:
+        assert '"GET /admin/~me%2F%zz?api_key=REDACTED&q=/../&X-Amz-Signature=REDACTED ' in line
+        assert "s3cret" not in line and "abc" not in line.split('"')[1]
+    assert s.stats()["requests"]["dropped_headers_with_underscores"] == 2
+
+    for host in (b"a b", b"app/x", b"app@evil", b"app:8x", b"[::1"):
+        out = raw_request(s.port, b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400 "), (host, out)
+    out = raw_request(s.port, b"GET http://a b/ HTTP/1.1\r\nHost: app\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out
+    time.sleep(0.2)
+    assert len(v1.requests) == 1
+
+
+def test_underscores_in_header_names_pass_when_allowed_and_redaction_can_be_changed(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(
+        mesh_yaml(v1.port, v2.port),
+        "--allow-underscores-in-headers",
+        "--redact-query-param",
+        "session",
+    )
+    out = raw_request(
+        s.port,
+        b"GET /x?session=abc&token=kept HTTP/1.1\r\nHost: app\r\nX_Y: 1\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 200 "), out
+    (got,) = v1.wait_for(1)
+    assert got.headers["x_y"] == "1"
+    (line,) = settle_text(s, 1)
+    assert '"GET /x?session=REDACTED&token=kept HTTP/1.1"' in line
