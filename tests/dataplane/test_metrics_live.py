@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -117,3 +122,71 @@ def test_istio_standard_metrics_after_real_requests(
     assert labels["connection_security_policy"] == "unknown"
     # Beside them, shadowmesh's own shadow counters.
     assert samples["shadowmesh_shadows_sent_total"] == {(): REQUESTS}
+
+
+# --- the Grafana dashboard ----------------------------------------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana" / "shadowmesh.json"
+# What a PromQL expression may name besides metrics and their labels.
+PROMQL = {
+    "sum", "rate", "irate", "increase", "by", "without", "histogram_quantile", "label_values",
+    "avg", "max", "min", "count", "topk", "on", "ignoring", "and", "or", "unless",
+}  # fmt: skip
+SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count", ""),
+}
+
+
+def served_names(served: Served) -> dict[str, set[str]]:
+    """Every sample name /stats/prometheus serves (empty families too) -> its label names."""
+    url = f"http://127.0.0.1:{served.admin}/stats/prometheus"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    names: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for suffix in SUFFIXES.get(family.type, ("",)):
+            names.setdefault(family.name + suffix, set())
+        for sample in family.samples:
+            names.setdefault(sample.name, set()).update(sample.labels)
+    return names
+
+
+def expressions(dashboard: dict[str, Any]) -> list[str]:
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    return exprs
+
+
+def test_the_grafana_dashboard_asks_only_for_what_is_served(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    served, _, v2 = traffic(upstreams, serve)
+    v2.close()  # one shadow fails, so the by-reason counters have a sample and a label
+    raw_request(served.port, b"GET /x HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+    end = time.monotonic() + 5
+    while not served.stats().get("shadow_failed") and time.monotonic() < end:
+        time.sleep(0.05)
+    names = served_names(served)
+    labels = set().union(*names.values()) | {"le"}
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = expressions(dashboard)
+    assert len(exprs) > 20
+    used: set[str] = set()
+    for expr in exprs:
+        bare = re.sub(r'"[^"]*"', '""', expr)  # label values
+        bare = re.sub(r"\$\w+|\[[^\]]*\]", "", bare)  # Grafana's variables, range selectors
+        for word in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", bare):
+            assert word in PROMQL or word in names or word in labels, (word, expr)
+            used.update({word} & names.keys())
+        for metric, selector in re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}", bare):
+            for label in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", selector):
+                assert label in names[metric], (metric, label, expr)
+    # Istio's four standard metrics and the shadow counters are all on it.
+    for name in ("istio_requests_total", "istio_request_duration_milliseconds_bucket",
+                 "istio_request_bytes_bucket", "istio_response_bytes_bucket",
+                 "shadowmesh_shadows_sent_total", "shadowmesh_shadows_dropped_total",
+                 "shadowmesh_shadows_failed_total"):  # fmt: skip
+        assert name in used, name
