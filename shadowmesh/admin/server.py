@@ -9,15 +9,16 @@ one on localhost included), and, without a token, a request whose ``Host`` is a 
 than localhost (DNS rebinding, where evil.example resolves to 127.0.0.1). Config changes only
 through POST.
 
-Controller calls run on the event loop's thread, one at a time: they are short (parse, compile,
-one SQLite transaction), and the data plane's ``on_table`` callback then runs where the data
-plane's own loop is.
+Config endpoints (apply, delete, get, config dump) run on the config thread
+(``control.offload``), one at a time, so the serving loop keeps serving while a large config is
+parsed, compiled, committed or serialised; the rest are quick and answered on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from shadowmesh.admin.http import (
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller, NotFound, SourceFile
 from shadowmesh.control.kinds import UnknownKind
+from shadowmesh.control.offload import ConfigThread
 from shadowmesh.errors import ConfigError, ConfigErrors, ParseError, ShadowmeshError
 from shadowmesh.observe import metrics
 from shadowmesh.observe.accesslog import escape
@@ -68,8 +70,15 @@ class AdminServer:
         token: str | None = None,
         analyzer: Analyzer | None = None,
         requests: Callable[[], Mapping[CellKey, RequestCell]] | None = None,
+        config: ConfigThread | None = None,
     ) -> None:
         self._controller = controller
+        self._config = config
+        self._own_config = config is None
+        # The table /config_dump last encoded, with the JSON of its describe_routes(): that
+        # part never changes for a table, and it is most of the answer (12 MB at 10,000
+        # VirtualServices). Holds at most one table that is no longer running.
+        self._dump: tuple[RouteTable, str] | None = None
         self._analyzer = analyzer
         self._host = host
         self._port = port
@@ -90,6 +99,8 @@ class AdminServer:
         return port
 
     async def start(self) -> None:
+        if self._config is None:
+            self._config = ConfigThread(asyncio.get_running_loop())
         self._server = await asyncio.start_server(
             self._connection, self._host, self._port, limit=MAX_HEAD
         )
@@ -103,6 +114,9 @@ class AdminServer:
             writer.close()
         await self._server.wait_closed()
         self._server = None
+        if self._own_config and self._config is not None:
+            await self._config.close()
+            self._config = None
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -138,7 +152,10 @@ class AdminServer:
             body = await read_body(reader, length)
         except HttpError as exc:
             return json_response(exc.status, {"error": exc.message}, exc.headers), True
-        return self.dispatch(replace(head, body=body)), False
+        request = replace(head, body=body)
+        if self._config is not None and _off_loop(request.path):
+            return await self._config.run(self.dispatch, request), False
+        return self.dispatch(request), False
 
     def handle(self, request: Request) -> Response:
         """Admit and answer one whole request; every failure becomes a JSON answer."""
@@ -250,7 +267,11 @@ class AdminServer:
         table = self._controller.table
         if table is None:
             raise HttpError(503, "the route table is not compiled yet")
-        return json_response(200, table.describe())
+        dump = self._dump
+        if dump is None or dump[0] is not table:
+            dump = self._dump = (table, _json_members(table.describe_routes()))
+        body = "{\n" + dump[1] + ",\n" + _json_members(table.describe_state()) + "\n}\n"
+        return Response(200, body.encode())
 
     def proxy_config(self, request: Request) -> Response:
         own = self._controller.own_listeners
@@ -288,6 +309,25 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/stats": ("GET", AdminServer.stats),
     "/stats/prometheus": ("GET", AdminServer.prometheus),
 }
+
+
+# Endpoints whose work grows with the config: answered on the config thread.
+_CONFIG_PATHS = frozenset(
+    {"/apply", "/delete", "/resources", "/config_dump", "/analyze", "/proxy_config"}
+)
+
+
+def _off_loop(path: str) -> bool:
+    return (path.rstrip("/") or "/") in _CONFIG_PATHS
+
+
+def _json_members(payload: dict[str, Any]) -> str:
+    """The members of a top-level object as ``json_response`` writes them (indent 2), so that
+    parts encoded at different times join into the same text."""
+    return ",\n".join(
+        f"  {json.dumps(key)}: " + json.dumps(value, indent=2, default=str).replace("\n", "\n  ")
+        for key, value in payload.items()
+    )
 
 
 def _route(path: str) -> tuple[str, Handler]:

@@ -20,6 +20,7 @@ from shadowmesh.cli.workers import Workers, follow_store
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.identity import proxy_pseudonym
+from shadowmesh.control.offload import ConfigThread
 from shadowmesh.control.store import Store
 from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
@@ -341,15 +342,19 @@ async def serve_forever(
         pseudonym=proxy_pseudonym(options.state).encode(),
     )
     plane.spawn(plane.sweep())
-    controller = Controller(store, plane.swap)
+    # Config work (the stored config at start, -f, the admin API's changes, a worker following
+    # the store) runs on one thread beside the serving loop, never on it; see control.offload.
+    config = ConfigThread(asyncio.get_running_loop())
+    controller = Controller(store, config.on_loop(plane.swap))
     controller.own_listeners = own_listeners(options)
-    for warning in controller.start():
+    for warning in await config.run(controller.start):
         click.echo(f"Warning: {warning}", err=True)
     if options.worker:
-        await serve_as_worker(options, store, controller, plane)
+        await serve_as_worker(options, config, controller, plane)
+        await config.close()
         return
     if sources:
-        outcome = controller.apply_files(sources, options.namespace)
+        outcome = await config.run(controller.apply_files, sources, options.namespace)
         for warning in outcome.warnings:
             click.echo(f"Warning: {warning}", err=True)
         for line in outcome.lines:
@@ -380,6 +385,7 @@ async def serve_forever(
         token=options.admin_token,
         analyzer=analyzer,
         requests=lambda: stats.cells,
+        config=config,
     )
     await admin.start()
     outbound_port = None
@@ -411,6 +417,7 @@ async def serve_forever(
         await workers.stop(options.drain_timeout + 2)
     await plane.shutdown(options.drain_timeout)
     analyzer.close()
+    await config.close()
 
 
 def own_listeners(
@@ -424,11 +431,11 @@ def own_listeners(
 
 
 async def serve_as_worker(
-    options: ServeOptions, store: Store, controller: Controller, plane: DataPlane
+    options: ServeOptions, config: ConfigThread, controller: Controller, plane: DataPlane
 ) -> None:
     if options.outbound is not None:
         await plane.start_outbound(*options.outbound)
-    plane.spawn(follow_store(store, controller, lambda w: click.echo(f"Warning: {w}", err=True)))
+    plane.spawn(follow_store(config, controller, lambda w: click.echo(f"Warning: {w}", err=True)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

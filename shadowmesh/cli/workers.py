@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from shadowmesh.control.controller import Controller
-from shadowmesh.control.store import Store
+from shadowmesh.control.offload import ConfigThread
 
 POLL = 0.1
 
@@ -57,13 +57,19 @@ class Workers:
                 proc.wait()
 
 
-async def follow_store(store: Store, controller: Controller, warn: Callable[[str], None]) -> None:
-    """In a worker: recompile whenever another process commits a new revision."""
-    seen = store.revision
+async def follow_store(
+    config: ConfigThread, controller: Controller, warn: Callable[[str], None]
+) -> None:
+    """In a worker: catch up whenever another process commits a new revision.
+
+    The revision is read and the change loaded and compiled on the config thread, as an
+    apply is in the main process; the controller re-reads only the rows that changed.
+    """
+    seen = await config.run(lambda: controller.revision)
     while True:
         await asyncio.sleep(POLL)
-        revision = store.revision
+        revision = await config.run(lambda: controller.revision)
         if revision != seen:
             seen = revision
-            for warning in controller.start():
+            for warning in await config.run(controller.start):
                 warn(warning)

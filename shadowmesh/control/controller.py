@@ -38,6 +38,7 @@ from shadowmesh.model.comparison import comparison_warnings
 from shadowmesh.model.load import LoadResult, load_text
 from shadowmesh.model.resources import Document, Resource, resource_key
 from shadowmesh.routing.analyze import Message, OwnListeners, analyze_messages
+from shadowmesh.routing.compiler import RouteCompiler
 from shadowmesh.routing.table import RouteTable
 
 SourceFile = tuple[str, str]  # (source name, text)
@@ -82,7 +83,9 @@ class Controller:
         self.own_listeners: OwnListeners | None = None
         self._lock = threading.RLock()
         self._resources: dict[Key, Resource] = {}
+        self._versions: dict[Key, int] = {}  # the stored revision of each row last read
         self._loaded = False
+        self._compiler = RouteCompiler()
         self._table: RouteTable | None = None
 
     @property
@@ -99,18 +102,20 @@ class Controller:
         """Compile the stored config and hand it to the data plane; returns warnings.
 
         Stored documents that no longer parse are left out (and named in the warnings) rather
-        than keeping the proxy from starting; ``delete`` still removes them.
+        than keeping the proxy from starting; ``delete`` still removes them. Called again (a
+        worker following the store), it re-reads only the rows whose revision changed, and
+        recompiles only what they change.
         """
         with self._lock:
             warnings = self._load()
-            self._swap(_compile(self._resources))
+            self._swap(self._compile(self._resources))
             return warnings
 
     def apply_files(self, files: Sequence[SourceFile], namespace: str = "default") -> ApplyOutcome:
         """Apply every document of ``files`` as one change. Raises ConfigErrors on any error."""
         with self._lock:
             documents, file_warnings, candidate = _plan(files, namespace, self._stored())
-            table = _compile(candidate)
+            table = self._compile(candidate)
             applied = self._commit(table, lambda hook: self._store.apply(documents, hook))
             self._resources = candidate
             lines = [applied_line(kind, name, outcome) for (kind, _, name), outcome in applied]
@@ -155,9 +160,16 @@ class Controller:
         return GetOutcome(info, [_with_server_metadata(row) for row in rows])
 
     def _load(self) -> list[str]:
-        loaded = self._store.all()
-        self._resources = {resource_key(r): r for r in loaded.resources}
-        self._loaded = True
+        versions = self._store.versions()
+        if self._loaded:
+            stale = {k for k, rev in versions.items() if self._versions.get(k) != rev}
+            loaded = self._store.load(sorted(stale))
+        else:
+            stale = set(versions)
+            loaded = self._store.load(None)
+        resources = {k: r for k, r in self._resources.items() if k in versions and k not in stale}
+        resources.update((resource_key(r), r) for r in loaded.resources)
+        self._resources, self._versions, self._loaded = resources, versions, True
         return [f"ignoring stored resource: {e}" for e in loaded.errors]
 
     def _stored(self) -> dict[Key, Resource]:
@@ -170,7 +182,7 @@ class Controller:
     def _delete(self, keys: list[Key], sources: Mapping[Key, str]) -> DeleteOutcome:
         gone = set(keys)
         candidate = {k: r for k, r in self._stored().items() if k not in gone}
-        table = _compile(candidate)
+        table = self._compile(candidate)
         deleted = self._commit(table, lambda hook: self._store.delete(keys, hook))
         self._resources = candidate
         lines: list[str] = []
@@ -182,6 +194,9 @@ class Controller:
             else:
                 errors.append(not_found_error(kind, name, sources.get(key, "")))
         return DeleteOutcome(lines, errors, [])
+
+    def _compile(self, resources: Mapping[Key, Resource]) -> RouteTable:
+        return self._compiler.compile([resources[k] for k in sorted(resources)])
 
     def _commit(self, table: RouteTable, write: Callable[[BeforeCommit], T]) -> T:
         """Run a store write whose transaction swaps ``table`` in just before it commits.
@@ -342,6 +357,7 @@ def _comparison_warnings(
 
 
 def _compile(resources: Mapping[Key, Resource]) -> RouteTable:
+    """A whole compile, for a dry run (analyze) that must not touch the controller's cache."""
     return RouteTable.compile([resources[k] for k in sorted(resources)])
 
 

@@ -167,9 +167,24 @@ class Store:
         A row that no longer parses (a document stored by an older, more lenient shadowmesh)
         is reported, not raised: one bad row must not stop the proxy from starting.
         """
+        return self.load(None)
+
+    def versions(self) -> dict[Key, int]:
+        """Every key with the revision that last changed it: what a follower compares with
+        what it holds, to re-read only the rows that changed."""
+        sql = "SELECT kind, namespace, name, revision FROM resources"
+        return {(k, ns, n): rev for k, ns, n, rev in self._db.execute(sql)}
+
+    def load(self, keys: Iterable[Key] | None) -> LoadedResources:
+        """The rows of ``keys`` (every row for None), re-parsed as ``all()`` does."""
+        if keys is None:
+            rows = self.rows()
+        else:
+            sql = "SELECT * FROM resources WHERE kind = ? AND namespace = ? AND name = ?"
+            rows = [_row(r) for key in keys for r in self._db.execute(sql, key)]
         resources: list[Resource] = []
         errors: list[ConfigError] = []
-        for row in self.rows():
+        for row in rows:
             kind, namespace, name = row.key
             try:
                 doc = load_raw(row.document, f"stored {kind} {namespace}/{name}", 0, namespace)

@@ -13,12 +13,14 @@ type, and the reader answers ``None`` so parsing goes on and reports every probl
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 
+@functools.cache
 def json_name(proto_name: str) -> str:
     """protoc's JSON name: ``consecutive_5xx_errors`` -> ``consecutive5xxErrors``."""
     first, *rest = proto_name.split("_")
@@ -97,6 +99,18 @@ def type_error(issues: Issues, path: str, expected: str, value: object) -> None:
     issues.error(path, f"must be {expected}, got {describe(value)}")
 
 
+@functools.cache
+def _spellings(fields: tuple[str, ...], proto: bool) -> Mapping[str, str]:
+    """Each accepted spelling of ``fields`` -> its JSON name; made once per field list (a
+    stored config of 10,000 documents is read at every start)."""
+    spellings: dict[str, str] = {}
+    for name in fields:
+        canonical = json_name(name) if proto else name
+        spellings[canonical] = canonical
+        spellings[name] = canonical
+    return spellings
+
+
 class Obj:
     """One mapping of a document, its keys checked against the declared fields.
 
@@ -123,11 +137,7 @@ class Obj:
         if not isinstance(value, Mapping):
             type_error(issues, path, "a mapping", value)
             return None
-        spellings: dict[str, str] = {}
-        for name in fields:
-            canonical = json_name(name) if proto else name
-            spellings[canonical] = canonical
-            spellings[name] = canonical
+        spellings = _spellings(tuple(fields), proto)
         keys: dict[str, str] = {}
         for key in value:
             known = spellings.get(key) if isinstance(key, str) else None

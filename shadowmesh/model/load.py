@@ -217,7 +217,39 @@ class _Unsupported(Exception):
 
 
 def _plain(value: Any, path: str, depth: int, nodes: list[int]) -> Any:
-    """A deep copy of dicts, lists and JSON scalars: what ``raw`` keeps and the store writes."""
+    """A deep copy of dicts, lists and JSON scalars: what ``raw`` keeps and the store writes.
+
+    Copied without paths first (a stored config of 10,000 documents is read at every start);
+    only a document that fails is walked again, with paths, for the message.
+    """
+    try:
+        return _plain_copy(value, depth, nodes)
+    except _Unsupported:
+        nodes[0] = 0
+        return _plain_checked(value, path, depth, nodes)
+
+
+def _plain_copy(value: Any, depth: int, nodes: list[int]) -> Any:
+    nodes[0] += 1
+    if nodes[0] > _MAX_NODES or depth > _MAX_DEPTH:
+        raise _Unsupported("", "")
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if isinstance(value, dict | Mapping):
+        copy: dict[str, Any] = {}
+        for key, val in value.items():
+            if not isinstance(key, str):
+                raise _Unsupported("", "")
+            copy[key] = _plain_copy(val, depth + 1, nodes)
+        return copy
+    if isinstance(value, list):
+        return [_plain_copy(val, depth + 1, nodes) for val in value]
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise _Unsupported("", "")
+
+
+def _plain_checked(value: Any, path: str, depth: int, nodes: list[int]) -> Any:
     nodes[0] += 1
     if nodes[0] > _MAX_NODES or depth > _MAX_DEPTH:
         raise _Unsupported(path, "document too large or too deeply nested (check YAML aliases)")
@@ -225,9 +257,12 @@ def _plain(value: Any, path: str, depth: int, nodes: list[int]) -> Any:
         for key in value:
             if not isinstance(key, str):
                 raise _Unsupported(child(path, key), f"keys must be strings, got {describe(key)}")
-        return {key: _plain(val, child(path, key), depth + 1, nodes) for key, val in value.items()}
+        return {
+            key: _plain_checked(val, child(path, key), depth + 1, nodes)
+            for key, val in value.items()
+        }
     if isinstance(value, list):
-        return [_plain(val, item(path, i), depth + 1, nodes) for i, val in enumerate(value)]
+        return [_plain_checked(val, item(path, i), depth + 1, nodes) for i, val in enumerate(value)]
     if isinstance(value, float) and not math.isfinite(value):
         raise _Unsupported(path, f"must be a finite number, got {describe(value)}")
     if value is None or isinstance(value, (str, int, float)):

@@ -105,10 +105,27 @@ class RouteTable:
     def compile(
         cls, resources: Iterable[Resource], *, rng: random.Random | None = None
     ) -> RouteTable:
+        resources = list(resources)
         rng = rng if rng is not None else random.Random()
         inventory = build_inventory(resources)
         clusters = ClusterSet(inventory, rng)
-        exact, wildcards = _virtual_service_hosts(inventory, clusters)
+        delegates = delegates_of(inventory)
+        units = [host_unit(vs, clusters, delegates) for vs in inventory.virtual_services]
+        return cls.assemble(resources, inventory, clusters, units, rng)
+
+    @classmethod
+    def assemble(
+        cls,
+        resources: Iterable[Resource],
+        inventory: Inventory,
+        clusters: ClusterSet,
+        units: Iterable[HostUnit],
+        rng: random.Random,
+    ) -> RouteTable:
+        """The table of ``inventory`` from the host units of its VirtualServices, in
+        ``inventory.virtual_services`` order: ``compile()`` and the incremental compiler
+        (``routing.compiler``, which keeps the units of what did not change) both end here."""
+        exact, wildcards = _merge_units(units)
         aliases = build_aliases([*inventory.services, *exact])
         by_port = _service_hosts(inventory, clusters, exact, wildcards)
         table = cls(
@@ -202,9 +219,19 @@ class RouteTable:
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able dump in the spirit of Envoy's config_dump."""
+        return {**self.describe_routes(), **self.describe_state()}
+
+    def describe_routes(self) -> dict[str, Any]:
+        """The part of ``describe()`` that depends on the config alone: the same for the whole
+        life of a table (so ``/config_dump`` encodes it once per table)."""
         return {
             "listeners": [self._describe_listener(p) for p in sorted(self._ports)],
             "virtualHosts": [_describe_vhost(v, d) for v, d in self._vhost_domains()],
+        }
+
+    def describe_state(self) -> dict[str, Any]:
+        """The rest of ``describe()``: clusters with their requests in flight, shadows skipped."""
+        return {
             "clusters": [_describe_cluster(c) for c in self._clusters.by_name.values()],
             "shadowSkipped": dict(self.shadow_skipped),
         }
@@ -231,35 +258,53 @@ class RouteTable:
         return [(v, list(d)) for v, d in domains.items()]
 
 
-def _virtual_service_hosts(
-    inventory: Inventory, clusters: ClusterSet, gateway: str = MESH
-) -> tuple[dict[str, VirtualHost], dict[str, VirtualHost]]:
-    """The hosts of the VirtualServices bound to ``gateway`` -> their compiled routes.
+# What one VirtualService contributes to the host maps: (host, its virtual host) per host,
+# a wildcard host starting with "*".
+HostUnit = tuple[tuple[str, VirtualHost], ...]
 
-    The first VirtualService by namespace/name wins a host. Delegates (no hosts) are merged
-    into the roots that name them. A VirtualService whose ``exportTo`` hides it from the
-    namespace of the host it names is not applied there (shadowmesh's clients stand in that
-    namespace, having none of their own).
+
+def delegates_of(inventory: Inventory) -> dict[tuple[str, str], VirtualService]:
+    """The delegate VirtualServices (no hosts) by (namespace, name): what roots merge in."""
+    return {(v.meta.namespace, v.meta.name): v for v in inventory.virtual_services if v.is_delegate}
+
+
+def host_unit(
+    vs: VirtualService,
+    clusters: ClusterSet,
+    delegates: Mapping[tuple[str, str], VirtualService],
+    gateway: str = MESH,
+) -> HostUnit:
+    """The hosts of one VirtualService bound to ``gateway`` -> its compiled routes.
+
+    It depends on ``vs``, ``clusters`` and the delegates its routes name, nothing else. A
+    VirtualService whose ``exportTo`` hides it from the namespace of the host it names is not
+    applied there (shadowmesh's clients stand in that namespace, having none of their own).
     """
-    delegates = {(v.meta.namespace, v.meta.name): v for v in inventory.virtual_services}
+    if vs.is_delegate or gateway not in vs.bound_gateways():
+        return ()
+    routes: tuple[CompiledRoute, ...] | None = None
+    unit: list[tuple[str, VirtualHost]] = []
+    for host in vs.hosts:
+        name = host.lower() if host.startswith("*") else fqdn(host, vs.meta.namespace)
+        if not vs.visible_in(host_namespace(name) or vs.meta.namespace):
+            continue
+        if routes is None:
+            routes = _compile_routes(vs, clusters, gateway, delegates)
+        source = f"VirtualService {vs.meta.namespace}/{vs.meta.name}"
+        unit.append((name, VirtualHost(name, source, routes)))
+    return tuple(unit)
+
+
+def _merge_units(
+    units: Iterable[HostUnit],
+) -> tuple[dict[str, VirtualHost], dict[str, VirtualHost]]:
+    """The host maps: the first VirtualService by namespace/name wins a host."""
     exact: dict[str, VirtualHost] = {}
     wildcards: dict[str, VirtualHost] = {}
-    for vs in inventory.virtual_services:
-        if vs.is_delegate or gateway not in vs.bound_gateways():
-            continue
-        routes: tuple[CompiledRoute, ...] | None = None
-        for host in vs.hosts:
-            name = host.lower() if host.startswith("*") else fqdn(host, vs.meta.namespace)
-            if not vs.visible_in(host_namespace(name) or vs.meta.namespace):
-                continue
+    for unit in units:
+        for name, vhost in unit:
             found = wildcards if name.startswith("*") else exact
-            if name in found:
-                continue
-            if routes is None:
-                routes = _compile_routes(vs, clusters, gateway, delegates)
-            found[name] = VirtualHost(
-                name, f"VirtualService {vs.meta.namespace}/{vs.meta.name}", routes
-            )
+            found.setdefault(name, vhost)
     return exact, wildcards
 
 
@@ -278,7 +323,7 @@ def _compile_routes(
     whose every match is, too (``match.gateways`` selects at config time, as in Istio)."""
     ns = vs.meta.namespace
     out = []
-    for route in expand(vs, {k: v for k, v in delegates.items() if v.is_delegate}, []):
+    for route in expand(vs, delegates, []):
         if route.match:
             kept = tuple(
                 m
