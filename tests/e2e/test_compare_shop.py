@@ -1,0 +1,124 @@
+"""The gate on a realistic service (``tests/e2e/shop_app.py``): primary v1, baseline v1b and
+candidate under gunicorn, behind ``shadowmesh serve``, driven by seeded traffic.
+
+A/A/A (the candidate runs the primary's code): no regression, field or latency, at light load
+(one client) and heavy (16 at once), with either order of ``mirrors:``, and the CI gate passes.
+A/A/B (the candidate has the planted changes): each is found, and the gate fails. Processes
+and traffic are in ``tests/support/shop_live``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import shop_live
+from tests.support.serve import Served
+
+pytestmark = pytest.mark.e2e
+
+
+def gate(admin: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHADOWMESH_ADMIN": f"127.0.0.1:{admin}"}
+    return subprocess.run(
+        [sys.executable, "-m", "shadowmesh", "diff", shop_live.COMPARISON, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def measured_run(
+    serve: Callable[..., Served],
+    ports: dict[str, int],
+    mirrors: tuple[str, str],
+    targets: list[str],
+    clients: int,
+) -> tuple[Served, dict[str, Any]]:
+    """A fresh proxy; a short warm-up (every process's first requests are its slowest), a
+    reset, then the measured traffic and its report."""
+    s = serve(shop_live.mesh_yaml(ports, mirrors), "--shadow-timeout", "10")
+    warm = shop_live.drive(s.port, shop_live.paths(0, 8), clients)
+    shop_live.report(s.admin, len(warm))
+    reset = urllib.request.Request(
+        f"http://127.0.0.1:{s.admin}/comparisons/default/{shop_live.COMPARISON}/reset",
+        data=b"{}",
+        method="POST",
+    )
+    with urllib.request.urlopen(reset, timeout=10) as answer:
+        assert answer.status == 200
+    statuses = shop_live.drive(s.port, targets, clients)
+    assert len(statuses) == len(targets)
+    return s, shop_live.report(s.admin, len(targets))
+
+
+def test_a_a_a_runs_flag_nothing_at_any_load_in_either_order(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    with shop_live.start_shop(tmp_path / "logs", candidate_version="v1") as ports:
+        for mirrors in (("v2", "v1b"), ("v1b", "v2")):
+            for clients, rounds in ((1, 40), (16, 80)):
+                s, report = measured_run(
+                    serve, ports, mirrors, shop_live.paths(clients, rounds), clients
+                )
+                run = (mirrors, clients, report["compared"], report["skipped"])
+                print("A/A/A", run, report["verdict"], shop_live.regressions(report))
+                assert shop_live.regressions(report) == [], run
+                assert report["verdict"] in ("ok", "difference"), (run, report["reason"])
+                judged = [e for e in report["endpoints"] if e["latency"]["verdict"] == "ok"]
+                assert len(judged) == 5, (run, [e["latency"] for e in report["endpoints"]])
+        passed = gate(s.admin, "--fail-on", "regression", "--fail-on", "latency")
+        assert passed.returncode == 0, passed.stdout + passed.stderr
+
+
+def test_the_planted_changes_are_found_and_fail_the_gate(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    with shop_live.start_shop(tmp_path / "logs", candidate_version="v2") as ports:
+        # Orders 1 to 120 among the rounds: one in ten fails on v2, so twelve 500s at least.
+        rounds = shop_live.paths(5, 40)
+        targets = []
+        for i in range(40):
+            targets += rounds[i * 5 : (i + 1) * 5]
+            targets += [f"/api/orders/{n}" for n in range(3 * i + 1, 3 * i + 4)]
+        started = time.monotonic()
+        s, report = measured_run(serve, ports, ("v2", "v1b"), targets, 1)
+        print("A/A/B", report["compared"], "in", round(time.monotonic() - started, 1), "s")
+        found = set(shop_live.regressions(report))
+        print("regressions:", sorted(found))
+        for e in report["endpoints"]:
+            print(" ", e["endpoint"], e["latency"]["reason"])
+        assert {
+            "GET /api/skus/{id} body.price",  # a number became a string
+            "GET /api/skus body.items[*].stock.warehouse",  # a nested field removed
+            "GET /api/orders/{id} status",  # 500 for one order in ten
+            "GET /api/slow latency",  # 20 ms became 25
+        } <= found
+        endpoints = {e["endpoint"]: e for e in report["endpoints"]}
+        # The shuffled search ties and the ids and timestamps are noise, not regressions.
+        assert not [f for f in found if f.startswith("GET /api/search")]
+        slow = endpoints["GET /api/slow"]["latency"]
+        assert 1.15 < slow["median_ratio"] < 1.35, slow
+        transition = endpoints["GET /api/orders/{id}"]["transitions"][0]
+        assert (transition["primary"], transition["candidate"]) == (200, 500)
+        assert transition["count"] >= 12  # and those of the seeded rounds
+        failed = gate(s.admin, "--fail-on", "regression")
+        assert failed.returncode == 1 and "REGRESSION" in failed.stdout
+        assert gate(s.admin, "--fail-on", "latency").returncode == 1
+        junit = ET.fromstring(gate(s.admin, "-o", "junit").stdout)
+        failures = {
+            (c.get("classname"), c.get("name"))
+            for c in junit.iter("testcase")
+            if c.find("failure") is not None
+        }
+        assert ("default.shop-v2.GET /api/slow", "latency") in failures
