@@ -34,7 +34,7 @@ from shadowmesh.control.kinds import (
 )
 from shadowmesh.control.store import BeforeCommit, Key, Store, StoredResource
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
-from shadowmesh.model.comparison import comparison_warnings
+from shadowmesh.model.comparison import comparison_conflicts, comparison_warnings
 from shadowmesh.model.load import LoadResult, load_text
 from shadowmesh.model.resources import Document, Resource, resource_key
 from shadowmesh.routing.analyze import Message, OwnListeners, analyze_messages
@@ -273,7 +273,21 @@ def _plan(
         raise ConfigErrors([ConfigError("no objects passed to apply")])
     candidate = dict(stored)
     candidate.update((resource_key(d.resource), d.resource) for d in documents)
+    _reject_comparison_conflicts(documents, candidate)
     return documents, file_warnings, candidate
+
+
+def _reject_comparison_conflicts(
+    documents: Sequence[Document], config: Mapping[Key, Resource]
+) -> None:
+    applied = {resource_key(d.resource): d for d in documents}
+    errors = []
+    for (namespace, name), text in comparison_conflicts(config.values()):
+        doc = applied.get(("Comparison", namespace, name))
+        if doc is not None:
+            errors.append(ConfigError(text, source=doc.source, document=doc.index))
+    if errors:
+        raise ConfigErrors(errors)
 
 
 def _load_all(files: Sequence[SourceFile], namespace: str) -> list[LoadResult]:

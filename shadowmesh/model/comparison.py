@@ -508,6 +508,28 @@ def _one_of(roots: tuple[str, ...]) -> str:
 # --- cross-references, at apply ------------------------------------------------------------------
 
 
+def comparison_conflicts(resources: Iterable[Resource]) -> list[tuple[tuple[str, str], str]]:
+    """((namespace, name), error) for each Comparison that shares its host and primary with
+    another: the data plane pairs a request with one Comparison, so one of them would silently
+    compare nothing. Refused at apply, naming the others."""
+    groups: dict[tuple[str, str], list[Comparison]] = {}
+    for comparison in comparisons_for(resources):
+        groups.setdefault((comparison.fqdn, comparison.primary), []).append(comparison)
+    found: list[tuple[tuple[str, str], str]] = []
+    for group in groups.values():
+        for comparison in group if len(group) > 1 else ():
+            others = ", ".join("/".join(o.key) for o in group if o is not comparison)
+            found.append(
+                (
+                    comparison.key,
+                    f"Comparison {'/'.join(comparison.key)}: host {comparison.host} with primary "
+                    f"subset {comparison.primary} is also compared by Comparison {others}; one "
+                    "Comparison per host and primary (delete the other first)",
+                )
+            )
+    return found
+
+
 def comparison_warnings(resources: Iterable[Resource]) -> list[tuple[tuple[str, str, str], str]]:
     """((kind, namespace, name), warning) for each Comparison that would compare nothing.
 

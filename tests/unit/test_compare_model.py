@@ -377,3 +377,22 @@ def test_a_comparison_does_not_disturb_the_route_table(tmp_path: Path) -> None:
     control.start()
     control.apply_files([("all.yaml", ROUTES.replace("MIRROR", "") + "---\n" + MINIMAL)])
     assert tables[-1].ports == frozenset({8000})
+
+
+def test_a_second_comparison_of_one_host_and_primary_is_refused_at_apply(tmp_path: Path) -> None:
+    control = controller(tmp_path)
+    control.apply_files([("cmp.yaml", MINIMAL)])
+    second = MINIMAL.replace("name: httpbin-v2", "name: httpbin-v3").replace("v2}", "v3}")
+    with pytest.raises(ConfigErrors) as caught:
+        control.apply_files([("v3.yaml", second)])
+    [error] = caught.value.errors
+    assert str(error).startswith("v3.yaml")
+    assert (
+        "Comparison default/httpbin-v3: host httpbin with primary subset v1 is also compared by "
+        "Comparison default/httpbin-v2; one Comparison per host and primary" in str(error)
+    )
+    assert [i["metadata"]["name"] for i in control.get("cmp").items] == ["httpbin-v2"]
+    # Another primary, or re-applying the same one, is fine.
+    control.apply_files([("cmp.yaml", MINIMAL)])
+    other = second.replace("primary: {subset: v1}", "primary: {subset: v0}")
+    control.apply_files([("v3.yaml", other)])
