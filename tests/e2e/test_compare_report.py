@@ -80,7 +80,7 @@ kind: Comparison
 metadata: {name: no-baseline}
 spec:
   host: httpbin
-  primary: {subset: v1}
+  primary: {subset: v1b}  # one Comparison per host and primary
   candidate: {subset: v2}
   thresholds: {minPairs: 5}
 """
@@ -185,7 +185,7 @@ def configure(stack: Stack, tmp_path: Path) -> None:
     result = run(stack, "apply", "-f", str(path))
     assert result.exit_code == 0, result.output
     assert "comparison.shadowmesh.io/httpbin-v2 created" in result.stdout
-    assert "Comparison default" not in result.stderr  # both subsets are mirrored
+    assert "Comparison default/httpbin-v2" not in result.stderr  # both subsets are mirrored
     # What the data plane does on each config change: comparisons_for the new resources.
     stack.comparisons[:] = comparisons_for(d.resource for d in load_text(CONFIG, "c").documents)
 
@@ -203,7 +203,7 @@ def test_get_comparisons_lists_them_like_kubectl(stack: Stack, tmp_path: Path) -
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "HOST", "PRIMARY", "CANDIDATE", "BASELINE", "AGE"]
     assert lines[1].split()[:5] == ["httpbin-v2", "httpbin", "v1", "v2", "v1b"]
-    assert lines[2].split()[:5] == ["no-baseline", "httpbin", "v1", "v2", "<none>"]
+    assert lines[2].split()[:5] == ["no-baseline", "httpbin", "v1b", "v2", "<none>"]
     result = run(stack, "delete", "comparison", "no-baseline")
     assert result.stdout == 'comparison.shadowmesh.io "no-baseline" deleted\n'
 
