@@ -165,6 +165,15 @@ class ServeOptions:
     help="Seconds a client has to send a whole request head (408 after that).",
 )
 @click.option(
+    "--stream-idle-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds a request may go without a byte moving either way, client or upstream, "
+    "before it is ended: 408 if the client still owes its body, 504 if the upstream owes its "
+    "answer, a reset once part of the answer is out (Envoy's stream idle timeout, flag SI).",
+)
+@click.option(
     "--max-connections",
     type=int,
     default=10_000,
@@ -226,6 +235,7 @@ def serve(
     connect_timeout: float,
     idle_timeout: float,
     request_header_timeout: float,
+    stream_idle_timeout: float,
     max_connections: int,
     allow_underscores_in_headers: bool,
     redact_query: tuple[str, ...],
@@ -265,6 +275,7 @@ def serve(
             request_header_timeout,
             max_connections,
             allow_underscores=allow_underscores_in_headers,
+            stream_idle_timeout=stream_idle_timeout,
         ),
         workers=workers,
         worker=worker,
@@ -479,6 +490,8 @@ def worker_argv(options: ServeOptions) -> list[str]:
         str(downstream.idle_timeout),
         "--request-header-timeout",
         str(downstream.header_timeout),
+        "--stream-idle-timeout",
+        str(downstream.stream_idle_timeout),
         "--max-connections",
         str(downstream.max_connections),
         "--drain-timeout",

@@ -88,6 +88,11 @@ class ClientConnection(asyncio.Protocol):
         self.feed_soon = False  # held bytes will be parsed on the next loop turn
         self.write_paused = False  # the client is not reading its answers: nothing new starts
         self.advancing = False  # the loop of ``advance`` runs: a nested call leaves it to it
+        # Bytes moved for this connection's streams, either way: a counter, bumped per read,
+        # so the hot path reads no clock; the sweep notes when it last changed (``active_at``).
+        self.progress = 0
+        self.progress_seen = 0
+        self.active_at = 0.0
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -129,6 +134,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing or self.refusal:
             return  # after a refused request, nothing more on this connection is read
+        self.progress += 1
         if self.tunnel is not None:
             self.received_in_tunnel(data)
             return
@@ -223,6 +229,7 @@ class ClientConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.progress += 1  # the client read some of its answers
         self.resume("writing")
         if self.active is not None and self.active.conn is not None:
             self.active.conn.resume_reading()
@@ -413,6 +420,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.active = None
         self.since = self.plane.clock()
+        self.progress += 1  # the next waiting stream starts now, not when the last one did
         if not self.keep_alive or not exchange.head.keep_alive:
             self.close()
             return
@@ -447,9 +455,20 @@ class ClientConnection(asyncio.Protocol):
         finally:
             self.advancing = False
 
-    def expire(self, now: float, idle_timeout: float, head_timeout: float) -> None:
-        """Called by the data plane's sweep: close a connection that waited too long."""
-        if self.active is not None or self.closing:
+    def expire(
+        self, now: float, idle_timeout: float, head_timeout: float, stream_idle_timeout: float
+    ) -> None:
+        """Called by the data plane's sweep: close a connection that waited too long, end a
+        stream that went silent both ways."""
+        if self.closing:
+            return
+        if self.progress != self.progress_seen:
+            self.progress_seen = self.progress
+            self.active_at = now
+        if self.active is not None or self.parsing is not None or self.waiting:
+            # A tunnel is the endpoints' to keep or end: a WebSocket may be quiet for minutes.
+            if self.tunnel is None and now - self.active_at > stream_idle_timeout:
+                self.stream_idle()
             return
         if self.in_head:
             if now - self.since > head_timeout:
@@ -458,6 +477,22 @@ class ClientConnection(asyncio.Protocol):
                 self.reject(408, "request header read timeout")
         elif now - self.since > idle_timeout:
             self.close()
+
+    def stream_idle(self) -> None:
+        """Nothing moved either way for the stream idle timeout (Envoy's, flag SI)."""
+        self.plane.stats.requests["downstream_rq_idle_timeout"] += 1
+        exchange = self.active
+        if exchange is not None and not exchange.done:
+            # A client that reads nothing cannot be answered: it is reset, as after a head.
+            # After a 504 the connection goes on with the requests pipelined behind.
+            exchange.idle_timeout(reset=self.write_paused)
+            return
+        # Answered, but its body stalled (the next request would start in it), or answers to a
+        # client that does not read them: only closing ends it.
+        for waiting in self.waiting:
+            waiting.flag = "SI"
+        self.keep_alive = False
+        self.close()
 
     def flush_upstream_writes(self) -> None:
         """The read parsed (or its bad request was dropped): send what it held for upstreams."""

@@ -390,6 +390,7 @@ class Exchange:
 
     def flush(self) -> None:
         """Write what this upstream read produced, in one go."""
+        self.client.progress += 1  # an upstream read: the stream is not idle
         if self.out:
             data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
             self.out = []
@@ -463,6 +464,30 @@ class Exchange:
             self.client.keep_alive = False
             self.finish()
             self.client.close()
+
+    def idle_timeout(self, reset: bool) -> None:
+        """The stream idle timeout: nothing moved either way. Answered as Envoy answers it,
+        flag SI: 408 if the client still owes its body, 504 if the upstream owes its answer;
+        once part of the answer is out (or when ``reset``), both connections are closed."""
+        if self.done:
+            return
+        self.out = []
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.detach()
+        cluster = self.upstream.cluster if self.upstream else ""
+        if not self.head_sent and not reset:
+            if self.request_done:
+                self.fail(504, "SI", resp.STREAM_TIMEOUT, cluster)
+            else:
+                self.client.keep_alive = False  # the rest of its body would be read as requests
+                self.fail(408, "SI", resp.STREAM_TIMEOUT, cluster)
+            return
+        self.flag = "SI"
+        self.cluster = cluster
+        self.client.keep_alive = False
+        self.finish()
+        self.client.close()
 
     def fail(self, status: int, flag: str, body: bytes, cluster: str = "") -> None:
         """Answer locally, as Envoy does when there is no route, cluster or upstream."""

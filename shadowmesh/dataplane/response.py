@@ -18,6 +18,7 @@ CONNECTION_TERMINATION = (
 )
 UPSTREAM_TIMEOUT = b"upstream request timeout"
 PROTOCOL_ERROR = b"upstream sent an invalid response"
+STREAM_TIMEOUT = b"stream timeout"  # Envoy's, for its stream idle timeout
 LOOP_DETECTED = b"loop detected: this request has been through this proxy already"
 
 

@@ -27,7 +27,9 @@ from shadowmesh.upstream.connection import Pool
 
 @dataclass(frozen=True)
 class DownstreamLimits:
-    """Client-side limits (nginx: keepalive_timeout, client_header_timeout, worker_connections)."""
+    """Client-side limits (nginx: keepalive_timeout, client_header_timeout, worker_connections;
+    Envoy: stream_idle_timeout, default 5 min, here nginx's 60 s client_body_timeout and
+    proxy_read_timeout)."""
 
     idle_timeout: float = 60.0
     header_timeout: float = 10.0
@@ -36,6 +38,7 @@ class DownstreamLimits:
     # dropped, since some upstream stacks (CGI, WSGI, Rails) fold "_" and "-" together, and
     # "content_length" would reach them as a second Content-Length.
     allow_underscores: bool = False
+    stream_idle_timeout: float = 60.0
 
 
 # Connections the kernel completes and queues while the loop is busy (nginx: 511, Envoy: 1024).
@@ -156,17 +159,21 @@ class DataPlane:
         return self._loop_time()
 
     async def sweep(self) -> None:
-        """Close connections idle or stuck in a head past their timeouts, a few times a second.
+        """Close connections idle or stuck in a head past their timeouts, and end streams that
+        went silent both ways, a few times a second.
 
         One pass over the connections beats a timer per request on the hot path.
         """
         limits = self.limits
-        interval = max(0.05, min(limits.idle_timeout, limits.header_timeout) / 4)
+        shortest = min(limits.idle_timeout, limits.header_timeout, limits.stream_idle_timeout)
+        interval = max(0.05, shortest / 4)
         while True:
             await asyncio.sleep(interval)
             now = self.clock()
             for conn in list(self.connections):
-                conn.expire(now, limits.idle_timeout, limits.header_timeout)
+                conn.expire(
+                    now, limits.idle_timeout, limits.header_timeout, limits.stream_idle_timeout
+                )
 
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)

@@ -96,3 +96,138 @@ def test_a_long_pipeline_behind_a_slow_request_is_answered_whole_and_in_order(
     assert got.startswith(b"HTTP/1.1 200 OK")
     assert got.count(b"HTTP/1.1 404 ") == count + 1
     assert get(s.port, "/slow/after") == "200"
+
+
+# Three upstreams behind one Service: /frozen never answers, /stall sends half an answer and
+# stops, anything else is answered at once.
+THREE_WAYS = """
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ok}
+spec: {address: 127.0.0.1, ports: {http: OK_PORT}, labels: {app: app, version: ok}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: frozen}
+spec: {address: 127.0.0.1, ports: {http: FROZEN_PORT}, labels: {app: app, version: frozen}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: stall}
+spec: {address: 127.0.0.1, ports: {http: STALL_PORT}, labels: {app: app, version: stall}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app}
+spec:
+  selector: {app: app}
+  ports: [{name: http, port: SERVICE_PORT, targetPort: 80}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: app}
+spec:
+  host: app
+  subsets:
+  - {name: ok, labels: {version: ok}}
+  - {name: frozen, labels: {version: frozen}}
+  - {name: stall, labels: {version: stall}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app}
+spec:
+  hosts: [app]
+  http:
+  - match: [{uri: {prefix: /frozen}}]
+    route: [{destination: {host: app, subset: frozen}}]
+  - match: [{uri: {prefix: /stall}}]
+    route: [{destination: {host: app, subset: stall}}]
+  - route: [{destination: {host: app, subset: ok}}]
+"""
+
+
+def read_all(sock: socket.socket, seconds: float = 8.0) -> tuple[bytes, bool]:
+    """What the proxy sends until it closes (True) or ``seconds`` pass (False)."""
+    sock.settimeout(0.2)
+    got = b""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return got, True
+        if not chunk:
+            return got, True
+        got += chunk
+    return got, False
+
+
+def test_stalled_streams_time_out_and_free_both_connections(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """Envoy's stream idle timeout (flag SI): 408 to a client that stopped in its body, 504 when
+    the upstream stopped before its answer, a reset once part of the answer is out."""
+    ok, frozen, stall = make(upstreams, "ok", "frozen", "ok")
+    stall.response = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\npartial"
+    config = (
+        THREE_WAYS.replace("OK_PORT", str(ok.port))
+        .replace("FROZEN_PORT", str(frozen.port))
+        .replace("STALL_PORT", str(stall.port))
+    )
+    s = serve(config, "--stream-idle-timeout", "1")
+
+    # A client that stops in the middle of its body.
+    with socket.create_connection(("127.0.0.1", s.port)) as client:
+        client.sendall(b"POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc")
+        got, closed = read_all(client)
+    assert got.startswith(b"HTTP/1.1 408 ") and got.endswith(b"stream timeout"), got
+    assert closed  # the rest of its body would be taken for a request: closed
+    (upload,) = ok.wait_for(1)
+    assert upload.body == b"abc"  # the upstream saw its connection closed after the 3 bytes
+
+    # An upstream that never answers a complete request.
+    with socket.create_connection(("127.0.0.1", s.port)) as client:
+        client.sendall(b"GET /frozen HTTP/1.1\r\nHost: app\r\n\r\n")
+        client.settimeout(8)
+        answer = client.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 504 ") and answer.endswith(b"stream timeout")
+        client.sendall(b"GET /next HTTP/1.1\r\nHost: app\r\n\r\n")  # the connection still serves
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+    # An upstream that stops in the middle of its answer.
+    with socket.create_connection(("127.0.0.1", s.port)) as client:
+        client.sendall(b"GET /stall HTTP/1.1\r\nHost: app\r\n\r\n")
+        got, closed = read_all(client)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"partial") and closed
+
+    # Idle, not total: an upload slower than the timeout, never silent as long, goes through.
+    with socket.create_connection(("127.0.0.1", s.port), timeout=8) as client:
+        client.sendall(b"POST /slow HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\n")
+        for byte in b"hello":
+            time.sleep(0.35)
+            client.sendall(bytes([byte]))
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
+    assert [r.body for r in ok.wait_for(3)][-1] == b"hello"
+
+    log = s.log.read_text()
+    assert '"POST /upload HTTP/1.1" 408 SI ' in log
+    assert '"GET /frozen HTTP/1.1" 504 SI ' in log
+    assert '"GET /stall HTTP/1.1" 200 SI ' in log
+    assert s.stats()["requests"]["downstream_rq_idle_timeout"] == 3
+
+
+def test_an_answered_request_whose_body_stalls_is_closed(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """The upstream answered before the body ended (nginx's `return 200` does); the client then
+    stops in its body: the connection cannot serve another request, so it is closed."""
+    early, other = make(upstreams, "early", "ok")
+    s = serve(mesh_yaml(early.port, other.port), "--stream-idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", s.port)) as client:
+        client.sendall(b"POST /early HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\nabc")
+        got, closed = read_all(client)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"early") and closed
+    assert s.stats()["requests"]["downstream_rq_idle_timeout"] == 1
