@@ -118,6 +118,9 @@ class Exchange:
         if self.head.looped:
             # It came back through one of our own listeners (a mirror or a route to ourselves):
             # forwarding it again would feed the loop, so it ends here, answered and counted.
+            # The connection is closed too: a pool of ours would keep it, and an idle connection
+            # from the proxy to itself holds a descriptor at both ends.
+            self.client.keep_alive = False
             self.fail(508, "LD", resp.LOOP_DETECTED)
             return
         decision = plane.table.route(self.client.listener_port, RouteView(self.head))

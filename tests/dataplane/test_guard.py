@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.support.serve import Served, mesh_yaml, raw_request
 from tests.support.upstreams import RecordingUpstream
@@ -261,3 +262,36 @@ def test_underscores_in_header_names_pass_when_allowed_and_redaction_can_be_chan
     assert got.headers["x_y"] == "1"
     (line,) = settle_text(s, 1)
     assert '"GET /x?session=REDACTED&token=kept HTTP/1.1"' in line
+
+
+def test_every_worker_knows_a_loop_through_any_other(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """One pseudonym per state directory: a copy that comes back on another worker is
+    recognised there too."""
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(
+        loop_mesh(v1.port, v2.port, route="v1", mirror="self"),
+        "--access-log-format",
+        "json",
+        "--workers",
+        "2",
+        "--shadow-max-in-flight",
+        "20",
+    )
+    time.sleep(1.0)  # the worker's own start
+
+    def get(i: int) -> bytes:
+        request = b"GET /get?i=%d HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n" % i
+        return raw_request(s.port, request)
+
+    # At once, so each process opens several connections for its copies and the kernel
+    # spreads them over both (one at a time, a process's copies reuse one connection).
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(get, range(40)))
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+    logged = settle(s, 120)
+    assert len(v1.requests) == 40
+    looped = [r for r in logged if r["response_flags"] == "LD"]
+    assert len(looped) == 40 and len(logged) == 120
