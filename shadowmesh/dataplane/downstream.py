@@ -82,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
         self.flush_later: list[Exchange] = []
         self.refusal = b""  # a 400 owed once the requests before the bad one are answered
         self.line_read = False  # an HTTP/0.9 request line ended (llhttp does not say it did)
+        self.valid_host = b""  # the last Host this connection sent that was found valid
         self._fragment = b""  # the part of the target the current read held
         self._addresses: tuple[str, str] | None = None
         self.held = b""  # the rest of a read, not parsed while MAX_PIPELINED requests wait
@@ -360,8 +361,11 @@ class ClientConnection(asyncio.Protocol):
                 authority, path = rest[: rest.find(b"?")], b"/" + rest[rest.find(b"?") :]
         elif not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
             raise BadRequest(400, "request target must be a path or an http:// URL")
-        if authority and not valid_authority(authority):
-            raise BadRequest(400, "invalid Host")
+        if authority and authority != self.valid_host:
+            # Checked once per connection for the Host it keeps sending, not per request.
+            if not valid_authority(authority):
+                raise BadRequest(400, "invalid Host")
+            self.valid_host = authority
         if path[:1] == b"/":
             path = normalize_path(path)
         if not authority:

@@ -237,8 +237,13 @@ def test_paths_are_normalised_hosts_checked_underscores_dropped_credentials_kept
         assert out.startswith(b"HTTP/1.1 400 "), (host, out)
     out = raw_request(s.port, b"GET http://a b/ HTTP/1.1\r\nHost: app\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 400 "), out
+    # A valid Host first, then an invalid one on the same connection: each one is checked.
+    out = raw_request(
+        s.port, b"GET /1 HTTP/1.1\r\nHost: app\r\n\r\nGET /2 HTTP/1.1\r\nHost: a b\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 400 " in out, out
     time.sleep(0.2)
-    assert len(v1.requests) == 1
+    assert [r.request_line for r in v1.requests][1:] == ["GET /1 HTTP/1.1"]
 
 
 def test_underscores_in_header_names_pass_when_allowed_and_redaction_can_be_changed(
