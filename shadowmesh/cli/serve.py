@@ -19,6 +19,7 @@ from shadowmesh.cli.client import read_sources
 from shadowmesh.cli.workers import Workers, follow_store
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller
+from shadowmesh.control.dns import Resolver
 from shadowmesh.control.identity import proxy_pseudonym
 from shadowmesh.control.offload import ConfigThread
 from shadowmesh.control.store import Store
@@ -64,6 +65,7 @@ class ServeOptions:
     admin_token: str | None = None
     redact_query: tuple[str, ...] = DEFAULT_REDACTED_QUERY
     shadow_strip_headers: tuple[str, ...] = ()
+    dns_refresh: tuple[float, float] = (5.0, 300.0)  # bounds on a name's time to live
 
 
 @click.command()
@@ -209,6 +211,21 @@ class ServeOptions:
     help="Request header removed from shadow copies only (e.g. authorization, cookie); "
     "repeatable. Copies otherwise carry the primary's headers, credentials included.",
 )
+@click.option(
+    "--dns-refresh-min",
+    type=click.FloatRange(0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds: the least time a ServiceEntry's DNS answer is kept (and the retry after a "
+    "failed lookup).",
+)
+@click.option(
+    "--dns-refresh-max",
+    type=click.FloatRange(0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds: the most time a ServiceEntry's DNS answer is kept before it is looked up again.",
+)
 @click.option("--worker", is_flag=True, hidden=True)
 @click.option(
     "--drain-timeout",
@@ -241,6 +258,8 @@ def serve(
     redact_query: tuple[str, ...],
     shadow_strip_headers: tuple[str, ...],
     workers: int,
+    dns_refresh_min: float,
+    dns_refresh_max: float,
     worker: bool,
     drain_timeout: float,
 ) -> None:
@@ -282,6 +301,7 @@ def serve(
         admin_token=admin_token,
         redact_query=tuple(n for n in redact_query if n),
         shadow_strip_headers=shadow_strip_headers,
+        dns_refresh=(dns_refresh_min, dns_refresh_max),
     )
     sources = read_sources(files) if files else []
     try:
@@ -358,8 +378,37 @@ async def serve_forever(
     config = ConfigThread(asyncio.get_running_loop())
     controller = Controller(store, config.on_loop(plane.swap))
     controller.own_listeners = own_listeners(options)
+    # ServiceEntry names are resolved in a thread of their own; a changed answer recompiles
+    # the table on the config thread, as every other config change.
+    loop = asyncio.get_running_loop()
+
+    def changed() -> None:
+        loop.call_soon_threadsafe(lambda: plane.spawn(config.run(controller.refresh)))
+
+    dns = Resolver(
+        changed,
+        min_refresh=options.dns_refresh[0],
+        max_refresh=options.dns_refresh[1],
+    )
+    controller.dns = dns
     for warning in await config.run(controller.start):
         click.echo(f"Warning: {warning}", err=True)
+    dns.start()
+    try:
+        await _serve(options, sources, config, controller, plane, stats, dispatcher)
+    finally:
+        dns.stop()
+
+
+async def _serve(
+    options: ServeOptions,
+    sources: list[tuple[str, str]],
+    config: ConfigThread,
+    controller: Controller,
+    plane: DataPlane,
+    stats: Stats,
+    dispatcher: Dispatcher,
+) -> None:
     if options.worker:
         await serve_as_worker(options, config, controller, plane)
         await config.close()
@@ -386,6 +435,8 @@ async def serve_forever(
         snapshot["shadow_idle"] = dispatcher.pool.idle_count()
         snapshot["shadow_skipped"] = dict(getattr(plane.table, "shadow_skipped", {}))
         snapshot["compiled"] = compiled()
+        if controller.dns is not None:
+            snapshot["dns"] = controller.dns.stats()
         return snapshot
 
     admin = AdminServer(
@@ -476,6 +527,10 @@ def worker_argv(options: ServeOptions) -> list[str]:
         "--access-log-format",
         options.access_log_format,
         "--shadow-host-suffix" if options.shadow_host_suffix else "--no-shadow-host-suffix",
+        "--dns-refresh-min",
+        str(options.dns_refresh[0]),
+        "--dns-refresh-max",
+        str(options.dns_refresh[1]),
         "--shadow-timeout",
         str(limits.timeout),
         "--shadow-max-in-flight",

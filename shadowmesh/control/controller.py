@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from shadowmesh.control.dns import Resolver
 from shadowmesh.control.kinds import (
     KindInfo,
     applied_line,
@@ -81,6 +82,9 @@ class Controller:
         # Where the proxy listens, so an apply can warn of an endpoint that is the proxy itself;
         # set by serve once it knows (None: not checked).
         self.own_listeners: OwnListeners | None = None
+        # ServiceEntry names resolved off the request path (serve sets it): the table is
+        # compiled from its last answers, and ``refresh()`` recompiles when they change.
+        self.dns: Resolver | None = None
         self._lock = threading.RLock()
         self._resources: dict[Key, Resource] = {}
         self._versions: dict[Key, int] = {}  # the stored revision of each row last read
@@ -159,6 +163,12 @@ class Controller:
             raise NotFound(not_found_error(info.kind, name))
         return GetOutcome(info, [_with_server_metadata(row) for row in rows])
 
+    def refresh(self) -> None:
+        """Recompile the stored config with the resolver's new answers, and swap it in."""
+        with self._lock:
+            if self._table is not None:
+                self._swap(self._compile(self._stored()), self._table)
+
     def _load(self) -> list[str]:
         versions = self._store.versions()
         if self._loaded:
@@ -196,7 +206,13 @@ class Controller:
         return DeleteOutcome(lines, errors, [])
 
     def _compile(self, resources: Mapping[Key, Resource]) -> RouteTable:
-        return self._compiler.compile([resources[k] for k in sorted(resources)])
+        dns = self.dns
+        table = self._compiler.compile(
+            [resources[k] for k in sorted(resources)], dns.snapshot() if dns is not None else None
+        )
+        if dns is not None:
+            dns.want(table.dns_names)
+        return table
 
     def _commit(self, table: RouteTable, write: Callable[[BeforeCommit], T]) -> T:
         """Run a store write whose transaction swaps ``table`` in just before it commits.

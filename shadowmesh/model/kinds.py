@@ -21,6 +21,7 @@ from shadowmesh.model import (
     comparison,
     destinationrule,
     service,
+    serviceentry,
     validate,
     virtualservice,
     workload,
@@ -138,6 +139,22 @@ KINDS: tuple[KindInfo, ...] = (
         (Column("ADDRESS", "spec.address"), Column("LABELS", "spec.labels", "labels", True)),
     ),
     KindInfo(
+        "ServiceEntry",
+        ISTIO_NETWORKING,
+        ISTIO_VERSIONS,
+        "serviceentry",
+        "serviceentries",
+        ("se",),
+        serviceentry.SPEC_FIELDS,
+        True,
+        serviceentry.parse_service_entry,
+        (
+            Column("HOSTS", "spec.hosts", "json"),
+            Column("LOCATION", "spec.location"),
+            Column("RESOLUTION", "spec.resolution"),
+        ),
+    ),
+    KindInfo(
         "Comparison",
         "shadowmesh.io",
         (comparison.API_VERSION,),
@@ -214,10 +231,6 @@ _ISTIO_SKIPPED: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     (ISTIO_NETWORKING, "Gateway"): (
         _ISTIO_V1,
         _NOT_ACTED_ON + " yet; no ingress listener is opened",
-    ),
-    (ISTIO_NETWORKING, "ServiceEntry"): (
-        _ISTIO_V1,
-        _NOT_ACTED_ON + " yet; routes to its hosts find no cluster",
     ),
     ("security.istio.io", "AuthorizationPolicy"): (
         _ISTIO_SECURITY,

@@ -209,7 +209,52 @@ class DestinationRule:
     kind: Literal["DestinationRule"] = "DestinationRule"
 
 
-Resource = Union[Service, WorkloadEntry, VirtualService, DestinationRule, "Comparison"]  # noqa: UP007
+Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]
+
+
+@dataclass(frozen=True)
+class ServiceEntryPort:
+    number: int
+    name: str
+    protocol: str = ""  # as written; "" means sniffed
+    target_port: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceEntryEndpoint:
+    """One of ``endpoints``: a WorkloadEntry written inline."""
+
+    address: str
+    ports: Mapping[str, int] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    weight: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    """Istio ``ServiceEntry``: hosts outside the Service registry, with their endpoints."""
+
+    meta: Meta
+    hosts: tuple[str, ...]
+    ports: tuple[ServiceEntryPort, ...]
+    addresses: tuple[str, ...] = ()
+    location: Literal["MESH_EXTERNAL", "MESH_INTERNAL"] = "MESH_EXTERNAL"
+    resolution: Resolution = "NONE"
+    endpoints: tuple[ServiceEntryEndpoint, ...] = ()
+    # workloadSelector.labels; None when not set (then ``endpoints`` are the endpoints).
+    workload_selector: Mapping[str, str] | None = None
+    export_to: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    api_version: str = "networking.istio.io/v1"
+    kind: Literal["ServiceEntry"] = "ServiceEntry"
+
+    def visible_in(self, namespace: str) -> bool:
+        return exported_to(self.export_to, self.meta.namespace, namespace)
+
+
+Resource = Union[  # noqa: UP007
+    Service, WorkloadEntry, VirtualService, DestinationRule, ServiceEntry, "Comparison"
+]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from shadowmesh.model.resources import (
     Destination,
     DestinationRule,
     Resource,
+    ServiceEntry,
     VirtualService,
     fqdn,
     resource_key,
@@ -211,13 +212,16 @@ def _own_endpoints(inventory: Inventory, own: OwnListeners) -> Iterator[Message]
                     continue
                 namespace, _, name = member.workload.partition("/")
                 service = resource_key(info.service)
+                inline = (
+                    isinstance(info.service, ServiceEntry) and not info.service.workload_selector
+                )
                 yield Message(
                     "SM0001",
                     "Warning",
-                    ("WorkloadEntry", namespace, name),
-                    f"The endpoint {endpoint} of Service {service[1]}/{service[2]} port {port} "
-                    "is one of this proxy's own listeners: requests routed or mirrored to it "
-                    "come back to the proxy and are answered 508 Loop Detected.",
+                    ("ServiceEntry" if inline else "WorkloadEntry", namespace, name),
+                    f"The endpoint {endpoint} of {service[0]} {service[1]}/{service[2]} port "
+                    f"{port} is one of this proxy's own listeners: requests routed or mirrored to "
+                    "it come back to the proxy and are answered 508 Loop Detected.",
                     related=(service,),
                 )
 

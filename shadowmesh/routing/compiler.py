@@ -43,16 +43,21 @@ class RouteCompiler:
         self._others: dict[Key, Resource] = {}
         self._clusters: ClusterSet | None = None
         self._units: dict[Key, _Unit] = {}
+        self._dns: Mapping[str, tuple[str, ...]] = {}
         self.reused = 0  # units taken from the previous compile, by the last compile()
 
-    def compile(self, resources: Iterable[Resource]) -> RouteTable:
+    def compile(
+        self, resources: Iterable[Resource], dns: Mapping[str, tuple[str, ...]] | None = None
+    ) -> RouteTable:
+        """``dns``: the ServiceEntry names' last answers; a changed answer rebuilds clusters."""
         resources = list(resources)
-        inventory = build_inventory(resources)
+        dns = dict(dns or {})
+        inventory = build_inventory(resources, dns)
         others: dict[Key, Resource] = {
             resource_key(r): r for r in resources if not isinstance(r, VirtualService)
         }
         clusters = self._clusters
-        if clusters is None or not _same(self._others, others):
+        if clusters is None or not _same(self._others, others) or dns != self._dns:
             clusters = ClusterSet(inventory, self._rng)
             self._units = {}
         delegates = delegates_of(inventory)
@@ -71,6 +76,7 @@ class RouteCompiler:
             resources, inventory, clusters, (u.unit for u in units.values()), self._rng
         )
         self._others, self._clusters, self._units, self.reused = others, clusters, units, reused
+        self._dns = dns
         return table
 
 

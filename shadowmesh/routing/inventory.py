@@ -11,6 +11,7 @@ unweighted for now.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from shadowmesh.model.resources import (
     DestinationRule,
     Resource,
     Service,
+    ServiceEntry,
     ServicePort,
     Subset,
     VirtualService,
@@ -39,14 +41,13 @@ class Member:
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    service: Service
-    fqdn: str
-    # Per Service port number: the selected WorkloadEntries listening for it.
-    members: Mapping[int, tuple[Member, ...]]
+    """A Service, or one host of a ServiceEntry, with its endpoints per port."""
 
-    @property
-    def ports(self) -> tuple[int, ...]:
-        return tuple(p.port for p in self.service.ports)
+    service: Service | ServiceEntry
+    fqdn: str
+    # Per port number: the selected WorkloadEntries (or ServiceEntry endpoints) for it.
+    members: Mapping[int, tuple[Member, ...]]
+    ports: tuple[int, ...]
 
     @property
     def only_port(self) -> int | None:
@@ -66,6 +67,8 @@ class Inventory:
     rules: Mapping[str, DestinationRule]  # by host FQDN: the one rule that applies to it
     virtual_services: tuple[VirtualService, ...]  # sorted by (namespace, name)
     all_rules: tuple[DestinationRule, ...]  # sorted by (namespace, name)
+    # Names a ServiceEntry needs resolved (DNS, DNS_ROUND_ROBIN, NONE), for the resolver.
+    dns_names: frozenset[str] = frozenset()
 
     def subset(self, host: str, name: str) -> Subset | None:
         rule = self.rules.get(host)
@@ -74,14 +77,20 @@ class Inventory:
         return next((s for s in rule.subsets if s.name == name), None)
 
 
-def build_inventory(resources: Iterable[Resource]) -> Inventory:
+def build_inventory(
+    resources: Iterable[Resource], dns: Mapping[str, tuple[str, ...]] | None = None
+) -> Inventory:
+    """``dns``: the addresses each name resolved to last (the resolver's snapshot)."""
     services: list[Service] = []
+    entries: list[ServiceEntry] = []
     workloads: list[WorkloadEntry] = []
     virtual_services: list[VirtualService] = []
     rules: list[DestinationRule] = []
     for r in resources:
         if isinstance(r, Service):
             services.append(r)
+        elif isinstance(r, ServiceEntry):
+            entries.append(r)
         elif isinstance(r, WorkloadEntry):
             workloads.append(r)
         elif isinstance(r, VirtualService):
@@ -93,12 +102,22 @@ def build_inventory(resources: Iterable[Resource]) -> Inventory:
     workloads.sort(key=_by_key)
     virtual_services.sort(key=_by_key)
     rules.sort(key=_by_key)
+    entries.sort(key=_by_key)
     infos = {s.host: _service_info(s, workloads) for s in services}
+    names: set[str] = set()
+    for entry in entries:
+        if entry.export_to == ("~",):
+            continue  # exported to no one: not even its own namespace's clients see it
+        for host in entry.hosts:
+            # A Service of the same name wins, then the first ServiceEntry by namespace/name.
+            if host not in infos:
+                infos[host] = _entry_info(entry, host, workloads, dns or {}, names)
     return Inventory(
         services=infos,
         rules=applicable_rules(rules, infos),
         virtual_services=tuple(virtual_services),
         all_rules=tuple(rules),
+        dns_names=frozenset(names),
     )
 
 
@@ -133,7 +152,69 @@ def _service_info(service: Service, workloads: list[WorkloadEntry]) -> ServiceIn
         and _superset(w.labels, service.selector)
     ]
     members = {p.port: _members(p, selected) for p in service.ports}
-    return ServiceInfo(service=service, fqdn=service.host, members=members)
+    ports = tuple(p.port for p in service.ports)
+    return ServiceInfo(service=service, fqdn=service.host, members=members, ports=ports)
+
+
+def _entry_info(
+    entry: ServiceEntry,
+    host: str,
+    workloads: list[WorkloadEntry],
+    dns: Mapping[str, tuple[str, ...]],
+    names: set[str],
+) -> ServiceInfo:
+    """One ServiceEntry host: its endpoints per port, by the entry's ``resolution``.
+
+    STATIC: ``endpoints`` (or the WorkloadEntries ``workloadSelector`` selects in its
+    namespace). DNS: every address each endpoint (or, without endpoints, the host) resolved to;
+    DNS_ROUND_ROBIN: the first. NONE: what the host resolves to. A name not resolved yet has no
+    endpoint (503 UH) until the resolver has it. An endpoint's port is its own port of the
+    port's name, else the port's ``targetPort``, else its number.
+    """
+    label = f"{entry.meta.namespace}/{entry.meta.name}"
+
+    def addresses(name: str) -> tuple[str, ...]:
+        if entry.resolution == "STATIC" or validate_ip(name):
+            return (name,)
+        if name.startswith("*"):
+            return ()
+        names.add(name)
+        found = dns.get(name, ())
+        return found[:1] if entry.resolution == "DNS_ROUND_ROBIN" else found
+
+    sources: list[tuple[str, Mapping[str, int], Mapping[str, str], str]] = []
+    if entry.workload_selector is not None:
+        for w in workloads:
+            if w.meta.namespace == entry.meta.namespace and _superset(
+                w.labels, entry.workload_selector
+            ):
+                sources.append((w.address, w.ports, w.labels, f"{w.meta.namespace}/{w.meta.name}"))
+    elif entry.endpoints:
+        sources = [(e.address, e.ports, e.labels, label) for e in entry.endpoints]
+    elif entry.resolution != "STATIC":
+        sources = [(host, {}, {}, label)]
+    members: dict[int, tuple[Member, ...]] = {}
+    for port in entry.ports:
+        found: list[Member] = []
+        seen: set[Endpoint] = set()
+        for address, own_ports, labels, origin in sources:
+            number = own_ports.get(port.name) or port.target_port or port.number
+            for ip in addresses(address):
+                endpoint = Endpoint(ip, number)
+                if endpoint not in seen:
+                    seen.add(endpoint)
+                    found.append(Member(endpoint, labels, origin))
+        members[port.number] = tuple(found)
+    ports = tuple(p.number for p in entry.ports)
+    return ServiceInfo(service=entry, fqdn=host, members=members, ports=ports)
+
+
+def validate_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _members(port: ServicePort, workloads: list[WorkloadEntry]) -> tuple[Member, ...]:

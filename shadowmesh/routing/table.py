@@ -85,6 +85,7 @@ class RouteTable:
         wildcards: Mapping[str, VirtualHost],
         by_port: Mapping[int, Mapping[str, VirtualHost]],
         fallback: Mapping[int, VirtualHost],
+        ports: frozenset[int] | None = None,
     ) -> None:
         self._rng = rng
         self._clusters = clusters
@@ -93,7 +94,8 @@ class RouteTable:
         self._wildcards = wildcards
         self._by_port = by_port
         self._fallback = fallback
-        self._ports = frozenset(by_port)
+        self._ports = frozenset(by_port) if ports is None else ports
+        self.dns_names: frozenset[str] = frozenset()  # what the DNS resolver must look up
         self.shadow_skipped: Counter[str] = Counter()
         self.comparisons: tuple[Comparison, ...] = ()  # what the data plane captures for
         # (listener port, authority as sent) -> (virtual host, service port). Clients send few
@@ -103,11 +105,16 @@ class RouteTable:
 
     @classmethod
     def compile(
-        cls, resources: Iterable[Resource], *, rng: random.Random | None = None
+        cls,
+        resources: Iterable[Resource],
+        *,
+        rng: random.Random | None = None,
+        dns: Mapping[str, tuple[str, ...]] | None = None,
     ) -> RouteTable:
-        resources = list(resources)
+        """``dns``: each name a ServiceEntry resolves, to the addresses it resolved to last."""
         rng = rng if rng is not None else random.Random()
-        inventory = build_inventory(resources)
+        resources = list(resources)
+        inventory = build_inventory(resources, dns)
         clusters = ClusterSet(inventory, rng)
         delegates = delegates_of(inventory)
         units = [host_unit(vs, clusters, delegates) for vs in inventory.virtual_services]
@@ -135,8 +142,12 @@ class RouteTable:
             exact=exact,
             wildcards=wildcards,
             by_port=by_port,
-            fallback=_fallbacks(by_port),
+            fallback=_fallbacks(inventory, by_port),
+            # Listeners open for Service ports; ServiceEntry hosts are reached by the outbound
+            # port (their hosts name other machines, and their ports are often 80 and 443).
+            ports=frozenset(_listener_ports(inventory)),
         )
+        table.dns_names = inventory.dns_names
         table.comparisons = tuple(comparisons_for(resources))
         return table
 
@@ -353,15 +364,20 @@ def _service_hosts(
     inventory: Inventory,
     clusters: ClusterSet,
     exact: dict[str, VirtualHost],
-    wildcards: Mapping[str, VirtualHost],
+    wildcards: dict[str, VirtualHost],
 ) -> dict[int, dict[str, VirtualHost]]:
-    """Per Service port: the FQDNs of the Services that have it -> the route serving them.
+    """Per port: the hosts of the Services and ServiceEntries that have it -> their route.
 
     A VirtualService host that is a Service answers on that Service's ports only: its entry
-    leaves ``exact`` (which answers on any port) for ``by_port``.
+    leaves ``exact`` (which answers on any port) for ``by_port``. A wildcard ServiceEntry host
+    (``*.example.com``) without a VirtualService joins the wildcards.
     """
     by_port: dict[int, dict[str, VirtualHost]] = {}
     for info in inventory.services.values():
+        if info.fqdn.startswith("*"):
+            if info.fqdn not in wildcards:
+                wildcards[info.fqdn] = _default_vhost(info, clusters)
+            continue
         vhost = exact.pop(info.fqdn, None) or _wildcard_for(info.fqdn, wildcards)
         if vhost is None:
             vhost = _default_vhost(info, clusters)
@@ -379,12 +395,30 @@ def _default_vhost(info: ServiceInfo, clusters: ClusterSet) -> VirtualHost:
     # The port the request came on, even for a one-port Service: it is the port asked for.
     target = Target(info.fqdn, "", None, clusters.clusters_of(info.fqdn, ""))
     route = CompiledRoute("default", RouteMatch(()), WeightedTargets(((target, 100),)), (), None)
-    service: Service = info.service
-    return VirtualHost(info.fqdn, f"Service {service.meta.namespace}/{service.meta.name}", (route,))
+    service = info.service
+    source = f"{service.kind} {service.meta.namespace}/{service.meta.name}"
+    return VirtualHost(info.fqdn, source, (route,))
 
 
-def _fallbacks(by_port: Mapping[int, Mapping[str, VirtualHost]]) -> dict[int, VirtualHost]:
-    return {port: next(iter(hosts.values())) for port, hosts in by_port.items() if len(hosts) == 1}
+def _listener_ports(inventory: Inventory) -> set[int]:
+    return {
+        port
+        for info in inventory.services.values()
+        if isinstance(info.service, Service)
+        for port in info.ports
+    }
+
+
+def _fallbacks(
+    inventory: Inventory, by_port: Mapping[int, Mapping[str, VirtualHost]]
+) -> dict[int, VirtualHost]:
+    """Per listener port, the route of its only Service (ServiceEntry hosts open no listener)."""
+    services: dict[int, list[str]] = {}
+    for info in inventory.services.values():
+        if isinstance(info.service, Service):
+            for port in info.ports:
+                services.setdefault(port, []).append(info.fqdn)
+    return {port: by_port[port][hosts[0]] for port, hosts in services.items() if len(hosts) == 1}
 
 
 def _describe_vhost(vhost: VirtualHost, domains: list[str]) -> dict[str, Any]:
