@@ -20,9 +20,9 @@ from typing import Any
 from shadowmesh.compare.capture import NOT_SENT, CapturedExchange, CapturedResponse
 from shadowmesh.compare.diff import ABSENT, MAX_DIFFERENCES, Difference, Kind, canonical, diff
 from shadowmesh.compare.normalise import BodyKind, Redactor, normalise
-from shadowmesh.compare.paths import field_of, matches
+from shadowmesh.compare.paths import field_of, matches, names
 from shadowmesh.compare.volatile import volatile_match
-from shadowmesh.model.comparison import Comparison, IgnoreRule, format_path
+from shadowmesh.model.comparison import Comparison, IgnoreRule, Path, Pattern, format_path
 
 MAX_EXAMPLE_CHARS = 400
 
@@ -61,6 +61,17 @@ class Rules:
             tolerance_s=self.comparison.thresholds.timestamp_tolerance_s,
         )
 
+    def tolerated(self, d: Difference) -> bool:
+        """Two numbers near enough under the path's tolerance rule."""
+        if d.kind != "value" or not _number(d.left) or not _number(d.right):
+            return False
+        gap = abs(d.left - d.right)
+        for rule in self.comparison.tolerance:
+            if matches(rule.path, d.path):
+                limit = max(rule.absolute, rule.relative * max(abs(d.left), abs(d.right)))
+                return bool(gap <= limit)
+        return False
+
     def ignored(self, difference: Difference) -> bool:
         for rule, pattern in self.ignore:
             if not matches(rule.path, difference.path):
@@ -87,8 +98,32 @@ def describe_spec(comparison: Comparison) -> dict[str, Any]:
         ],
         "redact": [r.text for r in comparison.redact],
         "thresholds": dataclasses.asdict(comparison.thresholds),
+        "tolerance": [
+            {"path": r.text, "absolute": r.absolute, "relative": r.relative}
+            for r in comparison.tolerance
+        ],
+        "unordered": [format_path(p) for p in comparison.unordered],
         "endpoints": list(comparison.endpoints),
     }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def unorder(tree: Any, patterns: tuple[Pattern, ...], path: Path = ()) -> Any:
+    """The tree with the arrays that ``patterns`` name sorted (by their canonical text), so
+    they are compared as multisets: element by element once in the same order."""
+    if not patterns:
+        return tree
+    if isinstance(tree, dict):
+        return {k: unorder(v, patterns, (*path, k)) for k, v in tree.items()}
+    if isinstance(tree, list):
+        items = [unorder(v, patterns, (*path, i)) for i, v in enumerate(tree)]
+        if any(names(p, path) for p in patterns):
+            items.sort(key=canonical)
+        return items
+    return tree
 
 
 def _full_match(pattern: re.Pattern[str], value: Any) -> bool:
@@ -153,13 +188,14 @@ def analyse(exchange: CapturedExchange, rules: Rules) -> Outcome:
     candidate, baseline = _sides(exchange, rules)
     primary = exchange.primary
     trees = [normalise(r, rules.redactor) for r in (primary, candidate)]
-    raw = _differences(trees[0].tree, trees[1].tree, primary, candidate, rules)
+    unordered = tuple((*p,) for p in rules.comparison.unordered)
+    left, right = (unorder(t.tree, unordered) for t in trees)
+    raw = _differences(left, right, primary, candidate, rules)
     noise: list[Difference] = []
     base_tree = None
     if baseline is not None:
-        base = normalise(baseline, rules.redactor)
-        base_tree = base.tree
-        noise = _differences(trees[0].tree, base_tree, primary, baseline, rules)
+        base_tree = unorder(normalise(baseline, rules.redactor).tree, unordered)
+        noise = _differences(left, base_tree, primary, baseline, rules)
     fields = _fold(raw, noise, base_tree, rules)
     return Outcome(
         endpoint_target=rules.redactor.target(exchange.path),
@@ -206,7 +242,7 @@ def _differences(
     if other.status == 0:
         what = other.error or "no response"
         return [Difference(("status",), "status", primary.status, f"0 ({what})")]
-    return [d for d in diff(left, right) if not rules.ignored(d)]
+    return [d for d in diff(left, right) if not rules.ignored(d) and not rules.tolerated(d)]
 
 
 def _fold(

@@ -64,3 +64,19 @@ def _segment_matches(segment: PatternSegment, actual: Segment, fold: bool) -> bo
 
 def any_matches(patterns: tuple[Pattern, ...], path: Path, *, fold_case: bool = False) -> bool:
     return any(matches(p, path, fold_case=fold_case) for p in patterns)
+
+
+def names(pattern: Pattern, path: Path) -> bool:
+    """Whether ``pattern`` names ``path`` itself (not only one of its ancestors)."""
+    return _exact(pattern, 0, path, 0)
+
+
+def _exact(pattern: Pattern, p: int, path: Path, i: int) -> bool:
+    if p == len(pattern):
+        return i == len(path)
+    segment = pattern[p]
+    if segment is ANY_DEPTH or segment == ANY_DEPTH:
+        return any(_exact(pattern, p + 1, path, j) for j in range(i, len(path) + 1))
+    if i == len(path) or not _segment_matches(segment, path[i], False):
+        return False
+    return _exact(pattern, p + 1, path, i + 1)

@@ -21,6 +21,8 @@ Our own API group, so Istio's kinds stay exactly as Istio has them::
         latencyMinEffect: {relative: 10, absoluteMs: 1}  # percent, and milliseconds
         timestampToleranceSeconds: 60                  # volatile timestamps, compared by shape
       endpoints: ["/skus/{sku}", "/static/*"]   # endpoint names, before the automatic ones
+      tolerance: [{path: body.items[*].price, absolute: 0.01}]  # numbers: near is equal
+      unordered: [body.hits]        # arrays compared as multisets: their order is no difference
 
 Field paths have one dialect everywhere (ignore rules, redaction, the report): ``status``,
 ``header.<lower-case name>``, ``body.a.b[3].c``; a key that is not a plain word is quoted,
@@ -59,6 +61,8 @@ SPEC_FIELDS = (
     "redact",
     "thresholds",
     "endpoints",
+    "tolerance",
+    "unordered",
 )
 THRESHOLD_FIELDS = (
     "alpha",
@@ -183,6 +187,20 @@ class IgnoreRule:
 
 
 @dataclass(frozen=True)
+class ToleranceRule:
+    """Two numbers at ``path`` (and below) are equal when they differ by at most ``absolute``
+    or by at most ``relative`` of the larger one."""
+
+    path: Pattern
+    absolute: float = 0.0
+    relative: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return format_path(self.path)
+
+
+@dataclass(frozen=True)
 class RedactRule:
     """A value to hide before anything is stored: ``header.x``, ``query.x`` or ``body.<path>``."""
 
@@ -235,6 +253,8 @@ class Comparison:
     redact: tuple[RedactRule, ...] = DEFAULT_REDACTIONS
     thresholds: Thresholds = DEFAULT_THRESHOLDS
     endpoints: tuple[str, ...] = ()  # the user's endpoint patterns, first match wins
+    tolerance: tuple[ToleranceRule, ...] = ()
+    unordered: tuple[Pattern, ...] = ()  # arrays whose order means nothing
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     api_version: str = API_VERSION
     kind: Literal["Comparison"] = "Comparison"
@@ -290,6 +310,8 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
     redact = _redact_rules(spec, issues)
     thresholds = _thresholds(spec, issues)
     endpoints = _endpoint_patterns(spec, issues)
+    tolerance = _tolerance_rules(spec, issues)
+    unordered = _unordered(spec, issues)
     if meta is None or host is None or primary is None or candidate is None or issues.errors:
         return None
     return Comparison(
@@ -304,7 +326,40 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
         redact=DEFAULT_REDACTIONS + redact,
         thresholds=thresholds,
         endpoints=endpoints,
+        tolerance=tolerance,
+        unordered=unordered,
     )
+
+
+def _tolerance_rules(spec: Obj, issues: Issues) -> tuple[ToleranceRule, ...]:
+    rules = []
+    for path, value in spec.items("tolerance"):
+        obj = Obj.of(value, path, issues, ("path", "absolute", "relative"), proto=False)
+        if obj is None:
+            continue
+        text = obj.text("path")
+        if text is None:
+            if not obj.has("path"):
+                issues.error(obj.path("path"), "path is required")
+            continue
+        pattern = _field_path(text, obj.path("path"), issues, ("body",))
+        absolute = _non_negative(obj, "absolute", 0.0)
+        relative = _non_negative(obj, "relative", 0.0)
+        if pattern is not None:
+            rules.append(ToleranceRule(pattern, absolute, relative))
+    return tuple(rules)
+
+
+def _unordered(spec: Obj, issues: Issues) -> tuple[Pattern, ...]:
+    out = []
+    for path, value in spec.items("unordered"):
+        if not isinstance(value, str):
+            type_error(issues, path, "a field path", value)
+            continue
+        pattern = _field_path(value, path, issues, ("body",))
+        if pattern is not None:
+            out.append(pattern)
+    return tuple(out)
 
 
 _ENDPOINT_PATTERN = re.compile(r"/(?:[^\s{}*?#]|\{[A-Za-z_][A-Za-z0-9_]*\})*\*?")
@@ -502,6 +557,8 @@ def _field_path(text: str, path: str, issues: Issues, roots: tuple[str, ...]) ->
 
 def _one_of(roots: tuple[str, ...]) -> str:
     quoted = [f'"{r}"' for r in roots]
+    if len(quoted) == 1:
+        return quoted[0]
     return ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 

@@ -29,6 +29,7 @@ from shadowmesh.model.comparison import (
     Comparison,
     IgnoreRule,
     RedactRule,
+    ToleranceRule,
     parse_path,
 )
 from shadowmesh.model.resources import Meta
@@ -662,3 +663,31 @@ def test_millisecond_timestamps_are_never_a_regression_in_an_a_a_run(make: Any) 
     at = field(report, "GET /t", "body.at")
     assert (at.verdict, at.n10, at.n01, at.volatile) == ("noise", 0, 0, 180)
     assert (report.verdict, report.regressions) == ("ok", 0)
+
+
+def test_numeric_tolerance_and_unordered_arrays_per_path(make: Any) -> None:
+    rules = {
+        "tolerance": (ToleranceRule(parse_path("body.items[*].price"), absolute=0.01),),
+        "unordered": (parse_path("body.hits"),),
+    }
+    analyzer = make(comparison(baseline=None, **rules))
+    primary = {"items": [{"price": 10.0, "qty": 1}], "hits": [1, 2, 3], "ranked": [1, 2]}
+    near = {"items": [{"price": 10.004, "qty": 1}], "hits": [3, 1, 2], "ranked": [1, 2]}
+    far = {"items": [{"price": 10.5, "qty": 2}], "hits": [3, 1, 4], "ranked": [2, 1]}
+    feed(
+        analyzer,
+        [exchange("/a", reply(primary), reply(near)), exchange("/a", reply(primary), reply(far))],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [endpoint] = report.endpoints
+    raw = {f.field: f.raw for f in endpoint.fields}
+    # Near prices and reordered hits are equal; a far price, a new hit, another order elsewhere
+    # are differences, once each (the request with them only).
+    assert raw == {
+        "body.items[*].price": 1,
+        "body.items[*].qty": 1,
+        "body.hits[*]": 1,
+        "body.ranked": 1,
+    }, raw
+    assert report.spec["unordered"] == ["body.hits"]

@@ -22,6 +22,7 @@ from shadowmesh.model.comparison import (
     IgnoreRule,
     RedactRule,
     Thresholds,
+    ToleranceRule,
     comparisons_for,
     format_path,
     parse_path,
@@ -53,6 +54,8 @@ spec:
     latencyMinEffect: {relative: 25, absoluteMs: 3}
     timestampToleranceSeconds: 5
   endpoints: ["/skus/{sku}", "/static/*"]
+  tolerance: [{path: "body.items[*].price", absolute: 0.01, relative: 0.001}]
+  unordered: [body.hits]
 """
 MINIMAL = """\
 apiVersion: shadowmesh.io/v1alpha1
@@ -103,6 +106,8 @@ def test_full_spec_is_parsed() -> None:
     assert c.fqdn == "httpbin.shop.svc.cluster.local"
     assert c.raw["spec"]["maxBodyBytes"] == 4096
     assert c.endpoints == ("/skus/{sku}", "/static/*")
+    assert c.tolerance == (ToleranceRule(("body", "items", ANY_INDEX, "price"), 0.01, 0.001),)
+    assert c.unordered == (("body", "hits"),)
     # Percentages in the spec, as Diffy's thresholds; fractions in the model.
     assert c.thresholds == Thresholds(
         alpha=0.05,
@@ -220,6 +225,20 @@ def test_defaults() -> None:
         (
             "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\nthresholds: {alpah: 0.1}\n",
             'field spec.thresholds.alpah: unknown field "alpah" (did you mean "alpha"?)',
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
+            "tolerance: [{path: header.x, absolute: 1}]\n",
+            'field spec.tolerance[0].path: field path "header.x" must start with "body"',
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\n"
+            "tolerance: [{path: body.x, absolute: -1}]\n",
+            "field spec.tolerance[0].absolute: must be 0 or more, got -1",
+        ),
+        (
+            "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\nunordered: [3]\n",
+            "field spec.unordered[0]: must be a field path, got an integer (3)",
         ),
         (
             "host: h\nprimary: {subset: v1}\ncandidate: {subset: v2}\nendpoints: ['skus/{x}']\n",
