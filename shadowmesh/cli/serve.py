@@ -22,7 +22,7 @@ from shadowmesh.control.controller import Controller
 from shadowmesh.control.dns import Resolver
 from shadowmesh.control.identity import proxy_pseudonym
 from shadowmesh.control.offload import ConfigThread
-from shadowmesh.control.store import Store
+from shadowmesh.control.store import Store, StoreError
 from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
@@ -306,6 +306,8 @@ def serve(
     sources = read_sources(files) if files else []
     try:
         store = Store(options.state)
+    except StoreError as exc:  # names the file, the problem and what to do
+        raise click.ClickException(str(exc)) from None
     except (OSError, ShadowmeshError) as exc:
         message = f"cannot open the config store in {options.state}: {exc}"
         raise click.ClickException(message) from None

@@ -20,15 +20,16 @@ and without the fields the server sets (generation, resourceVersion...), which l
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from shadowmesh.errors import ConfigError
+from shadowmesh.errors import ConfigError, ShadowmeshError
 from shadowmesh.model.load import load_raw
 from shadowmesh.model.resources import Document, Resource, resource_key
 
@@ -59,6 +60,47 @@ INSERT OR IGNORE INTO config (id, revision) VALUES (1, 0);
 """
 
 
+class StoreError(ShadowmeshError):
+    """The store cannot be read or written; the message names the file and what to do."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
+    """SQLite's errors as StoreError: one line naming the file, the problem and the remedy."""
+
+    def guarded(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(_problem(self.path, exc)) from exc
+
+    guarded.__doc__ = method.__doc__
+    return guarded
+
+
+def _problem(path: Path, exc: sqlite3.Error) -> str:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return (
+            f"{path} is damaged ({exc}): restore it from a backup, or move it away to start "
+            "with an empty config"
+        )
+    if name.startswith("SQLITE_FULL"):
+        return f"{path}: the disk is full ({exc}); nothing was changed: free some space and retry"
+    if name.startswith("SQLITE_CANTOPEN"):
+        return f"{path} cannot be opened ({exc}): it must be a file this user can read and write"
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")):
+        return f"{path} cannot be written ({exc}): give this user write access to it"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return f"{path} is locked ({exc}): another process holds it; retry when it is done"
+    if name.startswith("SQLITE_IOERR"):
+        return f"{path}: the disk failed a read or write ({exc}): check the disk, then retry"
+    return f"{path}: {exc}"
+
+
 @dataclass(frozen=True)
 class StoredResource:
     """One row: the applied document and what the store knows about it."""
@@ -85,12 +127,26 @@ class Store:
 
     def __init__(self, state_dir: str | Path) -> None:
         self.path = _prepare_dir(Path(state_dir)) / DB_NAME
-        # isolation_level=None: transactions are begun and ended here, explicitly, not by the
-        # sqlite3 module's implicit BEGIN before DML (which does not cover every statement).
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        try:
+            if not os.path.lexists(self.path):
+                _create(self.path)
+            elif self.path.is_file() and self.path.stat().st_size == 0:
+                # A new store is made whole and then renamed into place, so an empty file is
+                # not one of ours: a truncated store, and starting empty would lose the config.
+                raise StoreError(
+                    f"{self.path} is empty (0 bytes) where a config store was expected: restore "
+                    "it from a backup, or delete it to start with an empty config"
+                )
+            self._db = _connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError(_problem(self.path, exc)) from exc
+        except OSError as exc:
+            raise StoreError(f"{self.path} cannot be opened: {exc.strerror or exc}") from exc
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -102,10 +158,12 @@ class Store:
         self.close()
 
     @property
+    @_guarded
     def revision(self) -> int:
         row = self._db.execute("SELECT revision FROM config WHERE id = 1").fetchone()
         return int(row[0])
 
+    @_guarded
     def apply(
         self, documents: Sequence[Document], before_commit: BeforeCommit | None = None
     ) -> list[tuple[Key, ApplyResult]]:
@@ -123,6 +181,7 @@ class Store:
             )
         return results
 
+    @_guarded
     def delete(
         self, keys: Iterable[Key], before_commit: BeforeCommit | None = None
     ) -> list[tuple[Key, bool]]:
@@ -141,6 +200,7 @@ class Store:
             self._finish(any(found for _, found in results), revision, before_commit)
         return results
 
+    @_guarded
     def get(
         self, kind: str, namespace: str | None = None, name: str | None = None
     ) -> list[StoredResource]:
@@ -154,12 +214,13 @@ class Store:
             sql += " AND name = ?"
             args.append(name)
         sql += " ORDER BY namespace, name"
-        return [_row(r) for r in self._db.execute(sql, args)]
+        return [_row(r, self.path) for r in self._db.execute(sql, args)]
 
+    @_guarded
     def rows(self) -> list[StoredResource]:
         """Every row, sorted by key."""
         sql = "SELECT * FROM resources ORDER BY kind, namespace, name"
-        return [_row(r) for r in self._db.execute(sql)]
+        return [_row(r, self.path) for r in self._db.execute(sql)]
 
     def all(self) -> LoadedResources:
         """Every stored resource, re-parsed into the model.
@@ -169,19 +230,21 @@ class Store:
         """
         return self.load(None)
 
+    @_guarded
     def versions(self) -> dict[Key, int]:
         """Every key with the revision that last changed it: what a follower compares with
         what it holds, to re-read only the rows that changed."""
         sql = "SELECT kind, namespace, name, revision FROM resources"
         return {(k, ns, n): rev for k, ns, n, rev in self._db.execute(sql)}
 
+    @_guarded
     def load(self, keys: Iterable[Key] | None) -> LoadedResources:
         """The rows of ``keys`` (every row for None), re-parsed as ``all()`` does."""
         if keys is None:
             rows = self.rows()
         else:
             sql = "SELECT * FROM resources WHERE kind = ? AND namespace = ? AND name = ?"
-            rows = [_row(r) for key in keys for r in self._db.execute(sql, key)]
+            rows = [_row(r, self.path) for key in keys for r in self._db.execute(sql, key)]
         resources: list[Resource] = []
         errors: list[ConfigError] = []
         for row in rows:
@@ -231,7 +294,9 @@ class Store:
         try:
             yield self.revision + 1
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (a full disk, an I/O error).
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
@@ -241,19 +306,53 @@ class Store:
         if before_commit is not None:
             before_commit(changed)
 
+    @_guarded
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > _SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} was written by a newer shadowmesh (schema {version}, "
-                f"this one reads {_SCHEMA_VERSION})"
+            raise StoreError(
+                f"{self.path} was written by a newer shadowmesh (schema {version}, this one "
+                f"reads {_SCHEMA_VERSION}): run that version, or restore a backup made for this one"
             )
         self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are begun and ended here, explicitly, not by the
+    # sqlite3 module's implicit BEGIN before DML (which does not cover every statement).
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _create(path: Path) -> None:
+    """A new, empty store, made beside ``path`` and renamed into place: a crash part way leaves
+    no file, never an empty one (which the next start would refuse)."""
+    temporary = path.with_name(path.name + ".new")
+    for leftover in (temporary, temporary.with_name(temporary.name + "-wal")):
+        leftover.unlink(missing_ok=True)
+    db = _connect(temporary)
+    try:
+        db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+    finally:
+        db.close()
+    os.replace(temporary, path)
+
+
 def _prepare_dir(state_dir: Path) -> Path:
     # 0700: the store is the proxy's whole config; other local users have no business in it.
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"{state_dir} cannot be the state directory ({exc.strerror or exc}): give --state a "
+            "directory this user can create or write"
+        ) from exc
     return state_dir
 
 
@@ -279,12 +378,24 @@ def _encode(document: Mapping[str, Any]) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _row(r: tuple[Any, ...]) -> StoredResource:
+def _row(r: tuple[Any, ...], path: Path) -> StoredResource:
     kind, namespace, name, api_version, text, generation, revision, created, updated = r
+    try:
+        document = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        where = " AND ".join(
+            f"{column} = '{str(value).replace(chr(39), chr(39) * 2)}'"
+            for column, value in (("kind", kind), ("namespace", namespace), ("name", name))
+        )
+        raise StoreError(
+            f"{path}: the stored {kind} {namespace}/{name} does not decode ({exc}): restore the "
+            f'store from a backup, or remove that resource: sqlite3 {path} "DELETE FROM '
+            f'resources WHERE {where}"'
+        ) from exc
     return StoredResource(
         (kind, namespace, name),
         api_version,
-        json.loads(text),
+        document,
         generation,
         revision,
         created,

@@ -15,7 +15,7 @@ import pytest
 
 from shadowmesh.control.controller import Controller, DataPlaneError, NotFound
 from shadowmesh.control.kinds import UnknownKind, resolve_kind
-from shadowmesh.control.store import DB_NAME, Store
+from shadowmesh.control.store import DB_NAME, Store, StoreError
 from shadowmesh.errors import ConfigErrors
 from shadowmesh.model.resources import Document, Meta, VirtualService
 from shadowmesh.routing.table import RouteTable
@@ -129,7 +129,7 @@ def test_a_failing_transaction_leaves_the_prior_state(tmp_path: Path) -> None:
             "CREATE TRIGGER boom BEFORE INSERT ON resources WHEN NEW.name = 'boom' "
             "BEGIN SELECT RAISE(ABORT, 'boom'); END"
         )
-    with pytest.raises(sqlite3.DatabaseError, match="boom"):
+    with pytest.raises(StoreError, match="boom"):  # SQLite's error, with the file named
         store.apply([vs_doc("a", ["a", "changed"]), vs_doc("boom", ["x"])])
     store.close()
     reopened = Store(tmp_path)
