@@ -3,9 +3,9 @@
 - ``GET /comparisons[?namespace=NS][&all=1]``: the Comparisons configured now (``all=1``: also
   deleted ones whose data is still stored) with their headline figures, and the analyzer's
   counters (queued, dropped...);
-- ``GET /comparisons/{namespace}/{name}[?alpha=..&min_pairs=..]``: the full report
-  (``Report.to_dict()``); query parameters override the Comparison's thresholds for this
-  answer only (``OVERRIDES``);
+- ``GET /comparisons/{namespace}/{name}[?alpha=..&min_pairs=..][&since=EPOCH]``: the full
+  report (``Report.to_dict()``); query parameters override the Comparison's thresholds for
+  this answer only (``OVERRIDES``); ``since`` counts only what was compared from then on;
 - ``POST /comparisons/{namespace}/{name}/reset``: forget what it counted; its report starts over.
 """
 
@@ -69,7 +69,7 @@ def _list(analyzer: Analyzer, request: Request) -> Response:
 
 def _report(analyzer: Analyzer, namespace: str, name: str, request: Request) -> Response:
     _names(namespace, name)
-    report = analyzer.report(namespace, name, overrides(request))
+    report = analyzer.report(namespace, name, overrides(request), _since(request))
     if report is None:
         return json_response(404, {"error": _not_found(namespace, name)})
     return json_response(200, report.to_dict())
@@ -98,6 +98,20 @@ def overrides(request: Request) -> dict[str, float]:
             raise HttpError(400, f"invalid {key} {text!r}: must be {expected}")
         out[key] = value
     return out
+
+
+def _since(request: Request) -> float | None:
+    """``since``: epoch seconds; the report counts only what was compared from then on."""
+    text = request.param("since")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1e11:
+        raise HttpError(400, f"invalid since {text!r}: must be epoch seconds")
+    return value
 
 
 def _names(namespace: str, name: str) -> None:

@@ -11,6 +11,8 @@ Comparison counted, so its report starts over.
 from __future__ import annotations
 
 import json
+import re
+import time
 from typing import Any
 
 import click
@@ -60,6 +62,11 @@ _COLOURS = {"regression": "red", "difference": "yellow", "ok": "green"}
     help="Let the gate pass when too few requests were compared to judge.",
 )
 @click.option("--reset", is_flag=True, help="Forget what the Comparison counted; start over.")
+@click.option(
+    "--since",
+    help="Only what was compared in the last DURATION (90s, 10m, 2h, 1d) or since an epoch "
+    "time; within the per-request retention (100,000 requests, 7 days).",
+)
 @click.option("--alpha", type=float, help=f"False discovery rate [spec, or {_D.alpha}].")
 @click.option(
     "--min-pairs",
@@ -91,6 +98,7 @@ def diff(
     fail_on: tuple[str, ...],
     allow_insufficient: bool,
     reset: bool,
+    since: str | None,
     alpha: float | None,
     min_pairs: int | None,
     min_field_effect: float | None,
@@ -109,6 +117,8 @@ def diff(
         click.echo(f"comparison.shadowmesh.io/{name} reset")
         return
     params = _params(alpha, min_pairs, min_field_effect, latency_min_effect, latency_min_ms)
+    if since:
+        params["since"] = repr(since_epoch(since))
     names = [name] if name else _names(client, namespace)
     raw = [_fetch(client, namespace, n, params) for n in names]
     reports = [_parse(r) for r in raw]
@@ -133,6 +143,24 @@ def failed(reports: list[Report], fail_on: set[str], allow_insufficient: bool = 
     if not reports:
         return not allow_insufficient
     return any(r.fails(fail_on, allow_insufficient) for r in reports)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_epoch(text: str, now: float | None = None) -> float:
+    """``10m`` -> ten minutes ago, as epoch seconds; a plain number is an epoch already."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([smhd])", text.strip())
+    if match:
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        fail(f'invalid --since "{text}": give a duration (90s, 10m, 2h, 1d) or epoch seconds')
+    return value
 
 
 def _params(

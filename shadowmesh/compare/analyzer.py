@@ -302,16 +302,20 @@ class Analyzer:
         return out
 
     def report(
-        self, namespace: str, name: str, overrides: Mapping[str, float] | None = None
+        self,
+        namespace: str,
+        name: str,
+        overrides: Mapping[str, float] | None = None,
+        since: float | None = None,
     ) -> Report | None:
         """The report under the Comparison's current rules and thresholds (``overrides``
         change some, for this report only); None if it is neither configured nor has any
-        data."""
+        data. ``since``: only what was compared from then on (epoch seconds)."""
         comparison = next((c for c in self._provider() if c.key == (namespace, name)), None)
         rules = self._rules.of(comparison) if comparison is not None else None
         with self._lock:
             dropped = self._dropped[(namespace, name)]
-        snapshot = self._store.snapshot(namespace, name, rules.digest if rules else None)
+        snapshot = self._store.snapshot(namespace, name, rules.digest if rules else None, since)
         if snapshot is None:
             if comparison is None or rules is None:
                 return None
@@ -320,7 +324,11 @@ class Analyzer:
         thresholds = self._thresholds or Thresholds.from_spec(snapshot.row.spec)
         if overrides:
             thresholds = Thresholds.override(thresholds, overrides)
-        return build_report(snapshot, configured=configured, dropped=dropped, thresholds=thresholds)
+        report = build_report(
+            snapshot, configured=configured, dropped=dropped, thresholds=thresholds
+        )
+        report.since = since
+        return report
 
     def reset(self, namespace: str, name: str, timeout: float = 10.0) -> bool:
         """Forget what the comparison counted (every rules digest): its report starts over.

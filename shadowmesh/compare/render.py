@@ -5,6 +5,7 @@ Pure: a Report in, a string out. ``style`` colours words when the CLI writes to 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from shadowmesh.compare.report import EndpointReport, FieldReport, LatencyReport, Report
@@ -64,6 +65,9 @@ def _thresholds(report: Report) -> str:
 def _totals(report: Report) -> str:
     rate = f" ({percent(report.differing / report.compared)})" if report.compared else ""
     text = f"compared {report.compared} requests, {report.differing} differing{rate}"
+    if report.since is not None:
+        window = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.since))
+        text = f"since {window}: " + text
     skipped = sum(report.skipped.values())
     if skipped:
         reasons = ", ".join(f"{reason} {n}" for reason, n in report.skipped.items())

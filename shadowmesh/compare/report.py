@@ -204,6 +204,7 @@ class Report:
     insufficient: int = 0  # endpoints not judged: fewer than min_pairs compared
     reason: str = ""  # why the overall verdict, in a few words
     assumptions: list[str] = dataclasses.field(default_factory=list)
+    since: float | None = None  # a window: only what was compared from then on
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -100,7 +100,7 @@ CREATE TABLE IF NOT EXISTS exchanges (
     request_id TEXT NOT NULL, method TEXT NOT NULL, target TEXT NOT NULL,
     primary_status INTEGER NOT NULL, candidate_status INTEGER NOT NULL, baseline_status INTEGER,
     differing INTEGER NOT NULL, fields TEXT NOT NULL,
-    primary_ms REAL, candidate_ms REAL, baseline_ms REAL
+    primary_ms REAL, candidate_ms REAL, baseline_ms REAL, detail TEXT
 );
 CREATE INDEX IF NOT EXISTS exchanges_started ON exchanges (started);
 CREATE INDEX IF NOT EXISTS exchanges_cid ON exchanges (cid, id);
@@ -111,6 +111,7 @@ _ADDED_COLUMNS = (
     ("exchanges", "primary_ms REAL"),
     ("exchanges", "candidate_ms REAL"),
     ("exchanges", "baseline_ms REAL"),
+    ("exchanges", "detail TEXT"),
 )
 # The latency test reads each endpoint's most recent pairs, at most this many: the test has all
 # the power it needs long before, and a report stays a few milliseconds of SQLite.
@@ -228,8 +229,8 @@ class CompareStore:
         self._db.execute(
             "INSERT INTO exchanges (cid, endpoint, started, request_id, method, target, "
             "primary_status, candidate_status, baseline_status, differing, fields, "
-            "primary_ms, candidate_ms, baseline_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "primary_ms, candidate_ms, baseline_ms, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cid,
                 endpoint,
@@ -243,6 +244,7 @@ class CompareStore:
                 differing,
                 json.dumps(sorted(n for n, f in fields.items() if f.raw)),
                 *outcome.durations,
+                json.dumps({n: _detail(f) for n, f in fields.items()}, separators=(",", ":")),
             ),
         )
         return endpoint
@@ -426,8 +428,16 @@ class CompareStore:
             rows = db.execute("SELECT * FROM comparisons ORDER BY namespace, name, last_seen")
             return [_comparison_row(r) for r in rows]
 
-    def snapshot(self, namespace: str, name: str, digest: str | None = None) -> Snapshot | None:
-        """The comparison's data under ``digest``, or under its most recent rules if None."""
+    def snapshot(
+        self,
+        namespace: str,
+        name: str,
+        digest: str | None = None,
+        since: float | None = None,
+    ) -> Snapshot | None:
+        """The comparison's data under ``digest``, or under its most recent rules if None;
+        with ``since`` (epoch seconds), only the requests compared from then on, recounted
+        from the per-request rows (so within their retention)."""
         with self._read() as db:
             query = "SELECT * FROM comparisons WHERE namespace = ? AND name = ?"
             args: tuple[Any, ...] = (namespace, name)
@@ -453,6 +463,8 @@ class CompareStore:
                     json.loads(r["sketch"])
                 )
             snapshot.pairs = _pairs(db, snapshot.row.cid)
+            if since is not None:
+                _window(db, snapshot, since)
             return snapshot
 
     def exchange_count(self) -> int:
@@ -486,15 +498,99 @@ def _add_columns(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
-def _pairs(db: sqlite3.Connection, cid: int) -> dict[str, list[tuple[float, float]]]:
+def _detail(f: FieldOutcome) -> list[int]:
+    """One field of one request, as the windowed report recounts it: raw, noise, volatile,
+    then one flag per kind of difference (``KINDS``' order)."""
+    return [int(f.raw), int(f.noise), int(f.volatile), *(int(k in f.kinds) for k in KINDS)]
+
+
+def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
+    """Replace the snapshot's counters with those of the requests compared since ``since``."""
+    cid = snapshot.row.cid
+    rows = db.execute(
+        "SELECT * FROM exchanges WHERE cid = ? AND started >= ? ORDER BY id", (cid, since)
+    ).fetchall()
+    endpoints: dict[str, dict[str, Any]] = {}
+    transitions: dict[tuple[str, int, int], int] = {}
+    fields: dict[tuple[str, str], dict[str, Any]] = {}
+    latency: dict[tuple[str, str], Sketch] = {}
+    noisy_total = 0
+    for r in rows:
+        name = r["endpoint"]
+        detail = json.loads(r["detail"]) if r["detail"] else {}
+        noisy = int(any(d[1] for d in detail.values()))
+        noisy_total += noisy
+        e = endpoints.setdefault(
+            name, {"endpoint": name, "requests": 0, "differing": 0, "noisy": 0}
+        )
+        e["requests"] += 1
+        e["differing"] += r["differing"]
+        e["noisy"] += noisy
+        key = (name, r["primary_status"], r["candidate_status"])
+        transitions[key] = transitions.get(key, 0) + 1
+        for side in SIDES:
+            ms = r[f"{side}_ms"]
+            if ms is not None:
+                latency.setdefault((name, side), Sketch()).add(float(ms))
+        weight = sum(d[0] for d in detail.values())
+        for field_name, d in detail.items():
+            f = fields.setdefault((name, field_name), _empty_field(name, field_name))
+            raw, noise, volatile = d[0], d[1], d[2]
+            f["raw"] += raw
+            f["noise"] += noise
+            f["n10"] += raw and not noise
+            f["n01"] += noise and not raw
+            f["n11"] += raw and noise
+            f["volatile"] += volatile
+            f["weight"] += weight if raw else 0
+            for kind, flag in zip(KINDS, d[3:], strict=False):
+                f[f"{kind}_n"] += flag
+    row = snapshot.row
+    snapshot.row = ComparisonRow(
+        cid=row.cid,
+        namespace=row.namespace,
+        name=row.name,
+        digest=row.digest,
+        spec=row.spec,
+        first_seen=rows[0]["started"] if rows else since,
+        last_seen=rows[-1]["started"] if rows else since,
+        compared=len(rows),
+        differing=sum(r["differing"] for r in rows),
+        noisy=noisy_total,
+    )
+    snapshot.endpoints = list(endpoints.values())
+    snapshot.transitions = [
+        {"endpoint": e, "primary_status": p, "candidate_status": c, "count": n}
+        for (e, p, c), n in transitions.items()
+    ]
+    snapshot.fields = list(fields.values())
+    snapshot.latency = latency
+    snapshot.examples = [e for e in snapshot.examples if e["started"] >= since]
+    snapshot.pairs = _pairs(db, cid, since)
+    snapshot.skipped = {}  # counted in total only: a window knows what it compared
+
+
+def _empty_field(endpoint: str, name: str) -> dict[str, Any]:
+    counts = ("raw", "noise", "n10", "n01", "n11", "volatile", "weight")
+    return {
+        "endpoint": endpoint,
+        "field": name,
+        **dict.fromkeys(counts, 0),
+        **{f"{k}_n": 0 for k in KINDS},
+    }
+
+
+def _pairs(
+    db: sqlite3.Connection, cid: int, since: float = 0.0
+) -> dict[str, list[tuple[float, float]]]:
     """The latency pairs per endpoint, most recent first; a side that did not answer (status 0)
     has no latency to compare."""
     out: dict[str, list[tuple[float, float]]] = {}
     rows = db.execute(
         "SELECT endpoint, candidate_ms, baseline_ms FROM exchanges WHERE cid = ? AND "
-        "candidate_status > 0 AND baseline_status > 0 AND candidate_ms IS NOT NULL AND "
-        "baseline_ms IS NOT NULL ORDER BY id DESC",
-        (cid,),
+        "started >= ? AND candidate_status > 0 AND baseline_status > 0 AND "
+        "candidate_ms IS NOT NULL AND baseline_ms IS NOT NULL ORDER BY id DESC",
+        (cid, since),
     )
     for endpoint, candidate, baseline in rows:
         kept = out.setdefault(endpoint, [])

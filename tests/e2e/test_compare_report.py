@@ -315,6 +315,11 @@ def test_diff_reset_and_threshold_overrides(stack: Stack, tmp_path: Path) -> Non
     latency = {e["endpoint"]: e["latency"]["verdict"] for e in answer["endpoints"]}
     assert latency["GET /json"] == "insufficient data"
     assert get(stack, "/comparisons/default/httpbin-v2?alpha=2")[0] == 400
+    assert get(stack, "/comparisons/default/httpbin-v2?since=soon")[0] == 400
+    hour = json.loads(run(stack, "diff", "httpbin-v2", "--since", "1h", "-o", "json").stdout)
+    assert hour["compared"] == loose["compared"] and hour["since"] is not None
+    bad = run(stack, "diff", "httpbin-v2", "--since", "soon")
+    assert bad.exit_code == 1 and 'invalid --since "soon"' in bad.stderr
     result = run(stack, "diff", "httpbin-v2", "--reset")
     assert (result.exit_code, result.stdout) == (0, "comparison.shadowmesh.io/httpbin-v2 reset\n")
     after = json.loads(run(stack, "diff", "httpbin-v2", "-o", "json").stdout)

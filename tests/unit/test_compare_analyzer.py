@@ -691,3 +691,46 @@ def test_numeric_tolerance_and_unordered_arrays_per_path(make: Any) -> None:
         "body.ranked": 1,
     }, raw
     assert report.spec["unordered"] == ["body.hits"]
+
+
+def test_a_time_window_recounts_from_the_requests_in_it(make: Any) -> None:
+    analyzer = make(comparison())
+    hour_ago = time.time() - 3600
+    old = [dataclasses.replace(e, started=hour_ago) for e in the_scenario(30)]
+    feed(analyzer, old)
+    same = {"a": 1}
+    recent = [exchange("/get?x=1", reply(same), reply(same), reply(same)) for _ in range(40)]
+    feed(analyzer, recent)
+    whole = analyzer.report(*KEY)
+    assert whole is not None and whole.verdict == "regression" and whole.compared == 160
+    # Since the beginning, the recount is the counters: one fact, two ways to read it.
+    everything = analyzer.report(*KEY, since=0.0)
+    assert everything is not None
+
+    def summary(r: Report) -> Any:
+        return (
+            r.compared,
+            r.differing,
+            r.verdict,
+            sorted(
+                (e.endpoint, e.requests, e.verdict, e.latency.verdict, e.latency.pairs)
+                for e in r.endpoints
+            ),
+            sorted(
+                (e.endpoint, f.field, f.verdict, f.raw, f.noise, f.n10, f.n01, f.n11, f.volatile)
+                for e in r.endpoints
+                for f in e.fields
+            ),
+            sorted(
+                (e.endpoint, t.primary, t.candidate, t.count)
+                for e in r.endpoints
+                for t in e.transitions
+            ),
+        )
+
+    assert summary(everything) == summary(whole)
+    window = analyzer.report(*KEY, since=time.time() - 60)
+    assert window is not None and window.since is not None
+    assert (window.compared, window.verdict, window.regressions) == (40, "ok", 0)
+    assert [e.endpoint for e in window.endpoints] == ["GET /get"]
+    assert render_text([window]).splitlines()[1].startswith("since ")
