@@ -43,6 +43,12 @@ class StatsCollector(Collector):
             "Requests refused before routing (bad framing, limits), answered 4xx and closed.",
             _mapping(snapshot.get("requests")).get("rejected", 0),
         )
+        yield _counter(
+            "shadowmesh_dropped_headers_with_underscores",
+            "Request headers dropped because their names contain '_' (Envoy's stat of the "
+            "same name; serve --allow-underscores-in-headers keeps them).",
+            _mapping(snapshot.get("requests")).get("dropped_headers_with_underscores", 0),
+        )
         shadows = _mapping(snapshot.get("shadows"))
         for outcome, text in (
             ("sent", "Shadow requests sent to a mirror upstream."),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -231,6 +232,9 @@ def test_paths_are_normalised_hosts_checked_underscores_dropped_credentials_kept
         assert '"GET /admin/~me%2F%zz?api_key=REDACTED&q=/../&X-Amz-Signature=REDACTED ' in line
         assert "s3cret" not in line and "abc" not in line.split('"')[1]
     assert s.stats()["requests"]["dropped_headers_with_underscores"] == 2
+    url = f"http://127.0.0.1:{s.admin}/stats/prometheus"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert "shadowmesh_dropped_headers_with_underscores_total 2.0" in r.read().decode()
 
     for host in (b"a b", b"app/x", b"app@evil", b"app:8x", b"[::1"):
         out = raw_request(s.port, b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")

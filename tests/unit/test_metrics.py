@@ -113,6 +113,7 @@ def test_prometheus_text_carries_every_counter() -> None:
     assert requests[(("cluster", "-"), ("response_flags", "NR"), ("status_class", "4xx"))] == 1
     assert sum(requests.values()) == 7
     assert samples["shadowmesh_requests_rejected_total"] == {(): 2}
+    assert samples["shadowmesh_dropped_headers_with_underscores_total"] == {(): 0}
     assert samples["shadowmesh_shadows_sent_total"] == {(): 5}
     assert samples["shadowmesh_shadows_completed_total"] == {(): 3}
     assert samples["shadowmesh_shadows_failed_total"] == {(("reason", "timeout"),): 1}
