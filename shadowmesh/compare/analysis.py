@@ -151,6 +151,9 @@ class FieldOutcome:
     raw: bool = False  # the candidate differs from the primary here (volatile matches aside)
     noise: bool = False  # the baseline differs from the primary here (volatile matches aside)
     volatile: bool = False  # the candidate's value differs, but only volatile-for-volatile
+    # It differed in a request whose status changed: explained by that change, so not counted
+    # as its own (raw stays False), shown under the status field.
+    with_status: bool = False
     example: Example | None = None
 
 
@@ -270,9 +273,13 @@ def _fold(
             continue
         outcome = fields.setdefault(field_of(d.path), FieldOutcome(field_of(d.path)))
         outcome.noise = True
+    status = fields.get("status")
+    status_changed = status is not None and status.raw
     for outcome in fields.values():
         if outcome.raw:
             outcome.volatile = False  # counted once: as a difference
+            if status_changed and outcome is not status:
+                outcome.raw, outcome.with_status = False, True
     return fields
 
 

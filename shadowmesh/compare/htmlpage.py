@@ -87,10 +87,17 @@ def _endpoint_detail(endpoint: EndpointReport, baseline: bool) -> str:
     if baseline:
         head += "<th>baseline</th><th>n10/n01/n11</th><th>q</th><th>rel %</th><th>abs %</th>"
     head += "<th>examples: primary</th><th>candidate</th></tr>"
-    rows = [_field_row(f, baseline) for f in endpoint.fields]
+    shown = [f for f in endpoint.fields if f.verdict != "follows status"]
+    rows = [_field_row(f, baseline) for f in shown]
+    followers = [
+        f'<p class="followers">the status change explains, in the same requests: '
+        f"{', '.join(f'<code>{_e(name)}</code>' for name in f.followers)}</p>"
+        for f in shown
+        if f.followers
+    ]
     return (
         f"<h3><code>{_e(endpoint.endpoint)}</code>: {endpoint.requests} requests</h3>"
-        f"<table>{head}{''.join(rows)}</table>"
+        f"<table>{head}{''.join(rows)}</table>{''.join(followers)}"
     )
 
 

@@ -131,8 +131,14 @@ def _endpoint_detail(endpoint: EndpointReport, baseline: bool, style: Style) -> 
     lines = [head]
     if endpoint.latency.flagged:
         lines.append("  " + style(f"latency {endpoint.latency.reason}", "regression"))
-    if endpoint.fields:
-        lines.append(_indent(table(_field_rows(endpoint.fields, baseline, style)), "  "))
+    shown = [f for f in endpoint.fields if f.verdict != "follows status"]
+    if shown:
+        lines.append(_indent(table(_field_rows(shown, baseline, style)), "  "))
+    for f in shown:
+        if f.followers:
+            lines.append(
+                f"  status change explains, in the same requests: {', '.join(f.followers)}"
+            )
     return lines
 
 

@@ -46,7 +46,10 @@ from shadowmesh.compare.stats import benjamini_hochberg, diffy_figures, mcnemar
 from shadowmesh.compare.store import SIDES, Snapshot
 from shadowmesh.model.comparison import DEFAULT_THRESHOLDS as _D
 
-VERDICTS = ("regression", "difference", "noise", "ok")  # of fields
+# Of fields. "follows status": it differs only in requests whose status changed, and is shown
+# under the status field (one error is one regression, not one per field of its body).
+FOLLOWS = "follows status"
+VERDICTS = ("regression", "difference", FOLLOWS, "noise", "ok")
 INSUFFICIENT = "insufficient data"
 ENDPOINT_VERDICTS = ("regression", INSUFFICIENT, "difference", "ok")
 LATENCY_VERDICTS = ("regression", INSUFFICIENT, "ok", "not judged")
@@ -128,6 +131,8 @@ class FieldReport:
     relative: float | None = None  # Diffy's figures, in percent
     absolute: float | None = None
     examples: list[ExampleReport] = dataclasses.field(default_factory=list)
+    with_status: int = 0  # requests where it differed with a change of status (not in raw)
+    followers: list[str] = dataclasses.field(default_factory=list)  # status: the fields under it
 
 
 @dataclass
@@ -399,6 +404,7 @@ def _field_report(
         weight=row["weight"],
         kinds=kinds,
         examples=examples,
+        with_status=row.get("with_status", 0),
     )
     if has_baseline:
         test = mcnemar(report.n10, report.n01)
@@ -409,9 +415,9 @@ def _field_report(
 
 
 def _plain_verdict(row: dict[str, Any], has_baseline: bool) -> str:
-    """The verdict before the test: noise or difference."""
+    """The verdict before the test: noise, follows status, or difference."""
     if row["raw"] == 0:
-        return "noise"
+        return FOLLOWS if row.get("with_status", 0) else "noise"
     if has_baseline and row["noise"] > 0:
         return "noise"
     return "difference"
@@ -431,7 +437,9 @@ def _judge_regressions(endpoints: list[EndpointReport], limits: Thresholds) -> N
     """Benjamini-Hochberg over every field tested in the comparison, then the verdicts.
 
     Volatile matches are not in n10/n01 at all (``analysis._fold``)."""
-    tested = [(e, f) for e in endpoints for f in e.fields if f.n10 + f.n01 > 0]
+    tested = [
+        (e, f) for e in endpoints for f in e.fields if f.n10 + f.n01 > 0 and f.verdict != FOLLOWS
+    ]
     q_values = benjamini_hochberg([f.p_value if f.p_value is not None else 1.0 for _, f in tested])
     for (endpoint, f), q in zip(tested, q_values, strict=True):
         f.q_value = q
@@ -485,6 +493,9 @@ def _finish_endpoint(endpoint: EndpointReport, limits: Thresholds) -> None:
     endpoint.fields.sort(
         key=lambda f: (VERDICTS.index(f.verdict), RISKS.index(f.risk), -f.raw, f.field)
     )
+    status = next((f for f in endpoint.fields if f.field == "status"), None)
+    if status is not None:
+        status.followers = sorted(f.field for f in endpoint.fields if f.verdict == FOLLOWS)
     verdicts = {f.verdict for f in endpoint.fields}
     regressions = sum(f.verdict == "regression" for f in endpoint.fields)
     if regressions or endpoint.latency.flagged:

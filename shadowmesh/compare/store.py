@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS fields (
     volatile INTEGER NOT NULL, weight INTEGER NOT NULL,
     status_n INTEGER NOT NULL, value_n INTEGER NOT NULL, type_n INTEGER NOT NULL,
     missing_n INTEGER NOT NULL, extra_n INTEGER NOT NULL, order_n INTEGER NOT NULL,
+    with_status INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (cid, endpoint, field)
 );
 CREATE TABLE IF NOT EXISTS examples (
@@ -112,6 +113,7 @@ _ADDED_COLUMNS = (
     ("exchanges", "candidate_ms REAL"),
     ("exchanges", "baseline_ms REAL"),
     ("exchanges", "detail TEXT"),
+    ("fields", "with_status INTEGER NOT NULL DEFAULT 0"),
 )
 # The latency test reads each endpoint's most recent pairs, at most this many: the test has all
 # the power it needs long before, and a report stays a few milliseconds of SQLite.
@@ -361,18 +363,20 @@ class CompareStore:
         counts += [int(f.raw and not f.noise), int(f.noise and not f.raw), int(f.raw and f.noise)]
         counts += [int(f.volatile), weight if f.raw else 0]
         counts += [int(kind in f.kinds) for kind in KINDS]
+        counts += [int(f.with_status)]
         row = self._db.execute(
-            "INSERT INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO UPDATE SET raw = raw + excluded.raw, noise = noise + excluded.noise, "
             "n10 = n10 + excluded.n10, n01 = n01 + excluded.n01, n11 = n11 + excluded.n11, "
             "volatile = volatile + excluded.volatile, weight = weight + excluded.weight, "
             "status_n = status_n + excluded.status_n, value_n = value_n + excluded.value_n, "
             "type_n = type_n + excluded.type_n, missing_n = missing_n + excluded.missing_n, "
-            "extra_n = extra_n + excluded.extra_n, order_n = order_n + excluded.order_n "
-            "RETURNING raw",
+            "extra_n = extra_n + excluded.extra_n, order_n = order_n + excluded.order_n, "
+            "with_status = with_status + excluded.with_status "
+            "RETURNING raw + with_status",
             (cid, endpoint, name, *counts),
         ).fetchone()
-        if f.raw and f.example is not None:
+        if (f.raw or f.with_status) and f.example is not None:
             slot = reservoir_slot(int(row[0]), EXAMPLES, self._rng)
             if slot is not None:
                 self._example(cid, endpoint, name, slot, f, outcome)
@@ -500,8 +504,9 @@ def _add_columns(db: sqlite3.Connection) -> None:
 
 def _detail(f: FieldOutcome) -> list[int]:
     """One field of one request, as the windowed report recounts it: raw, noise, volatile,
-    then one flag per kind of difference (``KINDS``' order)."""
-    return [int(f.raw), int(f.noise), int(f.volatile), *(int(k in f.kinds) for k in KINDS)]
+    one flag per kind of difference (``KINDS``' order), with a status change."""
+    kinds = [int(k in f.kinds) for k in KINDS]
+    return [int(f.raw), int(f.noise), int(f.volatile), *kinds, int(f.with_status)]
 
 
 def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
@@ -545,6 +550,7 @@ def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
             f["weight"] += weight if raw else 0
             for kind, flag in zip(KINDS, d[3:], strict=False):
                 f[f"{kind}_n"] += flag
+            f["with_status"] += d[3 + len(KINDS)] if len(d) > 3 + len(KINDS) else 0
     row = snapshot.row
     snapshot.row = ComparisonRow(
         cid=row.cid,
@@ -571,7 +577,7 @@ def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
 
 
 def _empty_field(endpoint: str, name: str) -> dict[str, Any]:
-    counts = ("raw", "noise", "n10", "n01", "n11", "volatile", "weight")
+    counts = ("raw", "noise", "n10", "n01", "n11", "volatile", "weight", "with_status")
     return {
         "endpoint": endpoint,
         "field": name,
@@ -625,5 +631,6 @@ def _merge(a: FieldOutcome, b: FieldOutcome) -> FieldOutcome:
         raw=a.raw or b.raw,
         noise=a.noise or b.noise,
         volatile=(a.volatile or b.volatile) and not (a.raw or b.raw),
+        with_status=a.with_status or b.with_status,
         example=a.example or b.example,
     )

@@ -734,3 +734,29 @@ def test_a_time_window_recounts_from_the_requests_in_it(make: Any) -> None:
     assert (window.compared, window.verdict, window.regressions) == (40, "ok", 0)
     assert [e.endpoint for e in window.endpoints] == ["GET /get"]
     assert render_text([window]).splitlines()[1].startswith("since ")
+
+
+def test_a_status_change_leads_and_its_fields_fold_under_it(make: Any) -> None:
+    analyzer = make(comparison())
+    ok = {"order": 1, "lines": [1, 2], "total": 3}
+    error = {"error": "order service unavailable"}
+    exchanges = []
+    for i in range(40):
+        broken = i % 4 == 0
+        candidate = reply(error, 500) if broken else reply({**ok, "total": 4} if i == 1 else ok)
+        exchanges.append(exchange("/orders/1", reply(ok), candidate, reply(ok)))
+    feed(analyzer, exchanges)
+    report = analyzer.report(*KEY)
+    assert report is not None
+    status = field(report, "GET /orders/{id}", "status")
+    assert (status.verdict, status.raw) == ("regression", 10)
+    assert status.followers == ["body.error", "body.lines", "body.order"]
+    # One error is one regression: the body fields of those requests follow it, untested...
+    lines = field(report, "GET /orders/{id}", "body.lines")
+    assert (lines.verdict, lines.with_status, lines.q_value) == ("follows status", 10, None)
+    assert report.regressions == 1
+    # ...but a field that also differs without a status change is judged on its own.
+    total = field(report, "GET /orders/{id}", "body.total")
+    assert (total.raw, total.with_status, total.verdict) == (1, 10, "difference")
+    text = render_text([report])
+    assert "status change explains, in the same requests: body.error, body.lines" in text
