@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -16,7 +17,7 @@ from shadowmesh import compiled, hot_path
 from shadowmesh.admin.auth import TokenError, serve_token
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.client import read_sources
-from shadowmesh.cli.workers import Workers, follow_store
+from shadowmesh.cli.workers import Workers, die_with_parent, follow_store, watch_parent
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.dns import Resolver
@@ -264,6 +265,8 @@ def serve(
     drain_timeout: float,
 ) -> None:
     """Run the proxy: a listener per Service port, the forward proxy, and the admin API."""
+    if worker:
+        die_with_parent()  # first of all: a worker never outlives the process that started it
     admin_address = split_address(admin, "--admin")
     try:
         admin_token, token_warnings = serve_token(admin_address[0], admin_token_file)
@@ -466,22 +469,51 @@ async def _serve(
         + (", ".join(str(p) for p in sorted(plane.table.ports)) or "none yet"),
         err=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     workers = None
     if options.workers > 1:
         workers = Workers(worker_argv(options), options.workers - 1)
+
+    def hangup() -> None:
+        reopen_log(options, plane.access_log)
+        if workers is not None:
+            workers.signal(signal.SIGHUP)
+
+    stop = on_signals(hangup)
+    if workers is not None:
         workers.start()
         plane.spawn(workers.watch())
     await stop.wait()
     await admin.close()
+    # The workers drain while this process does: each stops accepting at once.
+    draining = [plane.shutdown(options.drain_timeout)]
     if workers is not None:
-        await workers.stop(options.drain_timeout + 2)
-    await plane.shutdown(options.drain_timeout)
+        draining.append(workers.stop(options.drain_timeout + 2))
+    await asyncio.gather(*draining)
     analyzer.close()
     await config.close()
+
+
+def on_signals(hangup: Callable[[], None]) -> asyncio.Event:
+    """SIGTERM and SIGINT set the event returned (a drain follows); SIGHUP calls ``hangup``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
+    return stop
+
+
+def reopen_log(options: ServeOptions, access_log: AccessLog) -> None:
+    """SIGHUP: open the access log file again by its name, as nginx does on USR1, so that a
+    logrotate that moved it away gets a new file; if it cannot be opened, keep the old one."""
+    if options.access_log in ("-", "off"):
+        return
+    try:
+        stream = open(options.access_log, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        click.echo(f"Warning: cannot reopen access log {options.access_log}: {exc}", err=True)
+        return
+    access_log.reopen(stream)
 
 
 def own_listeners(
@@ -497,13 +529,11 @@ def own_listeners(
 async def serve_as_worker(
     options: ServeOptions, config: ConfigThread, controller: Controller, plane: DataPlane
 ) -> None:
+    stop = on_signals(lambda: reopen_log(options, plane.access_log))
+    watch_parent(stop)
     if options.outbound is not None:
         await plane.start_outbound(*options.outbound)
     plane.spawn(follow_store(config, controller, lambda w: click.echo(f"Warning: {w}", err=True)))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await plane.shutdown(options.drain_timeout)
 

@@ -480,7 +480,9 @@ class _Child:
         self.sent: tuple[Comparison, ...] | None = None
         self.process: SpawnProcess = ctx.Process(
             target=_child_main,
-            args=(self.queue, self.counters, state_dir, rng),
+            # The proxy's pid, from here: read in the child, getppid() would already be 1 if
+            # the proxy died while the child started, and the child would never see it go.
+            args=(self.queue, self.counters, state_dir, rng, os.getpid()),
             name="shadowmesh-compare",
             daemon=True,
         )
@@ -525,11 +527,12 @@ class _Child:
         self.queue.close()
 
 
-def _child_main(inbox: _Queue, counters: Any, state_dir: str, rng: random.Random | None) -> None:
+def _child_main(
+    inbox: _Queue, counters: Any, state_dir: str, rng: random.Random | None, parent: int
+) -> None:
     """The worker process: analyse exchanges as they come, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the proxy decides when the worker stops
     _use_every_cpu()
-    parent = os.getppid()
     store = CompareStore(state_dir, rng=rng)
     cache = _RulesCache()
     current: tuple[Comparison, ...] = ()

@@ -15,6 +15,9 @@ are made here, and a request that fails them never reaches an upstream.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -43,6 +46,25 @@ MAX_TARGET_BYTES = 8 * 1024
 # a pipelining client pins a bounded number of requests whatever it sends in one go.
 MAX_PIPELINED = 32
 FEED_SLICE = 2048
+
+
+# While draining, how long a connection must have been idle before it is closed: a keep-alive
+# client that got its response just before the drain began has that long to send its next
+# request, answered with Connection: close. A connection idle longer is closed at once.
+DRAIN_IDLE = 0.5
+
+
+def unread_bytes(transport: asyncio.Transport | None) -> int:
+    """Bytes the kernel holds for us on this connection, not yet read (-1: cannot tell)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return -1
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return -1
+    count: int = struct.unpack("i", raw)[0]
+    return count
 
 
 class BadRequest(Exception):
@@ -94,6 +116,9 @@ class ClientConnection(asyncio.Protocol):
         self.progress = 0
         self.progress_seen = 0
         self.active_at = 0.0
+        # The data plane is shutting down: the last response says Connection: close, and an idle
+        # connection is closed (``drain``).
+        self.draining = plane.draining
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -419,6 +444,22 @@ class ClientConnection(asyncio.Protocol):
         if not self._paused and self.transport is not None and not self.closing:
             self.transport.resume_reading()
 
+    def last_answer(self, exchange: Exchange) -> bool:
+        """Whether ``exchange``'s response is this connection's last: then it says
+        Connection: close and the connection closes after it. While draining, that is the
+        response of a whole request with nothing more received behind it (a pipelined request
+        or the start of one is answered first)."""
+        if (
+            self.draining
+            and exchange.request_done
+            and not self.waiting
+            and not self.in_head
+            and not self.held
+            and (self.parsing is None or self.parsing is exchange)
+        ):
+            self.keep_alive = False
+        return not self.keep_alive or not exchange.head.keep_alive
+
     def exchange_finished(self, exchange: Exchange) -> None:
         if exchange is not self.active:
             return
@@ -496,6 +537,31 @@ class ClientConnection(asyncio.Protocol):
         for waiting in self.waiting:
             waiting.flag = "SI"
         self.keep_alive = False
+        self.close()
+
+    def drain(self, now: float) -> None:
+        """Called by the data plane while it shuts down: close this connection if it is idle.
+
+        Idle: no request in progress or begun, idle for ``DRAIN_IDLE`` (so a keep-alive client
+        that got a response as the drain began can send its next request and have it answered
+        with Connection: close), and no byte waiting unread in the socket. A request its client
+        writes at the very moment of the close is lost to a close that reads as an idle timeout;
+        clients resend those on a new connection (RFC 9112 section 9.3.1).
+        """
+        self.draining = True
+        if (
+            self.closing
+            or self.active is not None
+            or self.parsing is not None
+            or self.in_head
+            or self.waiting
+            or self.held
+            or self.tunnel is not None
+            or self.upgrade_rest
+            or now - self.since < DRAIN_IDLE
+            or unread_bytes(self.transport) > 0
+        ):
+            return
         self.close()
 
     def flush_upstream_writes(self) -> None:

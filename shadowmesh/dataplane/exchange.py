@@ -333,7 +333,7 @@ class Exchange:
         elapsed = self.service_time = int((time.time() - self.upstream_start) * 1000)
         out.append((b"x-envoy-upstream-service-time", str(elapsed).encode()))
         connection = None
-        if not client.keep_alive or not self.head.keep_alive:
+        if client.last_answer(self):
             connection = b"close"
         elif self.head.version == "1.0":
             connection = b"keep-alive"
@@ -501,7 +501,7 @@ class Exchange:
         self.flag = flag
         self.head_sent = True
         self.sent = len(body)
-        keep_alive = self.client.keep_alive and self.head.keep_alive
+        keep_alive = not self.client.last_answer(self)
         self.client.write(resp.local_reply(status, body, keep_alive, self.head.method == b"HEAD"))
         self.cluster = cluster
         self.finish()

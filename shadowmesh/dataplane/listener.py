@@ -42,6 +42,8 @@ class Listener:
         self._on_exhausted = on_exhausted
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._keep_accepted = False
+        self.attaching = 0  # accepted connections whose transports are being set up
         self._loop.add_reader(self._fd, self._accept)
 
     @property
@@ -51,42 +53,62 @@ class Listener:
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
-            try:
-                conn, _ = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
+            if not self._accept_one():
                 break
-            except ConnectionAbortedError:
-                continue  # the client gave up while queued: nothing to serve
-            except OSError as exc:
-                if exc.errno not in _EXHAUSTED:
-                    raise
-                self._on_exhausted()
-                self._loop.remove_reader(self._fd)
-                self._loop.call_later(PAUSE_WHEN_EXHAUSTED, self._resume)
-                break
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # One task each: setting a transport up takes a turn of the loop, and a batch set up
-            # one after another would wait a turn per connection before it.
-            self._spawn(self._attach(conn))
+
+    def _accept_one(self) -> bool:
+        """Accept one queued connection; False when there is none to accept now."""
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return False
+        except ConnectionAbortedError:
+            return True  # the client gave up while queued: nothing to serve
+        except OSError as exc:
+            if exc.errno not in _EXHAUSTED:
+                raise
+            self._on_exhausted()
+            self._loop.remove_reader(self._fd)
+            self._loop.call_later(PAUSE_WHEN_EXHAUSTED, self._resume)
+            return False
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # One task each: setting a transport up takes a turn of the loop, and a batch set up
+        # one after another would wait a turn per connection before it.
+        self.attaching += 1
+        self._spawn(self._attach(conn))
+        return True
 
     async def _attach(self, sock: socket.socket) -> None:
-        if self._closed:
-            sock.close()
-            return
         try:
-            await self._loop.connect_accepted_socket(self._factory, sock)
-        except OSError:
-            sock.close()  # reset before it could be set up: as if never accepted
+            if self._closed and not self._keep_accepted:
+                sock.close()
+                return
+            try:
+                await self._loop.connect_accepted_socket(self._factory, sock)
+            except OSError:
+                sock.close()  # reset before it could be set up: as if never accepted
+        finally:
+            self.attaching -= 1
 
     def _resume(self) -> None:
         if not self._closed:
             self._loop.add_reader(self._fd, self._accept)
 
-    def close(self) -> None:
-        """Stop accepting and close the listening socket; accepted connections live on."""
+    def close(self, accept_queued: int = 0) -> None:
+        """Stop accepting and close the listening socket; accepted connections live on.
+
+        ``accept_queued``: first accept up to that many connections the kernel has queued (a
+        drain serves them); otherwise they are reset with the socket (a Service port removed
+        by an apply).
+        """
         if self._closed:
             return
+        if accept_queued:
+            self._keep_accepted = True
+            for _ in range(accept_queued):
+                if not self._accept_one():
+                    break
         self._closed = True
         self._loop.remove_reader(self._fd)
         self._sock.close()

@@ -41,6 +41,9 @@ class DownstreamLimits:
     stream_idle_timeout: float = 60.0
 
 
+# How often a drain looks for connections gone idle.
+DRAIN_TICK = 0.02
+
 # Connections the kernel completes and queues while the loop is busy (nginx: 511, Envoy: 1024).
 # Past the backlog Linux drops a SYN, and that client waits a second for its retransmission.
 BACKLOG = 1024
@@ -95,6 +98,7 @@ class DataPlane:
         self.listeners: dict[int, Listener] = {}
         self.outbound: Listener | None = None
         self.connections: set[ClientConnection] = set()
+        self.draining = False  # shutting down: see ``shutdown``
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_time = time.monotonic
 
@@ -108,7 +112,8 @@ class DataPlane:
         are listening before this returns, so a client that connects right after an apply is
         queued by the kernel, not refused.
         """
-        wanted = set(table.ports)
+        # Once draining, no port opens again (the drain closed them all).
+        wanted = set() if self.draining else set(table.ports)
         bound: dict[int, socket.socket] = {}
         try:
             for port in sorted(wanted - set(self.listeners)):
@@ -180,19 +185,29 @@ class DataPlane:
         self.stats.downstream_active = len(self.connections)
 
     async def shutdown(self, deadline: float) -> None:
-        """Stop accepting, let in-flight requests finish until ``deadline`` seconds, then close."""
+        """Drain, then close: return as soon as no client connection is left, or close what is
+        left at ``deadline`` seconds.
+
+        Stop accepting (the connections the kernel already queued are accepted first: closing
+        the listening socket would reset them, requests and all). Every request in progress is
+        answered, its response saying Connection: close; idle keep-alive connections are closed
+        (``ClientConnection.drain``), so that clients move on at once.
+        """
+        self.draining = True
         listeners = list(self.listeners.values())
         if self.outbound is not None:
             listeners.append(self.outbound)
         for listener in listeners:
-            listener.close()
+            listener.close(accept_queued=BACKLOG)  # all the kernel may hold
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
-        for conn in list(self.connections):
-            if conn.active is None:
-                conn.close()
-        while any(c.active is not None for c in self.connections) and loop.time() < end:
-            await asyncio.sleep(0.05)
+        while loop.time() < end:
+            if not self.connections and not any(lst.attaching for lst in listeners):
+                break
+            now = self.clock()
+            for conn in list(self.connections):
+                conn.drain(now)
+            await asyncio.sleep(DRAIN_TICK)
         for conn in list(self.connections):
             conn.keep_alive = False
             conn.close()

@@ -338,6 +338,14 @@ class AccessLog:
         # Istio's formats: addresses and route names are wanted, shadows are not logged.
         self.istio = fmt == "istio" or fmt == "istio-json"
 
+    def reopen(self, stream: IO[str]) -> None:
+        """Write to ``stream`` from now on (SIGHUP after a logrotate); the old one is flushed
+        and closed."""
+        self.flush()
+        old, self._stream = self._stream, stream
+        if old is not None and old is not stream:
+            old.close()
+
     @property
     def enabled(self) -> bool:
         return self._stream is not None

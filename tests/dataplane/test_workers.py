@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pytest
+
+from bench import drain
 from tests.support.serve import Served, mesh_yaml
 from tests.support.upstreams import RecordingUpstream
 
@@ -70,3 +76,141 @@ def test_workers_share_the_port_and_follow_config_changes(
     assert s.proc.returncode == 0
     time.sleep(0.2)
     assert [pid for pid in workers if os.path.exists(f"/proc/{pid}")] == []
+
+
+# --- workers never outlive the first process; SIGHUP reopens the log; the drain -----------------
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def processes_of(served: Served) -> list[int]:
+    """Every live process whose command line names this serve's state directory: the first
+    process and its workers, and any worker left orphaned."""
+    state = str(served.log.parent / "state").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if state in cmdline.split(b"\0") and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def gone_within(pids: list[int], seconds: float) -> list[int]:
+    """The pids still alive after waiting up to ``seconds`` for them to exit."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+@pytest.fixture
+def reap() -> Iterator[list[int]]:
+    """PIDs a failing test may leave running (orphaned workers): killed after the test."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_workers_exit_when_the_first_process_is_killed(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], reap: list[int]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(mesh_yaml(v1.port, v2.port), "--workers", "3")
+    workers = workers_of(s.proc.pid)
+    reap += workers
+    assert len(workers) == 2
+    os.kill(s.proc.pid, signal.SIGKILL)  # a crash: no handler runs in it
+    s.proc.wait(10)
+    assert gone_within(workers, 10) == []
+
+
+def test_sigterm_while_a_worker_restarts_leaves_no_worker_behind(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], reap: list[int]
+) -> None:
+    slow, other = RecordingUpstream(mode="slow", delay=2.5), RecordingUpstream()
+    upstreams += [slow, other]
+    s = serve(mesh_yaml(slow.port, other.port), "--workers", "2", "--drain-timeout", "10")
+    (worker,) = workers_of(s.proc.pid)
+    time.sleep(0.5)  # the worker's own start
+    os.kill(worker, signal.SIGKILL)
+    assert gone_within([worker], 5) == []
+    # A request in flight on the first process (the only one listening now) holds its drain
+    # open for 2.5 s: the worker died just before the SIGTERM, and is not started again.
+    codes: list[list[str]] = []
+    thread = threading.Thread(target=lambda: codes.append(fresh_connection_gets(s.port, 1)))
+    thread.start()
+    assert len(slow.wait_for(1)) == 1
+    os.kill(s.proc.pid, signal.SIGTERM)
+    thread.join(15)
+    assert s.proc.wait(15) == 0
+    assert codes == [["200"]]
+    left = processes_of(s)
+    reap += left
+    assert gone_within(left, 5) == []
+
+
+def test_sighup_reopens_the_access_log_in_every_process(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(mesh_yaml(v1.port, v2.port), "--workers", "2")
+    time.sleep(0.5)  # the worker's own start
+    assert fresh_connection_gets(s.port, 10) == ["200"] * 10
+    assert len(lines_within(s.log, 10)) == 10
+    rotated = s.log.with_name("access.log.1")
+    s.log.rename(rotated)  # what logrotate does, before it signals
+    os.kill(s.proc.pid, signal.SIGHUP)
+    end = time.monotonic() + 5
+    while not s.log.exists():
+        assert time.monotonic() < end, "the first process did not reopen its log"
+        time.sleep(0.02)
+    time.sleep(0.5)  # the worker gets the signal from the first process
+    # 30 new connections: the kernel spreads them over both processes.
+    assert fresh_connection_gets(s.port, 30) == ["200"] * 30
+    assert len(lines_within(s.log, 30)) == 30
+    assert len(rotated.read_text().splitlines()) == 10
+    assert s.proc.poll() is None  # SIGHUP does not stop it
+    s.stop()
+    assert s.proc.returncode == 0
+
+
+def lines_within(path: Path, count: int, seconds: float = 5.0) -> list[str]:
+    """The file's lines once it has ``count`` of them (lines are flushed once per loop turn)."""
+    end = time.monotonic() + seconds
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > end:
+            return lines
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_under_keep_alive_load_leaves_no_request_unanswered(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], workers: str
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(mesh_yaml(v1.port, v2.port), "--workers", workers, "--drain-timeout", "20")
+    time.sleep(0.5)  # the workers' own start
+    tally = drain.hammer(s.port, 8, 0.5, lambda: os.kill(s.proc.pid, signal.SIGTERM))
+    assert s.proc.wait(20) == 0
+    assert tally.sent > 100
+    # Every request written got its whole answer: none was cut, none was read and dropped,
+    # and no connection that had served was closed without saying Connection: close first.
+    assert tally.sent == tally.answered == len(v1.requests), tally
+    assert tally.announced_close >= 8

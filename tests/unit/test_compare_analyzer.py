@@ -8,6 +8,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -760,3 +762,39 @@ def test_a_status_change_leads_and_its_fields_fold_under_it(make: Any) -> None:
     assert (total.raw, total.with_status, total.verdict) == (1, 10, "difference")
     text = render_text([report])
     assert "status change explains, in the same requests: body.error, body.lines" in text
+
+
+def test_the_analysis_process_ends_when_the_proxy_dies_as_it_starts(tmp_path: Path) -> None:
+    # The proxy dies (as with SIGKILL: no clean-up runs) right after starting the analysis
+    # process, before that process is even running: it must still notice and end.
+    code = (
+        "import os, sys\n"
+        "from shadowmesh.compare.analyzer import Analyzer\n"
+        "a = Analyzer(sys.argv[1], lambda: ())\n"
+        "open(sys.argv[2], 'w').write(str(a._child.process.pid))\n"
+        "os._exit(0)\n"
+    )
+    pid_file = tmp_path / "child.pid"
+    # No pipe: the analysis process would inherit it and hold it open.
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "state"), str(pid_file)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        timeout=30, check=True,
+    )  # fmt: skip
+    child = int(pid_file.read_text())
+    try:
+        end = time.monotonic() + 15
+        while _alive(child) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
