@@ -28,6 +28,7 @@ from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.observe.accesslog import DEFAULT_REDACTED_QUERY, FORMATS, AccessLog, Format
+from shadowmesh.observe.otlp import Exporter, Spans, traces_url
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.table import RouteTable
@@ -67,6 +68,9 @@ class ServeOptions:
     redact_query: tuple[str, ...] = DEFAULT_REDACTED_QUERY
     shadow_strip_headers: tuple[str, ...] = ()
     dns_refresh: tuple[float, float] = (5.0, 300.0)  # bounds on a name's time to live
+    otlp_endpoint: str | None = None
+    otlp_sampling: float = 1.0
+    otlp_shadow_spans: bool = True
 
 
 @click.command()
@@ -227,6 +231,25 @@ class ServeOptions:
     show_default=True,
     help="Seconds: the most time a ServiceEntry's DNS answer is kept before it is looked up again.",
 )
+@click.option(
+    "--otlp-endpoint",
+    metavar="URL",
+    help="Export traces (OTLP over HTTP, protobuf) to this collector, e.g. "
+    "http://127.0.0.1:4318 (/v1/traces is added to a URL without a path). Off by default.",
+)
+@click.option(
+    "--otlp-sampling",
+    type=click.FloatRange(0, 100),
+    default=1.0,
+    show_default=True,
+    help="Percent of new traces sampled (Istio's default is 1); a client's x-b3-sampled wins.",
+)
+@click.option(
+    "--otlp-shadow-spans/--no-otlp-shadow-spans",
+    default=True,
+    show_default=True,
+    help="Export a span per shadow (marked, flagged not sampled); Envoy reports none.",
+)
 @click.option("--worker", is_flag=True, hidden=True)
 @click.option(
     "--drain-timeout",
@@ -258,6 +281,9 @@ def serve(
     allow_underscores_in_headers: bool,
     redact_query: tuple[str, ...],
     shadow_strip_headers: tuple[str, ...],
+    otlp_endpoint: str | None,
+    otlp_sampling: float,
+    otlp_shadow_spans: bool,
     workers: int,
     dns_refresh_min: float,
     dns_refresh_max: float,
@@ -305,6 +331,9 @@ def serve(
         redact_query=tuple(n for n in redact_query if n),
         shadow_strip_headers=shadow_strip_headers,
         dns_refresh=(dns_refresh_min, dns_refresh_max),
+        otlp_endpoint=_otlp_url(otlp_endpoint) if otlp_endpoint else None,
+        otlp_sampling=otlp_sampling,
+        otlp_shadow_spans=otlp_shadow_spans,
     )
     sources = read_sources(files) if files else []
     try:
@@ -329,6 +358,31 @@ def serve(
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()
+
+
+def _otlp_url(endpoint: str) -> str:
+    try:
+        return traces_url(endpoint)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--otlp-endpoint") from None
+
+
+def start_tracing(
+    options: ServeOptions, plane: DataPlane, dispatcher: Dispatcher
+) -> Exporter | None:
+    """With ``--otlp-endpoint``: the span queue the data plane fills and its exporter thread."""
+    if options.otlp_endpoint is None:
+        return None
+    spans = Spans(options.otlp_sampling, options.otlp_shadow_spans)
+    exporter = Exporter(spans, options.otlp_endpoint)
+    try:
+        exporter.start()
+    except ImportError as exc:
+        raise ShadowmeshError(
+            f"--otlp-endpoint needs opentelemetry-proto ({exc}): pip install 'shadowmesh[otlp]'"
+        ) from None
+    plane.spans = dispatcher.spans = spans
+    return exporter
 
 
 def open_log(target: str) -> IO[str] | None:
@@ -378,6 +432,7 @@ async def serve_forever(
         pseudonym=proxy_pseudonym(options.state).encode(),
     )
     plane.spawn(plane.sweep())
+    exporter = start_tracing(options, plane, dispatcher)
     # Config work (the stored config at start, -f, the admin API's changes, a worker following
     # the store) runs on one thread beside the serving loop, never on it; see control.offload.
     config = ConfigThread(asyncio.get_running_loop())
@@ -403,6 +458,8 @@ async def serve_forever(
         await _serve(options, sources, config, controller, plane, stats, dispatcher)
     finally:
         dns.stop()
+        if exporter is not None:
+            exporter.close()  # what is queued is sent, within two seconds
 
 
 async def _serve(
@@ -442,6 +499,8 @@ async def _serve(
         snapshot["compiled"] = compiled()
         if controller.dns is not None:
             snapshot["dns"] = controller.dns.stats()
+        if plane.spans is not None:
+            snapshot["otlp"] = plane.spans.snapshot()
         return snapshot
 
     admin = AdminServer(
@@ -587,4 +646,8 @@ def worker_argv(options: ServeOptions) -> list[str]:
         # Always given (an empty name when there are none), so the defaults never come back.
         *[a for name in options.redact_query or ("",) for a in ("--redact-query-param", name)],
         *[a for name in options.shadow_strip_headers for a in ("--shadow-strip-header", name)],
+        *(["--otlp-endpoint", options.otlp_endpoint] if options.otlp_endpoint else []),
+        "--otlp-sampling",
+        str(options.otlp_sampling),
+        "--otlp-shadow-spans" if options.otlp_shadow_spans else "--no-otlp-shadow-spans",
     ]

@@ -28,6 +28,8 @@ from shadowmesh.dataplane.request import upstream_headers as build_upstream_head
 from shadowmesh.mirror.dispatcher import ShadowCopy
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response, subset_of
 from shadowmesh.model.comparison import sampled
+from shadowmesh.observe.otlp import sampled as b3_sampled
+from shadowmesh.observe.trace import new_span_id
 from shadowmesh.routing.decision import Failure, Forward, Upstream
 from shadowmesh.upstream.connection import UpstreamConnection
 from shadowmesh.upstream.wire import (
@@ -74,6 +76,7 @@ class Exchange:
     primary_headers: Headers | tuple[()] = ()  # replaced per exchange, never mutated
     up_out: list[bytes] | None = None  # bytes for the upstream, held until the read is checked
     route_name = ""
+    traced: Outgoing | None = None  # its span is exported (OTLP, sampled): the ids it went with
     service_time = -1  # ms from sending the head to the upstream's response head; -1: none
     used_conn: UpstreamConnection | None = None  # the last one this exchange wrote to
 
@@ -134,7 +137,14 @@ class Exchange:
         head = self.head
         self.upstream = decision.primary
         self.route_name = decision.route_name
-        out = build_upstream_headers(head, self.client.peer_ip, plane.pseudonym)
+        spans = plane.spans
+        if spans is None:
+            out = build_upstream_headers(head, self.client.peer_ip, plane.pseudonym)
+        else:
+            decided = b"1" if spans.sample() else b"0"
+            out = build_upstream_headers(head, self.client.peer_ip, plane.pseudonym, decided)
+            if b3_sampled(out.sampled):
+                self.traced = out
         self.request_id = out.request_id
         self.xff = out.forwarded_for
         if decision.shadows:
@@ -216,7 +226,15 @@ class Exchange:
         authority = shadow_host(head.authority, dispatcher.host_suffix)
         user_agent = head.first(b"user-agent") or b""
         self.shadows = []
+        traced = self.traced if dispatcher.spans is not None and dispatcher.spans.shadows else None
         for target, role in admitted:
+            span = b""
+            if traced is not None:
+                # Each copy its own span, in its own header lines (tracing only).
+                span = new_span_id()
+                lines = out.shadow_lines(span)
+                if dispatcher.strip_headers:
+                    lines = strip_lines(lines, dispatcher.strip_headers)
             copy = dispatcher.begin(
                 target,
                 head.method,
@@ -231,6 +249,8 @@ class Exchange:
             )
             if role:
                 copy.pairing, copy.role = self.pairing, role
+            if traced is not None:
+                copy.trace = (traced.trace_id, span, traced.span_id)
             for chunk in self.pending:
                 copy.feed(chunk)
             if self.request_done:
@@ -576,6 +596,8 @@ class Exchange:
             self.received,
             self.sent,
         )
+        if self.traced is not None:
+            self.trace(cluster)
         if not plane.access_log.enabled:
             return
         plane.access_log.request(
@@ -595,6 +617,36 @@ class Exchange:
             cluster,
             False,
             *self.istio_fields(),
+        )
+
+    def trace(self, cluster: str) -> None:
+        """Queue this request's span for the OTLP exporter (``observe.otlp``)."""
+        spans, out, head = self.client.plane.spans, self.traced, self.head
+        if spans is None or out is None:
+            return
+        upstream = self.upstream
+        spans.add(
+            (
+                False,
+                out.trace_id,
+                out.span_id,
+                head.first(b"x-b3-spanid") or b"",  # the client's span, if it sent one
+                self.started,
+                time.time(),
+                head.method,
+                head.path,
+                head.authority,
+                head.version,
+                self.status,
+                self.flag,
+                cluster,
+                str(upstream.endpoint) if upstream is not None else "",
+                out.request_id,
+                head.first(b"user-agent") or b"",
+                self.received,
+                self.sent,
+                self.client.peer_ip,
+            )
         )
 
     def istio_fields(self) -> tuple[int, str, str, str, str]:

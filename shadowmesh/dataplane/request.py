@@ -272,9 +272,10 @@ class Outgoing:
         """The header lines of the primary's request (without Host and framing)."""
         return _with_span(self, self.span_id, self.parent_span, self.sampled)
 
-    def shadow_lines(self) -> bytes:
-        """The shadow's: a child span of the primary's, unsampled, as Istio sets."""
-        return _with_span(self, new_span_id(), self.span_id, b"0")
+    def shadow_lines(self, span: bytes = b"") -> bytes:
+        """The shadow's: a child span of the primary's (``span``, else a new one), unsampled,
+        as Istio sets."""
+        return _with_span(self, span or new_span_id(), self.span_id, b"0")
 
 
 def _with_span(out: Outgoing, span: bytes, parent: bytes, sampled: bytes) -> bytes:
@@ -331,11 +332,14 @@ def via_names(value: bytes, pseudonym: bytes) -> bool:
     return False
 
 
-def upstream_headers(head: RequestHead, client_ip: bytes, pseudonym: bytes) -> Outgoing:
+def upstream_headers(
+    head: RequestHead, client_ip: bytes, pseudonym: bytes, new_sampled: bytes = b"1"
+) -> Outgoing:
     """The end-to-end headers the upstream gets, with what Envoy adds, serialized.
 
     One pass: most headers are copied as they are; the few in ``_SPECIAL`` are looked at.
-    ``pseudonym``: this proxy's name in ``Via`` (``control/identity.py``).
+    ``pseudonym``: this proxy's name in ``Via`` (``control/identity.py``); ``new_sampled``: the
+    ``x-b3-sampled`` of a trace the client did not decide (the tracer's sampling).
     """
     parts: list[bytes] = []
     request_id = trace_id = parent = sampled = forwarded_for = upgrade = via = None
@@ -402,7 +406,7 @@ def upstream_headers(head: RequestHead, client_ip: bytes, pseudonym: bytes) -> O
         trace_id,
         new_span_id(),
         parent,
-        sampled if sampled is not None else b"1",
+        sampled if sampled is not None else new_sampled,
         xff,
         expect,
     )

@@ -20,6 +20,7 @@ from shadowmesh.dataplane.listener import Listener
 from shadowmesh.mirror.dispatcher import Dispatcher
 from shadowmesh.mirror.pairing import ComparePlan, Sink
 from shadowmesh.observe.accesslog import AccessLog
+from shadowmesh.observe.otlp import Spans
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.upstream.connection import Pool
@@ -95,6 +96,7 @@ class DataPlane:
         self.dispatcher = dispatcher
         self.access_log = access_log
         self.stats = stats
+        self.spans: Spans | None = None  # set by serve when traces are exported (OTLP)
         self.listeners: dict[int, Listener] = {}
         self.outbound: Listener | None = None
         self.connections: set[ClientConnection] = set()

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
 from shadowmesh.observe.accesslog import AccessLog
+from shadowmesh.observe.otlp import Spans
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
@@ -91,6 +92,7 @@ class ShadowCopy:
         "keep_alive",
         "answer_headers",
         "answer_body",
+        "trace",
     )
 
     def __init__(
@@ -136,6 +138,8 @@ class ShadowCopy:
         self.answer_headers: Headers = []
         # Only a compared shadow keeps (the first bytes of) its body.
         self.answer_body: BodyCopy | None = None
+        # (trace id, span id, parent span id) when its span is exported (``observe.otlp``).
+        self.trace: tuple[bytes, bytes, bytes] | None = None
 
     def feed(self, chunk: bytes) -> None:
         if self.done:
@@ -213,6 +217,7 @@ class Dispatcher:
         self.limits = limits
         self.stats = stats
         self.access_log = access_log
+        self.spans: Spans | None = None  # set by serve when traces are exported (OTLP)
         self.host_suffix = host_suffix
         # Request headers removed from the copies only (``serve --shadow-strip-header``): a
         # copy otherwise carries the primary's Authorization and cookies, as Envoy's does.
@@ -457,6 +462,31 @@ class Dispatcher:
                 str(copy.upstream.endpoint),
                 copy.upstream.cluster,
                 shadow=True,
+            )
+        trace, spans = copy.trace, self.spans
+        if trace is not None and spans is not None:
+            spans.add(
+                (
+                    True,
+                    trace[0],
+                    trace[1],
+                    trace[2],
+                    copy.started,
+                    time.time(),
+                    copy.method,
+                    copy.path,
+                    copy.authority,
+                    "1.1",
+                    copy.status,
+                    flag,
+                    copy.upstream.cluster,
+                    str(copy.upstream.endpoint),
+                    copy.request_id,
+                    copy.user_agent,
+                    copy.size,
+                    copy.received,
+                    b"",
+                )
             )
         pairing = copy.pairing
         if pairing is not None:

@@ -71,6 +71,20 @@ class StatsCollector(Collector):
             snapshot.get("shadow_skipped"),
         )
         yield from _latency(snapshot.get("upstream_latency"))
+        otlp = snapshot.get("otlp")
+        if isinstance(otlp, Mapping):
+            family = CounterMetricFamily(
+                "shadowmesh_otlp_spans",
+                "Spans for the OTLP exporter by outcome: exported, dropped (queue full), failed "
+                "(the collector refused or was unreachable).",
+                labels=("outcome",),
+            )
+            for outcome in ("exported", "dropped", "failed"):
+                family.add_metric([outcome], _number(otlp.get(outcome)))
+            yield family
+            yield _gauge(
+                "shadowmesh_otlp_spans_queued", "Spans waiting for export.", otlp.get("queued")
+            )
         for name, key, text in _GAUGES:
             if key in snapshot:
                 yield _gauge(name, text, snapshot[key])
