@@ -535,13 +535,15 @@ async def _serve(
     def hangup() -> None:
         reopen_log(options, plane.access_log)
         if workers is not None:
-            workers.signal(signal.SIGHUP)
+            workers.send_signal(signal.SIGHUP)
 
     stop = on_signals(hangup)
     if workers is not None:
         workers.start()
         plane.spawn(workers.watch())
     await stop.wait()
+    if workers is not None:
+        workers.stopping = True  # from now on a worker that exits is not started again
     await admin.close()
     # The workers drain while this process does: each stops accepting at once.
     draining = [plane.shutdown(options.drain_timeout)]

@@ -61,7 +61,7 @@ class Workers:
                     _close_pipe(proc)
                     self.procs[i] = self._spawn()
 
-    def signal(self, sig: signal.Signals) -> None:
+    def send_signal(self, sig: signal.Signals) -> None:
         for proc in self.procs:
             if proc.poll() is None:
                 os.kill(proc.pid, sig)
@@ -69,7 +69,7 @@ class Workers:
     async def stop(self, deadline: float) -> None:
         """Drain the workers (SIGTERM), then kill what is left after ``deadline`` seconds."""
         self.stopping = True
-        self.signal(signal.SIGTERM)
+        self.send_signal(signal.SIGTERM)
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         while any(p.poll() is None for p in self.procs) and loop.time() < end:
