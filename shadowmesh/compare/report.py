@@ -207,6 +207,7 @@ class Report:
     differences: int  # fields with the verdict "difference"
     endpoints: list[EndpointReport]
     insufficient: int = 0  # endpoints not judged: fewer than min_pairs compared
+    latency_judged: int = 0  # endpoints whose latency was judged (ok or regression)
     reason: str = ""  # why the overall verdict, in a few words
     assumptions: list[str] = dataclasses.field(default_factory=list)
     since: float | None = None  # a window: only what was compared from then on
@@ -233,6 +234,8 @@ class Report:
             return False
         if self.verdict == INSUFFICIENT and not allow_insufficient:
             return True
+        if "latency" in gates and not self.latency_judged and not allow_insufficient:
+            return True  # no baseline, too few pairs, or saturated shadows: nothing judged
         if self.regressions and gates & {"regression", "difference"}:
             return True
         if self.latency_flags and gates & {"latency", "difference"}:
@@ -308,6 +311,7 @@ def build_report(
         differences=differences,
         endpoints=endpoints,
         insufficient=sum(e.verdict == INSUFFICIENT for e in endpoints),
+        latency_judged=sum(e.latency.verdict in ("ok", "regression") for e in endpoints),
         reason=reason,
         assumptions=_assumptions(row.spec),
     )
@@ -454,9 +458,26 @@ def _judge_regressions(endpoints: list[EndpointReport], limits: Thresholds) -> N
             f.verdict = "regression"
 
 
+# Past this share of copies dropped for overflow, the shadows were saturated: their latencies
+# are the length of their queues, which diverge (whichever process got less CPU falls behind
+# and its queue grows), not the code's. Latency is not judged then.
+SATURATED_SHARE = 0.01
+
+
 def _judge_latency(snapshot: Snapshot, endpoints: list[EndpointReport], limits: Thresholds) -> None:
     """The paired test per endpoint, Benjamini-Hochberg over the endpoints tested."""
     latency = limits.latency()
+    dropped = sum(n for why, n in snapshot.skipped.items() if "copy dropped (overflow)" in why)
+    seen = dropped + snapshot.row.compared
+    if seen and dropped / seen > SATURATED_SHARE:
+        for endpoint in endpoints:
+            report = endpoint.latency
+            report.verdict, report.flagged = INSUFFICIENT, False
+            report.reason = (
+                f"latency not judged: shadows saturated, {100 * dropped / seen:.1f}% of copies "
+                "dropped for overflow (lower the sample percentage, or give the shadows room)"
+            )
+        return
     tests = {e.endpoint: paired_test(snapshot.pairs.get(e.endpoint, [])) for e in endpoints}
     tested = [e for e in endpoints if tests[e.endpoint].pairs >= latency.min_pairs]
     q_values = benjamini_hochberg([tests[e.endpoint].p_value or 1.0 for e in tested])

@@ -75,8 +75,14 @@ def test_a_a_a_runs_flag_nothing_at_any_load_in_either_order(
                 print("A/A/A", run, report["verdict"], shop_live.regressions(report))
                 assert shop_live.regressions(report) == [], run
                 assert report["verdict"] in ("ok", "difference"), (run, report["reason"])
-                judged = [e for e in report["endpoints"] if e["latency"]["verdict"] == "ok"]
-                assert len(judged) == 5, (run, [e["latency"] for e in report["endpoints"]])
+                latency = [e["latency"] for e in report["endpoints"]]
+                overflow = sum(n for why, n in report["skipped"].items() if "overflow" in why)
+                if overflow > report["compared"] / 100:
+                    # The machine could not keep up with the shadows (a shared 2-core box):
+                    # their queues, not their code, set their latency, and the report says so.
+                    assert all("shadows saturated" in x["reason"] for x in latency), run
+                else:
+                    assert [x["verdict"] for x in latency] == ["ok"] * 5, (run, latency)
         passed = gate(s.admin, "--fail-on", "regression", "--fail-on", "latency")
         assert passed.returncode == 0, passed.stdout + passed.stderr
 

@@ -133,9 +133,9 @@ def paths(seed: int, rounds: int) -> list[str]:
     return out
 
 
-def drive(port: int, targets: list[str], clients: int = 1) -> list[int]:
-    """Send every target through the proxy, ``clients`` keep-alive connections at once;
-    the statuses the clients saw."""
+def drive(port: int, targets: list[str], clients: int = 1, pause: float = 0.0) -> list[int]:
+    """Send every target through the proxy, ``clients`` keep-alive connections at once, each
+    waiting ``pause`` seconds between its requests; the statuses the clients saw."""
     statuses: list[int] = []
     lock = threading.Lock()
     shares = [targets[i::clients] for i in range(clients)]
@@ -148,6 +148,8 @@ def drive(port: int, targets: list[str], clients: int = 1) -> list[int]:
             answer.read()
             with lock:
                 statuses.append(answer.status)
+            if pause:
+                time.sleep(pause)
         conn.close()
 
     threads = [threading.Thread(target=client, args=(s,)) for s in shares]

@@ -637,7 +637,9 @@ def test_without_a_baseline_latency_is_not_judged_and_differences_gate(make: Any
     assert (endpoint.verdict, endpoint.latency.verdict) == ("difference", "not judged")
     assert endpoint.latency.reason == "latency not judged: no baseline"
     assert (report.verdict, report.regressions, report.latency_flags) == ("difference", 0, 0)
-    assert not report.fails({"regression", "latency"}) and report.fails({"difference"})
+    assert not report.fails({"regression"}) and report.fails({"difference"})
+    # Latency cannot be judged without a baseline: that gate cannot pass on nothing.
+    assert report.fails({"latency"}) and not report.fails({"latency"}, allow_insufficient=True)
     text = render_text([report])
     assert "no baseline: regressions and latency not judged" in text
     assert "slower" not in text.lower()
@@ -798,3 +800,22 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state != "Z"
+
+
+def test_latency_is_not_judged_when_the_shadows_were_saturated(make: Any) -> None:
+    analyzer = make(comparison())
+    same = {"a": 1}
+    slow = [exchange("/a", reply(same), reply(same, ms=300.0), reply(same)) for _ in range(40)]
+    dropped = [
+        exchange("/a", reply(same), reply(status=0, error="overflow"), reply(same))
+        for _ in range(10)
+    ]
+    feed(analyzer, slow + dropped)
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [endpoint] = report.endpoints
+    # A candidate 30 times slower, but a fifth of its copies overflowed: the queue, not the code.
+    assert endpoint.latency.verdict == "insufficient data" and not endpoint.latency.flagged
+    assert "shadows saturated, 20.0% of copies dropped" in endpoint.latency.reason
+    assert report.latency_flags == 0 and report.fails({"latency"})
+    assert not report.fails({"latency"}, allow_insufficient=True)
