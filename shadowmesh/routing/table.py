@@ -339,7 +339,7 @@ def _compile_routes(
             kept = tuple(
                 m
                 for m in route.match
-                if not m.gateways or gateway in (gateway_key(g, ns) for g in m.gateways)
+                if not m.gateways or gateway in [gateway_key(g, ns) for g in m.gateways]
             )
             if not kept:
                 continue
