@@ -473,25 +473,22 @@ class Exchange:
     # --- endings -------------------------------------------------------------------------
 
     def timed_out(self) -> None:
-        if self.done:
-            return
-        self.out = []
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.detach()
-        if not self.head_sent:
-            cluster = self.upstream.cluster if self.upstream else ""
-            self.fail(504, "UT", resp.UPSTREAM_TIMEOUT, cluster)
-        else:
-            self.flag = "UT"
-            self.client.keep_alive = False
-            self.finish()
-            self.client.close()
+        """The route's timeout (Envoy's, flag UT)."""
+        self.give_up(504, "UT", resp.UPSTREAM_TIMEOUT, reset=False)
 
     def idle_timeout(self, reset: bool) -> None:
         """The stream idle timeout: nothing moved either way. Answered as Envoy answers it,
         flag SI: 408 if the client still owes its body, 504 if the upstream owes its answer;
         once part of the answer is out (or when ``reset``), both connections are closed."""
+        if self.request_done:
+            self.give_up(504, "SI", resp.STREAM_TIMEOUT, reset)
+        else:
+            self.client.keep_alive = False  # the rest of its body would be read as requests
+            self.give_up(408, "SI", resp.STREAM_TIMEOUT, reset)
+
+    def give_up(self, status: int, flag: str, body: bytes, reset: bool) -> None:
+        """A timeout: drop the upstream connection; answer ``status`` if nothing of the answer
+        is out yet, else (or when ``reset``) close the client's connection too."""
         if self.done:
             return
         self.out = []
@@ -500,13 +497,9 @@ class Exchange:
             conn.detach()
         cluster = self.upstream.cluster if self.upstream else ""
         if not self.head_sent and not reset:
-            if self.request_done:
-                self.fail(504, "SI", resp.STREAM_TIMEOUT, cluster)
-            else:
-                self.client.keep_alive = False  # the rest of its body would be read as requests
-                self.fail(408, "SI", resp.STREAM_TIMEOUT, cluster)
+            self.fail(status, flag, body, cluster)
             return
-        self.flag = "SI"
+        self.flag = flag
         self.cluster = cluster
         self.client.keep_alive = False
         self.finish()
