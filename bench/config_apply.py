@@ -310,6 +310,7 @@ class Bench:
         one_v1.write_text(vs_yaml(changed, "v1"))
         changed_host = f"vs-{changed:05d}.{HOST_SUFFIX}"
         result: dict[str, Any] = {
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "virtual_services": self.count,
             "yaml_bytes": many.stat().st_size,
             "request_rate": self.rate,
@@ -368,6 +369,10 @@ class Bench:
         self.stop(self.serve_proc)
         t0 = self.start_serve()
         result["startup_live_seconds"] = self.until_answer(changed_host, b"v2", t0)
+        # CPU seconds the start took: on a shared machine, what the wall clock depends on.
+        result["startup_cpu_seconds"] = _cpu_seconds(self.serve_proc.pid)
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+        result["cpus"] = os.cpu_count()
         return result
 
 
@@ -384,6 +389,11 @@ def _waits(records: list[tuple[float, float, bool]], start: float, end: float) -
         "p99_ms": round(waits[min(len(waits) - 1, int(len(waits) * 0.99))] * 1000, 1),
         "p50_ms": round(waits[len(waits) // 2] * 1000, 1),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def _get(port: int, host: str) -> bytes | None:
