@@ -511,8 +511,8 @@ class ClientConnection(asyncio.Protocol):
             self.progress_seen = self.progress
             self.active_at = now
         if self.active is not None or self.parsing is not None or self.waiting:
-            # A tunnel is the endpoints' to keep or end: a WebSocket may be quiet for minutes.
-            if self.tunnel is None and now - self.active_at > stream_idle_timeout:
+            # Tunnels too, as Envoy's and nginx's (proxy_read_timeout) do for a WebSocket.
+            if now - self.active_at > stream_idle_timeout:
                 self.stream_idle()
             return
         if self.in_head:

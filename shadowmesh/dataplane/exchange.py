@@ -408,6 +408,7 @@ class Exchange:
         self.client.start_tunnel(self.conn)
 
     def tunnel_data(self, data: bytes) -> None:
+        self.client.progress += 1
         self.sent += len(data)
         self.client.write(data)
 

@@ -231,3 +231,30 @@ def test_an_answered_request_whose_body_stalls_is_closed(
         got, closed = read_all(client)
     assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"early") and closed
     assert s.stats()["requests"]["downstream_rq_idle_timeout"] == 1
+
+
+def test_a_silent_tunnel_is_closed_and_a_busy_one_is_not(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    """A WebSocket is a stream too (nginx's proxy_read_timeout and Envoy's stream idle timeout
+    close a silent one): bytes either way keep it open, silence past the timeout ends it."""
+    v1, v2 = make(upstreams, "upgrade", "ok")
+    s = serve(mesh_yaml(v1.port, v2.port), "--stream-idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as ws:
+        ws.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += ws.recv(65536)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        for _ in range(5):  # 1.75 s in all, never 1 s silent
+            time.sleep(0.35)
+            ws.sendall(b"ping")
+            echoed = b""
+            while len(echoed) < 4:
+                echoed += ws.recv(65536)
+            assert echoed == b"ping"
+        rest, closed = read_all(ws)
+    assert rest == b"" and closed
+    assert '"GET /ws HTTP/1.1" 101 SI ' in s.log.read_text()
