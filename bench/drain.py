@@ -10,14 +10,16 @@ Each client carries on until the proxy refuses its connection, opening a new one
 that says ``Connection: close``. Counted, per run:
 
 - ``answered``: complete responses (``answered_200`` of them 200, the upstream's answer);
-- ``unanswered``: requests written with no complete answer: the figure that must be zero. Of them:
-  ``lost_forwarded``, forwarded whole to the upstream (it counts them) and not answered;
-  ``cut``, a response cut short; ``retry_case``, written on a reused connection the proxy closed
-  without any response and without an earlier ``Connection: close`` (the proxy never read it,
-  so a client may resend it, RFC 9112 section 9.3.1, but only a close that comes at the very
-  moment the request is written is excusable: the proxy says ``Connection: close`` before it
-  closes a connection that has served); ``refused_new``, a new connection closed before any
-  response;
+- ``unanswered``: requests written with no complete answer. Of them: ``lost_forwarded``,
+  forwarded whole to the upstream (it counts them) and not answered; ``cut``, a response cut
+  short; ``retry_case``, written on a reused connection the proxy closed without any response
+  and without an earlier ``Connection: close`` (a client may resend it, RFC 9112 section 9.3.1,
+  but the proxy is to say ``Connection: close`` before it closes a connection that has served,
+  so only a close at the very moment the request is written excuses it); ``reset_new``, a new
+  connection the kernel reset before any response: made as the listening socket closed, never
+  accepted by any process, so never seen by the proxy; ``closed_new``, a new connection
+  closed before any response;
+- ``lost``: ``unanswered`` but for ``reset_new``: the figure that must be zero;
 - ``drain_s``: seconds from the SIGTERM to serve's exit (``--drain-timeout`` is the bound).
 
 Everything is on 127.0.0.1; the processes it starts are stopped by PID.
@@ -51,37 +53,62 @@ class Cut(Exception):
     """A response began and did not end: the connection closed or stalled in it."""
 
 
+class Closed(Exception):
+    """The connection ended before any byte of the response: reset, or closed (FIN)."""
+
+    def __init__(self, reset: bool) -> None:
+        super().__init__("reset" if reset else "closed")
+        self.reset = reset
+
+
 @dataclass
 class Tally:
     sent: int = 0
     answered: int = 0
     answered_200: int = 0
     announced_close: int = 0  # responses that said Connection: close
-    retry_case: int = 0
-    refused_new: int = 0
+    retry_case: int = 0  # a reused connection ended under the request, no byte answered
+    reset_new: int = 0  # a new connection reset before any byte: never accepted by the proxy
+    closed_new: int = 0  # a new connection closed (FIN) before any byte: accepted, then dropped
     cut: int = 0
 
     def add(self, other: Tally) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
+    @property
+    def lost(self) -> int:
+        """Requests written and never answered, but for those the kernel reset on a connection
+        no process had accepted yet (the proxy never saw them)."""
+        return self.sent - self.answered - self.reset_new
 
-def read_response(sock: socket.socket, buf: bytearray) -> tuple[int, bool] | None:
-    """(status, says close) of the next response; None if the connection ended before any byte.
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except TimeoutError:
+        raise Cut("stalled") from None
+    except ConnectionResetError:
+        raise Closed(reset=True) from None
+
+
+def read_response(sock: socket.socket, buf: bytearray) -> tuple[int, bool]:
+    """(status, says close) of the next response; raises Closed if the connection ended before
+    any byte of it, Cut if in the middle.
 
     ``buf`` holds what was read past the response (nothing, as the clients do not pipeline).
     """
     while b"\r\n\r\n" not in buf:
         try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            raise Cut("stalled in the head") from None
-        except ConnectionError:
-            data = b""
+            data = _recv(sock)
+        except Closed:
+            if buf:
+                raise Cut("reset in the head") from None
+            raise
         if not data:
             if buf:
                 raise Cut("closed in the head")
-            return None
+            raise Closed(reset=False)
         buf += data
     end = buf.index(b"\r\n\r\n") + 4
     lines = bytes(buf[: end - 4]).decode("latin-1").split("\r\n")
@@ -92,8 +119,8 @@ def read_response(sock: socket.socket, buf: bytearray) -> tuple[int, bool] | Non
     length = int(headers.get("content-length", "0"))
     while len(buf) < end + length:
         try:
-            data = sock.recv(65536)
-        except (TimeoutError, ConnectionError):
+            data = _recv(sock)
+        except Closed:
             data = b""
         if not data:
             raise Cut("closed in the body")
@@ -116,25 +143,28 @@ def client(port: int, tally: Tally, limit: int = 1_000_000) -> None:
                 return  # refused: the proxy has stopped listening
             served, buf = 0, bytearray()
         try:
-            sock.sendall(request)
-            tally.sent += 1
-            answer = read_response(sock, buf)
+            try:
+                sock.sendall(request)
+            except (BrokenPipeError, ConnectionResetError):
+                raise Closed(reset=True) from None
+            finally:
+                tally.sent += 1  # written, or as good as: the close came under it
+            status, close = read_response(sock, buf)
         except Cut:
             tally.cut += 1
-            answer = None
-            served = -1  # counted already
-        except OSError:
-            tally.sent += 1  # written, or as good as: the close came under it
-            answer = None
-        if answer is None:
-            if served > 0:
-                tally.retry_case += 1
-            elif served == 0:
-                tally.refused_new += 1
             sock.close()
             sock = None
             continue
-        status, close = answer
+        except Closed as closed:
+            if served:
+                tally.retry_case += 1
+            elif closed.reset:
+                tally.reset_new += 1
+            else:
+                tally.closed_new += 1
+            sock.close()
+            sock = None
+            continue
         served += 1
         tally.answered += 1
         tally.answered_200 += status == 200
@@ -224,6 +254,7 @@ def one_run(
         **asdict(tally),
         "upstream_complete": complete,
         "unanswered": tally.sent - tally.answered,
+        "lost": tally.lost,
         "lost_forwarded": max(0, complete - tally.answered_200),
         "drain_s": round(drain, 3),
         "exit": code,
@@ -254,15 +285,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"workers={workers} run={i + 1}: sent {run['sent']}, answered "
                     f"{run['answered']}, unanswered {run['unanswered']} (forwarded "
-                    f"{run['lost_forwarded']}, retry case {run['retry_case']}, refused new "
-                    f"{run['refused_new']}, cut {run['cut']}), upstream "
+                    f"{run['lost_forwarded']}, retry case {run['retry_case']}, new connection "
+                    f"reset {run['reset_new']} or closed {run['closed_new']}, cut {run['cut']}), "
+                    f"lost {run['lost']}, upstream "
                     f"{run['upstream_complete']}, drain {run['drain_s']} s "
                     f"(timeout {args.drain_timeout:g}), exit {run['exit']}",
                     flush=True,
                 )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2) + "\n")
-    return 0 if all(r["unanswered"] == 0 and r["exit"] == 0 for r in runs) else 1
+    return 0 if all(r["lost"] == 0 and r["exit"] == 0 for r in runs) else 1
 
 
 if __name__ == "__main__":

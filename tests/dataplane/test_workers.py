@@ -212,5 +212,8 @@ def test_sigterm_under_keep_alive_load_leaves_no_request_unanswered(
     assert tally.sent > 100
     # Every request written got its whole answer: none was cut, none was read and dropped,
     # and no connection that had served was closed without saying Connection: close first.
-    assert tally.sent == tally.answered == len(v1.requests), tally
+    # Only a new connection made as a listening socket closed may be reset by the kernel,
+    # unaccepted: its request never reached the proxy.
+    assert tally.lost == 0, tally
+    assert tally.answered == len(v1.requests), tally
     assert tally.announced_close >= 8
