@@ -25,6 +25,23 @@ from shadowmesh.compare.volatile import volatile_match
 from shadowmesh.model.comparison import Comparison, IgnoreRule, Path, Pattern, format_path
 
 MAX_EXAMPLE_CHARS = 400
+# A drill-down sample's responses (redacted, normalised) are cut at this many characters each.
+MAX_SAMPLE_CHARS = 8_000
+# Request headers a replay should not copy: hop-by-hop, framing, and the proxy's own.
+_NOT_REPLAYED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-envoy-decorator-operation",
+        "via",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -170,6 +187,27 @@ class Outcome:
     body_kinds: tuple[BodyKind, ...]
     fields: dict[str, FieldOutcome]
     truncated_differences: bool = False
+    # What the drill-down shows of this request, made only if one of its differences is kept
+    # as an example (``sample()``): the redacted request and the three redacted responses.
+    request_headers: tuple[tuple[str, str], ...] = ()
+    request_body: str | None = None
+    trees: tuple[dict[str, Any] | None, ...] = ()
+
+    def sample(self) -> dict[str, Any]:
+        responses = {
+            role: _capped(tree)
+            for role, tree in zip(("primary", "candidate", "baseline"), self.trees, strict=False)
+            if tree is not None
+        }
+        return {
+            "request": {
+                "method": self.method,
+                "target": self.endpoint_target,
+                "headers": [list(h) for h in self.request_headers],
+                "body": self.request_body,
+            },
+            "responses": responses,
+        }
 
     @property
     def differing(self) -> bool:
@@ -214,7 +252,34 @@ def analyse(exchange: CapturedExchange, rules: Rules) -> Outcome:
         body_kinds=tuple(t.body_kind for t in trees),
         fields=fields,
         truncated_differences=max(len(raw), len(noise)) >= MAX_DIFFERENCES,
+        request_headers=_request_headers(exchange, rules),
+        request_body=_request_body(exchange, rules),
+        trees=(trees[0].tree, trees[1].tree, None if base_tree is None else base_tree),
     )
+
+
+def _request_headers(exchange: CapturedExchange, rules: Rules) -> tuple[tuple[str, str], ...]:
+    headers = {n.lower(): v for n, v in exchange.request_headers if n.lower() not in _NOT_REPLAYED}
+    return tuple(rules.redactor.headers(headers).items())
+
+
+def _request_body(exchange: CapturedExchange, rules: Rules) -> str | None:
+    """The request body as text for the drill-down: JSON is redacted like a response's; any
+    other body is not shown (a form or a blob may hold what no rule names)."""
+    if not exchange.request_body:
+        return None
+    try:
+        tree = json.loads(exchange.request_body)
+    except ValueError:
+        return f"({len(exchange.request_body)} bytes, not JSON: not shown)"
+    return json.dumps(rules.redactor.body(tree), ensure_ascii=False)
+
+
+def _capped(tree: dict[str, Any]) -> str:
+    text = json.dumps(tree, ensure_ascii=False, sort_keys=True, indent=1, default=str)
+    if len(text) > MAX_SAMPLE_CHARS:
+        return text[: MAX_SAMPLE_CHARS - 40] + f"\n... (cut at {MAX_SAMPLE_CHARS} characters)"
+    return text
 
 
 def _sides(

@@ -43,3 +43,4 @@ class CapturedExchange:
     primary: CapturedResponse
     candidate: CapturedResponse | None
     baseline: CapturedResponse | None
+    request_body: bytes = b""  # the first maxBodyBytes of it, for the report's drill-down

@@ -13,7 +13,7 @@ from shadowmesh.compare.render import (
     percent,
     transitions,
 )
-from shadowmesh.compare.report import EndpointReport, FieldReport, Report
+from shadowmesh.compare.report import EndpointReport, ExampleReport, FieldReport, Report
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -29,6 +29,8 @@ pre { margin: 0; white-space: pre-wrap; word-break: break-all; max-width: 40em; 
 .noise { color: #999; } .ok .verdict { color: #1b7f3b; }
 .insufficient-data .verdict { color: #555; font-style: italic; }
 .verdict-line { font-size: 1.1em; }
+.responses { display: flex; gap: 1em; } .responses div { flex: 1; min-width: 0; }
+tr.drill td { background: #fafafa; }
 """
 
 
@@ -121,7 +123,28 @@ def _field_row(f: FieldReport, baseline: bool) -> str:
     primary = "".join(f"<pre>{_e(_value(e.primary))}</pre>" for e in f.examples)
     candidate = "".join(f"<pre>{_e(_value(e.candidate))}</pre>" for e in f.examples)
     cells += [f"<td>{primary}</td>", f"<td>{candidate}</td>"]
-    return f'<tr class="{f.verdict}">{"".join(cells)}</tr>'
+    row = f'<tr class="{_cls(f.verdict)}">{"".join(cells)}</tr>'
+    example = next((e for e in f.examples if e.request), None)
+    if example is None or f.verdict not in ("regression", "difference"):
+        return row
+    return row + f'<tr class="drill"><td colspan="{len(cells)}">{_drill(example)}</td></tr>'
+
+
+def _drill(e: ExampleReport) -> str:
+    """One example to reproduce: the request, the three responses, the curl lines."""
+    request = e.request or {}
+    head = f"{request.get('method', '')} {request.get('target', '')}"
+    headers = "\n".join(f"{n}: {v}" for n, v in request.get("headers", []))
+    body = request.get("body") or ""
+    responses = "".join(
+        f"<div><b>{_e(role)}</b><pre>{_e(text)}</pre></div>" for role, text in e.responses.items()
+    )
+    curls = "".join(f"<pre>{_e(line)}</pre>" for line in e.curl.values())
+    return (
+        f"<details><summary>reproduce request {_e(e.request_id)}: <code>{_e(head)}</code>"
+        f"</summary><pre>{_e(headers)}\n\n{_e(body)}</pre>"
+        f'<div class="responses">{responses}</div>{curls}</details>'
+    )
 
 
 def _cls(verdict: str) -> str:

@@ -29,6 +29,8 @@ changed value or order, ``low`` for an added field.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -109,6 +111,11 @@ class ExampleReport:
     candidate: str | None
     baseline: str | None
     started: float
+    # The drill-down: the redacted request, the three redacted responses (cut at a size), and
+    # a curl line per version ($PRIMARY, $CANDIDATE, $BASELINE: their host:port).
+    request: dict[str, Any] | None = None
+    responses: dict[str, str] = dataclasses.field(default_factory=dict)
+    curl: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -360,7 +367,7 @@ def _endpoint_report(
     examples: dict[str, list[ExampleReport]] = {}
     for e in snapshot.examples:
         if e["endpoint"] == name:
-            examples.setdefault(e["field"], []).append(_example_report(e))
+            examples.setdefault(e["field"], []).append(_example_report(e, has_baseline))
     fields = [
         _field_report(f, requests, has_baseline, examples.get(f["field"], []))
         for f in snapshot.fields
@@ -487,6 +494,31 @@ def _judge_latency(snapshot: Snapshot, endpoints: list[EndpointReport], limits: 
         q = q_of.get(endpoint.endpoint)
         verdict = latency_verdict(test, q, latency)
         _set_latency(endpoint.latency, test, q, verdict, latency)
+        queued = _queued(endpoint.latency)
+        if queued and verdict != INSUFFICIENT:
+            endpoint.latency.verdict, endpoint.latency.flagged = INSUFFICIENT, False
+            endpoint.latency.reason = f"latency not judged: {queued}"
+
+
+# The shadows are queued when the baseline (the primary's own code) takes more than this many
+# times the primary's median, and this many ms more: most of their time is then spent waiting
+# behind each other, and two queues drift apart with the CPU each process gets, not the code.
+# The primary only tells whether the shadows are measurable here; it is never what they are
+# judged against.
+QUEUED_FACTOR = 2.0
+QUEUED_MS = 5.0
+
+
+def _queued(latency: LatencyReport) -> str:
+    primary, baseline = latency.primary, latency.baseline
+    if primary is None or baseline is None or primary.p50 is None or baseline.p50 is None:
+        return ""
+    if baseline.p50 > QUEUED_FACTOR * primary.p50 + QUEUED_MS:
+        return (
+            f"shadows queued (baseline p50 {baseline.p50:.1f} ms, the primary's "
+            f"{primary.p50:.1f} ms): lower the sample percentage, or give the shadows room"
+        )
+    return ""
 
 
 def _set_latency(
@@ -567,7 +599,9 @@ def _side(sketch: Sketch | None) -> LatencySide | None:
     return LatencySide(sketch.count, q["p50"], q["p90"], q["p99"])
 
 
-def _example_report(row: dict[str, Any]) -> ExampleReport:
+def _example_report(row: dict[str, Any], has_baseline: bool = True) -> ExampleReport:
+    sample = json.loads(row["sample"]) if row.get("sample") else {}
+    request = sample.get("request")
     return ExampleReport(
         request_id=row["request_id"],
         method=row["method"],
@@ -578,7 +612,27 @@ def _example_report(row: dict[str, Any]) -> ExampleReport:
         candidate=row["candidate_value"],
         baseline=row["baseline_value"],
         started=row["started"],
+        request=request,
+        responses=sample.get("responses", {}),
+        curl=curl_lines(request, has_baseline) if request else {},
     )
+
+
+def curl_lines(request: Mapping[str, Any], has_baseline: bool) -> dict[str, str]:
+    """One curl per version that replays the request; the address is left as a variable."""
+    roles = ("primary", "candidate", "baseline") if has_baseline else ("primary", "candidate")
+    parts = ["curl -sS -i", "-X", shlex.quote(str(request.get("method", "GET")))]
+    for name, value in request.get("headers", []):
+        if "<redacted" in value:
+            value = "REDACTED"  # the value never reached storage: put a real one here
+        parts += ["-H", shlex.quote(f"{name}: {value}")]
+    body = request.get("body")
+    if body is not None and not body.endswith("not shown)"):
+        parts += ["--data-binary", shlex.quote(body)]
+    target = str(request.get("target", "/"))
+    return {
+        role: " ".join([*parts, f'"http://${role.upper()}"{shlex.quote(target)}']) for role in roles
+    }
 
 
 # --- from JSON (what the CLI reads from the admin API) ------------------------------------------

@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS examples (
     cid INTEGER NOT NULL, endpoint TEXT NOT NULL, field TEXT NOT NULL, slot INTEGER NOT NULL,
     started REAL NOT NULL, request_id TEXT NOT NULL, method TEXT NOT NULL, target TEXT NOT NULL,
     path TEXT NOT NULL, kind TEXT NOT NULL,
-    primary_value TEXT, candidate_value TEXT, baseline_value TEXT,
+    primary_value TEXT, candidate_value TEXT, baseline_value TEXT, sample TEXT,
     PRIMARY KEY (cid, endpoint, field, slot)
 );
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -114,6 +114,7 @@ _ADDED_COLUMNS = (
     ("exchanges", "baseline_ms REAL"),
     ("exchanges", "detail TEXT"),
     ("fields", "with_status INTEGER NOT NULL DEFAULT 0"),
+    ("examples", "sample TEXT"),
 )
 # The latency test reads each endpoint's most recent pairs, at most this many: the test has all
 # the power it needs long before, and a report stays a few milliseconds of SQLite.
@@ -179,6 +180,7 @@ class CompareStore:
         self._sketches: dict[tuple[int, str, str], Sketch] = {}
         self._dirty: set[tuple[int, str, str]] = set()
         self._pruned_at = 0.0
+        self._last_sample: tuple[Outcome | None, str] = (None, "")
 
     def close(self) -> None:
         self._db.close()
@@ -387,7 +389,7 @@ class CompareStore:
         example = f.example
         assert example is not None
         self._db.execute(
-            "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cid,
                 endpoint,
@@ -402,8 +404,15 @@ class CompareStore:
                 example.primary,
                 example.candidate,
                 example.baseline,
+                self._sample_text(outcome),
             ),
         )
+
+    def _sample_text(self, outcome: Outcome) -> str:
+        # One request often gives examples to several fields: its sample is made once.
+        if self._last_sample[0] is not outcome:
+            self._last_sample = (outcome, json.dumps(outcome.sample(), ensure_ascii=False))
+        return self._last_sample[1]
 
     def _sketch(self, cid: int, endpoint: str, side: str) -> Sketch:
         key = (cid, endpoint, side)

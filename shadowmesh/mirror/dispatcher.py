@@ -332,6 +332,8 @@ class Dispatcher:
         # The whole body is held, but its framing is the primary's, never guessed: a request
         # without one has no body, and a server may treat Content-Length: 0 otherwise.
         body = b"".join(copy.body) if copy.body else b""
+        if body and copy.pairing is not None:
+            copy.pairing.keep_body(body)  # for the report's drill-down: curl can replay it
         if copy.chunked:
             framing, body = CHUNKED, chunked(body)
         elif copy.sized:

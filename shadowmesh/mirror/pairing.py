@@ -104,7 +104,7 @@ def response(
 class Pairing:
     """One compared request: waits for the primary and each shadow, then submits them joined."""
 
-    __slots__ = ("sink", "comparison", "request", "parts", "expected", "submitted")
+    __slots__ = ("sink", "comparison", "request", "parts", "expected", "submitted", "body")
 
     def __init__(
         self,
@@ -128,6 +128,11 @@ class Pairing:
         self.parts: dict[str, CapturedResponse] = {}
         self.expected = {"primary", *roles}
         self.submitted = False
+        self.body = b""  # the request's body, kept by the first shadow copy sent
+
+    def keep_body(self, body: bytes) -> None:
+        if not self.body:
+            self.body = body[: self.comparison.max_body_bytes]
 
     def add(self, role: str, captured: CapturedResponse) -> None:
         if self.submitted or role in self.parts:
@@ -147,6 +152,7 @@ class Pairing:
                     primary=self.parts["primary"],
                     candidate=self.parts.get("candidate"),
                     baseline=self.parts.get("baseline"),
+                    request_body=self.body,
                 )
             )
 

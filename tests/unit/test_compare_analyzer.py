@@ -819,3 +819,54 @@ def test_latency_is_not_judged_when_the_shadows_were_saturated(make: Any) -> Non
     assert "shadows saturated, 20.0% of copies dropped" in endpoint.latency.reason
     assert report.latency_flags == 0 and report.fails({"latency"})
     assert not report.fails({"latency"}, allow_insufficient=True)
+
+
+def test_the_drill_down_has_the_request_the_responses_and_curl_lines(make: Any) -> None:
+    analyzer = make(comparison())
+    request = dataclasses.replace(
+        exchange(
+            "/orders?x=1",
+            reply({"total": 3, "password": "hunter2"}),
+            reply({"total": "3", "password": "hunter2"}),
+            reply({"total": 3, "password": "hunter2"}),
+            method="POST",
+        ),
+        request_headers=(("content-type", "application/json"), ("authorization", "Bearer s3")),
+        request_body=b'{"sku": "SKU-0001", "password": "pw-secret"}',
+    )
+    feed(analyzer, [request])
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [example] = field(report, "POST /orders", "body.total").examples
+    assert example.request is not None
+    assert example.request["method"] == "POST" and example.request["target"] == "/orders?x=1"
+    headers = dict(example.request["headers"])
+    assert headers["content-type"] == "application/json"
+    assert headers["authorization"].startswith("<redacted:")
+    assert '"SKU-0001"' in example.request["body"] and "pw-secret" not in example.request["body"]
+    assert set(example.responses) == {"primary", "candidate", "baseline"}
+    assert '"total": "3"' in example.responses["candidate"]
+    assert "hunter2" not in json.dumps(report.to_dict())
+    candidate = example.curl["candidate"]
+    assert candidate.startswith("curl -sS -i -X POST -H 'content-type: application/json'")
+    assert "-H 'authorization: REDACTED'" in candidate
+    assert candidate.endswith("\"http://$CANDIDATE\"'/orders?x=1'")
+    assert example.curl["primary"].endswith("\"http://$PRIMARY\"'/orders?x=1'")
+    assert "--data-binary" in candidate
+
+
+def test_latency_is_not_judged_when_the_shadows_queue(make: Any) -> None:
+    analyzer = make(comparison())
+    same = {"a": 1}
+    # Both shadows wait behind each other (the baseline, the primary's code, takes 6 times
+    # the primary's time): the candidate's 40 % more is the drift of two queues.
+    queued = [
+        exchange("/a", reply(same, ms=10.0), reply(same, ms=84.0), reply(same, ms=60.0))
+        for _ in range(40)
+    ]
+    feed(analyzer, queued)
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [endpoint] = report.endpoints
+    assert endpoint.latency.verdict == "insufficient data" and not endpoint.latency.flagged
+    assert endpoint.latency.reason.startswith("latency not judged: shadows queued (baseline p50")
