@@ -71,6 +71,8 @@ class ServeOptions:
     otlp_endpoint: str | None = None
     otlp_sampling: float = 1.0
     otlp_shadow_spans: bool = True
+    gateway_bind: str = "127.0.0.1"  # where the ingress (Gateway servers) listens
+    credentials_dir: str | None = None  # credentialName folders: NAME/tls.crt, NAME/tls.key
 
 
 @click.command()
@@ -104,6 +106,18 @@ class ServeOptions:
     default="127.0.0.1:15001",
     show_default=True,
     help="HTTP forward-proxy address, as a sidecar's outbound capture; 'off' for none.",
+)
+@click.option(
+    "--gateway-bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the ingress listens on: the ports of Istio Gateways' servers.",
+)
+@click.option(
+    "--credentials-dir",
+    type=click.Path(file_okay=False),
+    help="Where a Gateway's tls.credentialName is looked up: DIR/NAME/tls.crt and tls.key "
+    "(and ca.crt for MUTUAL), as a Kubernetes TLS secret holds them.",
 )
 @click.option("-f", "--filename", "files", multiple=True, help="Apply these files at start.")
 @click.option("-n", "--namespace", default="default", show_default=True)
@@ -264,6 +278,8 @@ def serve(
     admin_token_file: str | None,
     bind: str,
     outbound: str,
+    gateway_bind: str,
+    credentials_dir: str | None,
     files: tuple[str, ...],
     namespace: str,
     access_log: str,
@@ -334,6 +350,8 @@ def serve(
         otlp_endpoint=_otlp_url(otlp_endpoint) if otlp_endpoint else None,
         otlp_sampling=otlp_sampling,
         otlp_shadow_spans=otlp_shadow_spans,
+        gateway_bind=gateway_bind,
+        credentials_dir=credentials_dir,
     )
     sources = read_sources(files) if files else []
     try:
@@ -431,6 +449,8 @@ async def serve_forever(
         reuse_port=options.workers > 1 or options.worker,
         pseudonym=proxy_pseudonym(options.state).encode(),
     )
+    plane.gateway_bind = options.gateway_bind
+    plane.credentials_dir = options.credentials_dir
     plane.spawn(plane.sweep())
     exporter = start_tracing(options, plane, dispatcher)
     # Config work (the stored config at start, -f, the admin API's changes, a worker following
@@ -620,6 +640,9 @@ def worker_argv(options: ServeOptions) -> list[str]:
         "--access-log-format",
         options.access_log_format,
         "--shadow-host-suffix" if options.shadow_host_suffix else "--no-shadow-host-suffix",
+        "--gateway-bind",
+        options.gateway_bind,
+        *(("--credentials-dir", options.credentials_dir) if options.credentials_dir else ()),
         "--dns-refresh-min",
         str(options.dns_refresh[0]),
         "--dns-refresh-max",

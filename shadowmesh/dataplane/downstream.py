@@ -78,6 +78,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, plane: DataPlane, listener_port: int | None) -> None:
         self.plane = plane
         self.listener_port = listener_port
+        self.scheme = "http"  # "https" on an ingress port that terminates TLS
         self.transport: asyncio.Transport | None = None
         self.peer_ip = b"127.0.0.1"
         self.parser = httptools.HttpRequestParser(self)
@@ -376,7 +377,7 @@ class ClientConnection(asyncio.Protocol):
         target = self._url
         path = target
         authority = host or b""
-        scheme = "http"
+        scheme = self.scheme
         if target[:7].lower() == b"http://":
             rest = target[7:]
             slash = rest.find(b"/")

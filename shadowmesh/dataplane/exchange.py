@@ -128,7 +128,8 @@ class Exchange:
             return
         decision = plane.table.route(self.client.listener_port, RouteView(self.head))
         if isinstance(decision, Failure):
-            self.fail(decision.status, decision.flag, decision.body, decision.cluster)
+            location = decision.location.encode() if decision.location else b""
+            self.fail(decision.status, decision.flag, decision.body, decision.cluster, location)
             return
         self.forward(decision)
 
@@ -506,7 +507,9 @@ class Exchange:
         self.finish()
         self.client.close()
 
-    def fail(self, status: int, flag: str, body: bytes, cluster: str = "") -> None:
+    def fail(
+        self, status: int, flag: str, body: bytes, cluster: str = "", location: bytes = b""
+    ) -> None:
         """Answer locally, as Envoy does when there is no route, cluster or upstream."""
         if not self.request_done and self.head.has_body and self.received == 0:
             # The client may be waiting for 100 Continue and never send the body.
@@ -516,7 +519,8 @@ class Exchange:
         self.head_sent = True
         self.sent = len(body)
         keep_alive = not self.client.last_answer(self)
-        self.client.write(resp.local_reply(status, body, keep_alive, self.head.method == b"HEAD"))
+        head_only = self.head.method == b"HEAD"
+        self.client.write(resp.local_reply(status, body, keep_alive, head_only, location))
         self.cluster = cluster
         self.finish()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -34,8 +35,10 @@ class Listener:
         factory: Callable[[], asyncio.Protocol],
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         on_exhausted: Callable[[], None],
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self._sock = sock
+        self._context = context  # TLS to terminate (an ingress port), or None
         self._fd = sock.fileno()
         self._factory = factory
         self._spawn = spawn
@@ -85,8 +88,13 @@ class Listener:
                 sock.close()
                 return
             try:
-                await self._loop.connect_accepted_socket(self._factory, sock)
-            except OSError:
+                if self._context is None:
+                    await self._loop.connect_accepted_socket(self._factory, sock)
+                else:
+                    await self._loop.connect_accepted_socket(
+                        self._factory, sock, ssl=self._context, ssl_handshake_timeout=10.0
+                    )
+            except (OSError, ssl.SSLError):
                 sock.close()  # reset before it could be set up: as if never accepted
         finally:
             self.attaching -= 1

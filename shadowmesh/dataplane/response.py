@@ -29,10 +29,13 @@ def reason_phrase(status: int) -> bytes:
         return b""
 
 
-def local_reply(status: int, body: bytes, keep_alive: bool, head_only: bool = False) -> bytes:
-    """A complete response the proxy answers itself (404 NR, 503 UH, 504 UT, 400, ...)."""
+def local_reply(
+    status: int, body: bytes, keep_alive: bool, head_only: bool = False, location: bytes = b""
+) -> bytes:
+    """A complete response the proxy answers itself (404 NR, 503 UH, 504 UT, 400, 301...)."""
     parts = [
         b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status)),
+        b"location: %s\r\n" % location if location else b"",
         b"content-length: %d\r\n" % len(body),
         b"content-type: text/plain\r\n" if body else b"",
         b"server: shadowmesh\r\n",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -17,11 +18,14 @@ from typing import Any
 
 from shadowmesh.dataplane.downstream import ClientConnection
 from shadowmesh.dataplane.listener import Listener
+from shadowmesh.dataplane.tls import server_context
+from shadowmesh.errors import ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher
 from shadowmesh.mirror.pairing import ComparePlan, Sink
 from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.otlp import Spans
 from shadowmesh.observe.stats import Stats
+from shadowmesh.routing.ingress import GATEWAY_KEY, IngressPlan
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.upstream.connection import Pool
 
@@ -99,6 +103,11 @@ class DataPlane:
         self.spans: Spans | None = None  # set by serve when traces are exported (OTLP)
         self.listeners: dict[int, Listener] = {}
         self.outbound: Listener | None = None
+        # The ingress (Istio Gateways' servers): where its ports listen, where credentialName
+        # folders are, and per port the plan its listener was opened for (serve sets both).
+        self.gateway_bind = bind
+        self.credentials_dir: str | None = None
+        self.ingress: dict[int, tuple[IngressPlan, Listener]] = {}
         self.connections: set[ClientConnection] = set()
         self.draining = False  # shutting down: see ``shutdown``
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -126,17 +135,67 @@ class DataPlane:
             raise OSError(
                 exc.errno, f"cannot listen on {self.bind}:{port} for a Service port: {exc.strerror}"
             ) from None
+        try:
+            ingress = self._bind_ingress(table)
+        except (OSError, ShadowmeshError):
+            for sock in bound.values():
+                sock.close()
+            raise
         self.table = table
         self.compare_plan = ComparePlan(table.comparisons)
         for port in sorted(set(self.listeners) - wanted):
             self.listeners.pop(port).close()
         for port, sock in bound.items():
             self.listeners[port] = self._listen(sock, port)
+        for port in sorted(set(self.ingress) - set(table.ingress)):
+            self.ingress.pop(port)[1].close()
+        for port, (plan, sock, context) in ingress.items():
+            old = self.ingress.pop(port, None)
+            if old is not None:
+                old[1].close()
+            self.ingress[port] = (plan, self._listen(sock, GATEWAY_KEY + port, context))
 
-    def _listen(self, sock: socket.socket, port: int | None) -> Listener:
-        return Listener(
-            sock, lambda: ClientConnection(self, port), self.spawn, self._accept_exhausted
-        )
+    def _bind_ingress(
+        self, table: RouteTable
+    ) -> dict[int, tuple[IngressPlan, socket.socket, ssl.SSLContext | None]]:
+        """Sockets and TLS contexts for the ingress ports whose plan changed; a port whose
+        plan is the same keeps its listener (and its connections)."""
+        out: dict[int, tuple[IngressPlan, socket.socket, ssl.SSLContext | None]] = {}
+        try:
+            for port, plan in sorted(table.ingress.items()):
+                current = self.ingress.get(port)
+                if current is not None and current[0] == plan:
+                    continue
+                context = server_context(plan, self.credentials_dir)
+                if current is not None:
+                    current[1].close()  # the port is taken again at once, with the new plan
+                    del self.ingress[port]
+                try:
+                    sock = bind_socket(self.gateway_bind, port, self.reuse_port)
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno,
+                        f"cannot listen on {self.gateway_bind}:{port} for a Gateway server: "
+                        f"{exc.strerror}",
+                    ) from None
+                out[port] = (plan, sock, context)
+        except BaseException:
+            for _, sock, _ in out.values():
+                sock.close()
+            raise
+        return out
+
+    def _listen(
+        self, sock: socket.socket, port: int | None, context: ssl.SSLContext | None = None
+    ) -> Listener:
+        scheme = "https" if context is not None else "http"
+
+        def connection() -> ClientConnection:
+            client = ClientConnection(self, port)
+            client.scheme = scheme
+            return client
+
+        return Listener(sock, connection, self.spawn, self._accept_exhausted, context)
 
     def _accept_exhausted(self) -> None:
         self.stats.requests["downstream_cx_accept_exhausted"] += 1
@@ -196,7 +255,7 @@ class DataPlane:
         (``ClientConnection.drain``), so that clients move on at once.
         """
         self.draining = True
-        listeners = list(self.listeners.values())
+        listeners = list(self.listeners.values()) + [pair[1] for pair in self.ingress.values()]
         if self.outbound is not None:
             listeners.append(self.outbound)
         for listener in listeners:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from shadowmesh.model import (
     comparison,
     destinationrule,
+    gateway,
     service,
     serviceentry,
     validate,
@@ -155,6 +156,17 @@ KINDS: tuple[KindInfo, ...] = (
         ),
     ),
     KindInfo(
+        "Gateway",
+        ISTIO_NETWORKING,
+        ISTIO_VERSIONS,
+        "gateway",
+        "gateways",
+        ("gw",),
+        gateway.SPEC_FIELDS,
+        True,
+        gateway.parse_gateway,
+    ),
+    KindInfo(
         "Comparison",
         "shadowmesh.io",
         (comparison.API_VERSION,),
@@ -228,10 +240,6 @@ _ISTIO_SKIPPED: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
         _NOT_ACTED_ON + "; declare each process as a WorkloadEntry",
     ),
     (ISTIO_NETWORKING, "ProxyConfig"): (("v1beta1",), _NOT_ACTED_ON),
-    (ISTIO_NETWORKING, "Gateway"): (
-        _ISTIO_V1,
-        _NOT_ACTED_ON + " yet; no ingress listener is opened",
-    ),
     ("security.istio.io", "AuthorizationPolicy"): (
         _ISTIO_SECURITY,
         "shadowmesh does not act on it: this policy is NOT ENFORCED, requests it would deny "

@@ -11,7 +11,7 @@ from typing import Any
 
 from shadowmesh.model import validate
 from shadowmesh.model.fields import Issues, Obj, child, item, type_error
-from shadowmesh.model.gateways import check_gateway_name
+from shadowmesh.model.gateway import check_gateway_name
 from shadowmesh.model.meta import check_labels
 from shadowmesh.model.resources import HTTPMatchRequest, MatchKind, StringMatch
 

@@ -252,8 +252,55 @@ class ServiceEntry:
         return exported_to(self.export_to, self.meta.namespace, namespace)
 
 
+TlsMode = Literal[
+    "SIMPLE", "MUTUAL", "PASSTHROUGH", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"
+]
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """A Gateway server's ``tls``: what its listener terminates, and with which files."""
+
+    mode: TlsMode = "PASSTHROUGH"  # protobuf's default, as Istio reads an unset mode
+    https_redirect: bool = False
+    server_certificate: str = ""
+    private_key: str = ""
+    ca_certificates: str = ""
+    credential_name: str = ""
+    min_protocol_version: str = ""  # "" is TLS_AUTO: 1.2 at least, as Envoy's default
+    max_protocol_version: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayServer:
+    port: int
+    port_name: str
+    protocol: str  # as Istio parses it: HTTP, HTTPS, HTTP2, TLS, TCP, ...
+    # (namespace, host): "*" any namespace, "." the Gateway's; a host may be "*" or "*.x".
+    hosts: tuple[tuple[str, str], ...]
+    tls: ServerTLS | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """Istio ``Gateway``: the ingress listeners and the hosts each server admits."""
+
+    meta: Meta
+    servers: tuple[GatewayServer, ...]
+    selector: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    api_version: str = "networking.istio.io/v1"
+    kind: Literal["Gateway"] = "Gateway"
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``: how VirtualServices bind to it once resolved."""
+        return f"{self.meta.namespace}/{self.meta.name}"
+
+
 Resource = Union[  # noqa: UP007
-    Service, WorkloadEntry, VirtualService, DestinationRule, ServiceEntry, "Comparison"
+    Service, WorkloadEntry, VirtualService, DestinationRule, ServiceEntry, Gateway, "Comparison"
 ]
 
 

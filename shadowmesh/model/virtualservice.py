@@ -13,7 +13,7 @@ from typing import Any
 
 from shadowmesh.model import shapes, validate
 from shadowmesh.model.fields import Issues, Obj, type_error
-from shadowmesh.model.gateways import check_gateway_name
+from shadowmesh.model.gateway import check_gateway_name
 from shadowmesh.model.matches import parse_matches
 from shadowmesh.model.resources import (
     Destination,

@@ -87,6 +87,7 @@ class Failure:
     flag: str  # Envoy response flag: NR, NC, UH, ...
     body: bytes = b""
     cluster: str = ""  # the cluster name when one was chosen (NC, UH), else ""
+    location: str = ""  # a redirect's Location (an ingress's httpsRedirect), else ""
 
 
 class Upstream:

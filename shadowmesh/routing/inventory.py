@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from shadowmesh.model.resources import (
     CLUSTER_DOMAIN,
     DestinationRule,
+    Gateway,
     Resource,
     Service,
     ServiceEntry,
@@ -69,6 +70,7 @@ class Inventory:
     all_rules: tuple[DestinationRule, ...]  # sorted by (namespace, name)
     # Names a ServiceEntry needs resolved (DNS, DNS_ROUND_ROBIN, NONE), for the resolver.
     dns_names: frozenset[str] = frozenset()
+    gateways: tuple[Gateway, ...] = ()  # sorted by (namespace, name)
 
     def subset(self, host: str, name: str) -> Subset | None:
         rule = self.rules.get(host)
@@ -86,8 +88,11 @@ def build_inventory(
     workloads: list[WorkloadEntry] = []
     virtual_services: list[VirtualService] = []
     rules: list[DestinationRule] = []
+    gateways: list[Gateway] = []
     for r in resources:
-        if isinstance(r, Service):
+        if isinstance(r, Gateway):
+            gateways.append(r)
+        elif isinstance(r, Service):
             services.append(r)
         elif isinstance(r, ServiceEntry):
             entries.append(r)
@@ -118,6 +123,7 @@ def build_inventory(
         virtual_services=tuple(virtual_services),
         all_rules=tuple(rules),
         dns_names=frozenset(names),
+        gateways=tuple(sorted(gateways, key=_by_key)),
     )
 
 

@@ -38,6 +38,13 @@ from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTar
 from shadowmesh.routing.decision import Decision, Failure, Forward, RequestView, Upstream
 from shadowmesh.routing.delegate import expand
 from shadowmesh.routing.hosts import build_aliases, default_port, split_authority, wildcard_keys
+from shadowmesh.routing.ingress import (
+    GATEWAY_KEY,
+    IngressPlan,
+    admits,
+    bound_to,
+    ingress_ports,
+)
 from shadowmesh.routing.inventory import Inventory, ServiceInfo, build_inventory, host_namespace
 from shadowmesh.routing.match import RequestFacts, RouteMatch, describe_match
 
@@ -69,6 +76,47 @@ class VirtualHost:
 
 
 _NO_HOSTS: Mapping[str, VirtualHost] = {}
+# The virtual host of an ingress port whose servers ask for ``tls.httpsRedirect``.
+HTTPS_REDIRECT = VirtualHost("*", "httpsRedirect", ())
+
+
+def _redirect(request: RequestView) -> Failure:
+    """Envoy's ``require_tls: ALL``: 301 to the same authority and path over https."""
+    host, _ = split_authority(request.authority)
+    return Failure(301, "-", cluster="", location=f"https://{host}{request.path}")
+
+
+@dataclass(frozen=True, eq=False)
+class IngressHosts:
+    plan: IngressPlan
+    exact: Mapping[str, VirtualHost]
+    wildcards: Mapping[str, VirtualHost]
+
+
+def _ingress_hosts(inventory: Inventory, clusters: ClusterSet) -> dict[int, IngressHosts]:
+    """Per ingress port, the hosts of the VirtualServices bound to its servers' Gateways."""
+    delegates = delegates_of(inventory)
+    out: dict[int, IngressHosts] = {}
+    for port, ingress in ingress_ports(inventory.gateways).items():
+        exact: dict[str, VirtualHost] = {}
+        wildcards: dict[str, VirtualHost] = {}
+        units: dict[tuple[str, str, str], HostUnit] = {}  # one compile per VS and Gateway
+        for vs in inventory.virtual_services:
+            for gateway, server in ingress.servers:
+                if not bound_to(vs, gateway):
+                    continue
+                key = (vs.meta.namespace, vs.meta.name, gateway.key)
+                if key not in units:
+                    units[key] = host_unit(vs, clusters, delegates, gateway.key)
+                for host, vhost in units[key]:
+                    name = admits(gateway, server, vs, host)
+                    if name is not None:
+                        found = wildcards if name.startswith("*") else exact
+                        found.setdefault(name, vhost)
+        out[port] = IngressHosts(ingress.plan, exact, wildcards)
+    return out
+
+
 _HOST_CACHE_SIZE = 4096
 
 
@@ -96,6 +144,9 @@ class RouteTable:
         self._fallback = fallback
         self._ports = frozenset(by_port) if ports is None else ports
         self.dns_names: frozenset[str] = frozenset()  # what the DNS resolver must look up
+        # Ingress ports (Istio Gateways' servers): what each listener must be, and its hosts.
+        self.ingress: Mapping[int, IngressPlan] = {}
+        self._ingress: Mapping[int, IngressHosts] = {}
         self.shadow_skipped: Counter[str] = Counter()
         self.comparisons: tuple[Comparison, ...] = ()  # what the data plane captures for
         # (listener port, authority as sent) -> (virtual host, service port). Clients send few
@@ -149,6 +200,8 @@ class RouteTable:
         )
         table.dns_names = inventory.dns_names
         table.comparisons = tuple(comparisons_for(resources))
+        table._ingress = _ingress_hosts(inventory, clusters)
+        table.ingress = {port: i.plan for port, i in table._ingress.items()}
         return table
 
     @property
@@ -165,6 +218,8 @@ class RouteTable:
         vhost, port = found
         if vhost is None:
             return NO_ROUTE
+        if vhost is HTTPS_REDIRECT:
+            return _redirect(request)
         routes = vhost.routes
         if routes and not routes[0].match.blocks:
             return self._forward(routes[0], port)  # the common case: a route that fits all
@@ -178,11 +233,25 @@ class RouteTable:
         self, listener_port: int | None, authority: str, scheme: str
     ) -> tuple[VirtualHost | None, int]:
         host, authority_port = split_authority(authority)
+        if listener_port is not None and listener_port >= GATEWAY_KEY:
+            port = listener_port - GATEWAY_KEY
+            return self._ingress_host(port, host), port
         if listener_port is None:
             port = authority_port or default_port(scheme)
         else:
             port = listener_port
         return self._virtual_host(host, port, listener_port is not None), port
+
+    def _ingress_host(self, port: int, host: str) -> VirtualHost | None:
+        ingress = self._ingress.get(port)
+        if ingress is None:
+            return None
+        if ingress.plan.https_redirect:
+            return HTTPS_REDIRECT
+        vhost = ingress.exact.get(host) or ingress.exact.get(self._aliases.get(host, host))
+        if vhost is None and ingress.wildcards:
+            vhost = _wildcard_for(host, ingress.wildcards)
+        return vhost
 
     def _virtual_host(self, host: str, port: int, on_listener: bool) -> VirtualHost | None:
         name = self._aliases.get(host, host)
