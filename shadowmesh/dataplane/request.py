@@ -83,10 +83,12 @@ def normalize_path(target: bytes) -> bytes:
     Routing and the upstream see the same path, so ``/public/../admin`` cannot match a
     ``/public`` prefix route and reach ``/admin`` behind it.
     """
+    if b"%" not in target and b"/." not in target:
+        return target  # nearly every request: nothing to do, and nothing copied to know it
     query = target.find(b"?")
     path = target if query < 0 else target[:query]
     if b"%" not in path and b"/." not in path:
-        return target  # nearly every request: nothing to do
+        return target  # only the query has them
     if b"%" in path:
         path = _decode_unreserved(path)
     if b"/." in path:
