@@ -68,8 +68,18 @@ _CLOCKS = frozenset({"timestamp", "http-date", "epoch"})
 _DIGIT = re.compile(r"[0-9]")
 
 
+_QUOTED = re.compile(r'(?:W/)?"([^"]*)"')
+
+
 def value_class(value: Any) -> str | None:
-    """The volatile class of one value (``uuid``, ``timestamp``, ``epoch``...), or None."""
+    """The volatile class of one value (``uuid``, ``timestamp``, ``epoch``...), or None.
+
+    An entity tag (``"5d41402abc4b2a76"``, ``W/"..."``) is the class of what it quotes: a hash
+    of a body that holds a timestamp changes with the clock, and its body is compared anyway."""
+    if isinstance(value, str):
+        quoted = _QUOTED.fullmatch(value)
+        if quoted is not None:
+            value = quoted.group(1)
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
