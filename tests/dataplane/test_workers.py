@@ -203,13 +203,16 @@ def lines_within(path: Path, count: int, seconds: float = 5.0) -> list[str]:
 def test_sigterm_under_keep_alive_load_leaves_no_request_unanswered(
     upstreams: list[RecordingUpstream], serve: Callable[..., Served], workers: str
 ) -> None:
-    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    # An upstream that takes 10 ms: requests are in flight at any moment.
+    v1, v2 = RecordingUpstream(mode="slow", delay=0.01), RecordingUpstream()
     upstreams += [v1, v2]
-    s = serve(mesh_yaml(v1.port, v2.port), "--workers", workers, "--drain-timeout", "20")
+    s = serve(mesh_yaml(v1.port, v2.port), "--workers", workers, "--drain-timeout", "60")
     time.sleep(0.5)  # the workers' own start
     tally = drain.hammer(s.port, 8, 0.5, lambda: os.kill(s.proc.pid, signal.SIGTERM))
-    assert s.proc.wait(20) == 0
-    assert tally.sent > 100
+    # The drain ends once nothing is in flight, long before its timeout (it ran to it while
+    # keep-alive clients kept their connections busy).
+    assert s.proc.wait(15) == 0
+    assert tally.sent > 50
     # Every request written got its whole answer: none was cut, none was read and dropped,
     # and no connection that had served was closed without saying Connection: close first.
     # Only a new connection made as a listening socket closed may be reset by the kernel,
