@@ -590,7 +590,7 @@ def reopen_log(options: ServeOptions, access_log: AccessLog) -> None:
     if options.access_log in ("-", "off"):
         return
     try:
-        stream = open(options.access_log, "a", encoding="utf-8")  # noqa: SIM115
+        stream = open(options.access_log, "a", encoding="utf-8")  # the old one is closed then
     except OSError as exc:
         click.echo(f"Warning: cannot reopen access log {options.access_log}: {exc}", err=True)
         return
