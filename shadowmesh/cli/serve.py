@@ -604,7 +604,7 @@ def own_listeners(
     others = [(options.admin[0], admin_port or options.admin[1])]
     if options.outbound is not None:
         others.append((options.outbound[0], outbound_port or options.outbound[1]))
-    return OwnListeners(options.bind, tuple(others))
+    return OwnListeners(options.bind, tuple(others), options.gateway_bind)
 
 
 async def serve_as_worker(

@@ -16,8 +16,9 @@ a subset whose DestinationRule comes in the next file must still apply. Messages
 And one of shadowmesh's own, since Istio's proxies never share an address with a workload:
 
 - SM0001 EndpointIsThisProxy: a Service's endpoint is one of the proxy's own listeners (a
-  Service port on ``--bind``, the outbound or the admin port), so whatever is routed or
-  mirrored to it loops back (the data plane then answers 508, see ``dataplane/request.py``).
+  Service port on ``--bind``, a Gateway's on ``--gateway-bind``, the outbound or the admin
+  port), so whatever is routed or mirrored to it loops back (the data plane then answers 508,
+  see ``dataplane/request.py``).
 """
 
 from __future__ import annotations
@@ -73,11 +74,13 @@ class Message:
 
 @dataclass(frozen=True)
 class OwnListeners:
-    """Where the proxy itself listens: every Service port on ``bind``, and ``others`` (the
-    outbound and admin addresses)."""
+    """Where the proxy itself listens: every Service port on ``bind``, every Gateway server's
+    port on ``gateway_bind`` (none if empty), and ``others`` (the outbound and admin
+    addresses)."""
 
     bind: str
     others: tuple[tuple[str, int], ...] = ()
+    gateway_bind: str = ""
 
 
 def analyze(
@@ -201,6 +204,8 @@ def _host_key(host: str, namespace: str) -> str:
 def _own_endpoints(inventory: Inventory, own: OwnListeners) -> Iterator[Message]:
     ports = sorted({p for info in inventory.services.values() for p in info.ports})
     listeners = [(own.bind, p) for p in ports] + list(own.others)
+    if own.gateway_bind:
+        listeners += [(own.gateway_bind, s.port) for g in inventory.gateways for s in g.servers]
     for info in inventory.services.values():
         for port, members in sorted(info.members.items()):
             for member in members:

@@ -215,3 +215,15 @@ def test_an_apply_warns_of_a_loop_from_either_side(tmp_path: object) -> None:
         ]
     finally:
         store.close()
+
+
+def test_a_gateway_port_is_one_of_the_proxys_own_listeners_too() -> None:
+    from shadowmesh.model.resources import Gateway, GatewayServer
+    from shadowmesh.routing.analyze import OwnListeners
+    from shadowmesh.routing.testing import workload
+
+    gateway = Gateway(Meta("ingress", "default"), (GatewayServer(8443, "https", "HTTPS", ()),))
+    looped = [workload("httpbin-v1", "v1", 8443), service(), gateway]
+    assert analyze(looped, OwnListeners("127.0.0.1")) == []  # no gateway address given
+    (message,) = analyze_messages(looped, OwnListeners("127.0.0.1", (), "127.0.0.1"))
+    assert message.code == "SM0001" and "127.0.0.1:8443" in message.text
