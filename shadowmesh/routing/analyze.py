@@ -38,6 +38,7 @@ from shadowmesh.model.resources import (
     fqdn,
     resource_key,
 )
+from shadowmesh.routing.ingress import admits
 from shadowmesh.routing.inventory import Inventory, build_inventory, host_match, rule_host
 from shadowmesh.routing.table import applies_to_mesh
 
@@ -115,11 +116,36 @@ def _quote(value: str) -> str:
 
 def _virtual_service(vs: VirtualService, inventory: Inventory) -> Iterator[Message]:
     key = resource_key(vs)
+    yield from _gateways(key, vs, inventory)
     for http in vs.http:
         for d in http.route:
             yield from _destination(key, d.destination, vs.meta.namespace, inventory, "host")
         for m in http.mirrors:
             yield from _destination(key, m.destination, vs.meta.namespace, inventory, "mirror")
+
+
+def _gateways(key: Key, vs: VirtualService, inventory: Inventory) -> Iterator[Message]:
+    """istioctl's GatewayAnalyzer: each named Gateway exists and admits one of the hosts."""
+    if not vs.gateways:
+        return
+    by_key = {g.key: g for g in inventory.gateways}
+    for written, resolved in zip(vs.gateways, vs.bound_gateways(), strict=True):
+        if written == "mesh":
+            continue
+        gateway = by_key.get(resolved)
+        if gateway is None:
+            yield _not_found(key, "gateway", written)
+        if gateway is None or not any(
+            admits(gateway, server, vs, host) for server in gateway.servers for host in vs.hosts
+        ):
+            hosts = "[" + " ".join(vs.hosts) + "]"
+            yield Message(
+                "IST0132",
+                "Warning",
+                key,
+                f"one or more host {hosts} defined in VirtualService {vs.meta.namespace}/"
+                f"{vs.meta.name} not found in Gateway {resolved}.",
+            )
 
 
 def _destination(

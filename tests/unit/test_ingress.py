@@ -282,3 +282,23 @@ spec:
     notes = [w for w in document.warnings if "PASSTHROUGH is not acted on" in w]
     assert len(notes) == 2
     assert RouteTable.compile([document.resource]).ingress == {}
+
+
+def test_analyze_names_a_missing_gateway_and_hosts_no_server_admits() -> None:
+    from shadowmesh.routing.analyze import analyze
+
+    vs = BOOKINFO_GATEWAY.split("---")[1]
+    resources = [d.resource for t in (PRODUCTPAGE, vs) for d in load_text(t, "t").documents]
+    messages = [m for _, m in analyze(resources)]
+    assert 'Referenced gateway not found: "bookinfo-gateway"' in messages
+    narrow = BOOKINFO_GATEWAY.replace(
+        '    hosts:\n    - "*"\n---', '    hosts:\n    - "a.com"\n---'
+    )
+    narrow = narrow.replace('  hosts:\n  - "*"\n  gateways', '  hosts:\n  - "b.com"\n  gateways')
+    resources = [d.resource for t in (PRODUCTPAGE, narrow) for d in load_text(t, "t").documents]
+    assert [m for _, m in analyze(resources) if "IST" not in m] == [
+        "one or more host [b.com] defined in VirtualService default/bookinfo not found in Gateway "
+        "default/bookinfo-gateway."
+    ]
+    ok = [d.resource for t in (PRODUCTPAGE, BOOKINFO_GATEWAY) for d in load_text(t, "t").documents]
+    assert analyze(ok) == []

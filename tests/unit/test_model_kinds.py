@@ -283,3 +283,73 @@ spec:
     with pytest.raises(ConfigErrors) as caught:
         load_text(text.replace("http2KeepAlive", "http2KeepAliv"), "dr.yaml")
     assert 'unknown field "http2KeepAliv"' in caught.value.errors[0].message
+
+
+@pytest.mark.parametrize(
+    ("policy", "field", "message"),
+    [
+        # The CRD's structural rules (istio/api 1.31), in fields shadowmesh does not act on.
+        (
+            "connectionPool: {http: {h2UpgradePolicy: UPGRAD}}",
+            "connectionPool.http.h2UpgradePolicy",
+            'Unsupported value: "UPGRAD": supported values: "DEFAULT", "DO_NOT_UPGRADE", '
+            '"UPGRADE"',
+        ),
+        (
+            "outlierDetection: {interval: 0.5ms}",
+            "outlierDetection.interval",
+            'Invalid value: "0.5ms": must be a valid duration greater than 1ms',
+        ),
+        (
+            "connectionPool: {tcp: {connectTimeout: soon}}",
+            "connectionPool.tcp.connectTimeout",
+            "must be a valid duration greater than 1ms",
+        ),
+        (
+            "outlierDetection: {outlierDetectionHttpErrorCodes: [99]}",
+            "outlierDetection.outlierDetectionHttpErrorCodes[0]",
+            "should be greater than or equal to 100",
+        ),
+        (
+            "outlierDetection: {consecutive5xxErrors: -1}",
+            "outlierDetection.consecutive5xxErrors",
+            "should be greater than or equal to 0",
+        ),
+        ("tls: {mode: STRICT}", "tls.mode", 'Unsupported value: "STRICT"'),
+        (
+            "loadBalancer: {warmup: {duration: 10s, minimumPercent: 150}}",
+            "loadBalancer.warmup.minimumPercent",
+            "should be less than or equal to 100",
+        ),
+    ],
+)
+def test_fields_not_acted_on_are_validated_as_a_cluster_validates_them(
+    policy: str, field: str, message: str
+) -> None:
+    text = (
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\n"
+        f"spec:\n  host: reviews\n  trafficPolicy:\n    {policy}\n"
+    )
+    with pytest.raises(ConfigErrors) as caught:
+        load_text(text, "dr.yaml")
+    (error,) = caught.value.errors
+    assert error.field == f"spec.trafficPolicy.{field}"
+    assert message in error.message
+
+
+def test_valid_values_of_fields_not_acted_on_still_apply() -> None:
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {connectTimeout: 30ms, tcpKeepalive: {time: 7200s, interval: 75s}}
+      http: {h2UpgradePolicy: UPGRADE, idleTimeout: 1m30s}
+    outlierDetection: {interval: 1s, baseEjectionTime: 3m, consecutive5xxErrors: 7}
+    tls: {mode: ISTIO_MUTUAL}
+"""
+    (document,) = load_text(text, "dr.yaml").documents
+    assert document.warnings
