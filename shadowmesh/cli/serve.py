@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -374,6 +375,11 @@ def serve(
         sys.exit(1)
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+    except sqlite3.Error as exc:
+        # The config store names its own file (StoreError); this is another one of the state
+        # directory's databases (the comparisons'), on the same disk.
+        message = f"a database in {options.state} failed: {exc}: check that disk, then retry"
+        raise click.ClickException(message) from None
     finally:
         store.close()
 
