@@ -29,7 +29,8 @@ from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.observe.accesslog import DEFAULT_REDACTED_QUERY, FORMATS, AccessLog, Format
-from shadowmesh.observe.otlp import Exporter, Spans, traces_url
+from shadowmesh.observe.otlp import Exporter, traces_url
+from shadowmesh.observe.spans import Spans
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.table import RouteTable

@@ -28,7 +28,7 @@ from shadowmesh.dataplane.request import upstream_headers as build_upstream_head
 from shadowmesh.mirror.dispatcher import ShadowCopy
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response, subset_of
 from shadowmesh.model.comparison import sampled
-from shadowmesh.observe.otlp import sampled as b3_sampled
+from shadowmesh.observe.spans import sampled as b3_sampled
 from shadowmesh.observe.trace import new_span_id
 from shadowmesh.routing.decision import Failure, Forward, Upstream
 from shadowmesh.upstream.connection import UpstreamConnection

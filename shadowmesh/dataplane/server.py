@@ -23,7 +23,7 @@ from shadowmesh.errors import ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher
 from shadowmesh.mirror.pairing import ComparePlan, Sink
 from shadowmesh.observe.accesslog import AccessLog
-from shadowmesh.observe.otlp import Spans
+from shadowmesh.observe.spans import Spans
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.ingress import GATEWAY_KEY, IngressPlan
 from shadowmesh.routing.table import RouteTable

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
 from shadowmesh.observe.accesslog import AccessLog
-from shadowmesh.observe.otlp import Spans
+from shadowmesh.observe.spans import Spans
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Endpoint, Upstream
 from shadowmesh.upstream.connection import Pool, UpstreamConnection

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from shadowmesh.observe import otlp
+from shadowmesh.observe import otlp, spans
 from tests.support.serve import Served, mesh_yaml, raw_request
 from tests.support.upstreams import RecordingUpstream
 
@@ -195,7 +195,7 @@ def test_without_otlp_nothing_changes(
 CLUSTER = "outbound|80|v1|app.default.svc.cluster.local"
 
 
-def record(shadow: bool = False, status: int = 200) -> otlp.SpanRecord:
+def record(shadow: bool = False, status: int = 200) -> spans.SpanRecord:
     return (
         shadow, b"463ac35c9f6413ad", b"a2fb4a1d1a96d312", b"", 1.0, 1.5, b"GET", b"/x", b"app",
         "1.1", status, "UF" if status >= 500 else "", CLUSTER, "127.0.0.1:9", b"rid", b"ua", 0, 19,
@@ -204,26 +204,26 @@ def record(shadow: bool = False, status: int = 200) -> otlp.SpanRecord:
 
 
 def test_a_full_queue_drops_and_counts() -> None:
-    spans = otlp.Spans()
-    for _ in range(otlp.QUEUE_LIMIT + 10):
-        spans.add(record())
-    assert spans.snapshot() == {
-        "queued": otlp.QUEUE_LIMIT,
+    queue = spans.Spans()
+    for _ in range(spans.QUEUE_LIMIT + 10):
+        queue.add(record())
+    assert queue.snapshot() == {
+        "queued": spans.QUEUE_LIMIT,
         "exported": 0,
         "dropped": 10,
         "failed": 0,
     }
-    assert len(spans.take()) == otlp.BATCH
+    assert len(queue.take()) == spans.BATCH
 
 
 def test_an_unreachable_collector_is_counted_not_raised() -> None:
-    spans = otlp.Spans()
-    exporter = otlp.Exporter(spans, "http://127.0.0.1:9/v1/traces")  # discard: nothing listens
+    queue = spans.Spans()
+    exporter = otlp.Exporter(queue, "http://127.0.0.1:9/v1/traces")  # discard: nothing listens
     exporter.start()
     for _ in range(3):
-        spans.add(record())
+        queue.add(record())
     exporter.close(timeout=10)
-    assert spans.failed == 3 and spans.exported == 0
+    assert queue.failed == 3 and queue.exported == 0
 
 
 def test_encoding_of_an_error_and_a_64_bit_trace_id() -> None:
