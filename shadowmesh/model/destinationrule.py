@@ -12,6 +12,7 @@ from shadowmesh.model import shapes, validate
 from shadowmesh.model.fields import Issues, Obj
 from shadowmesh.model.meta import check_labels
 from shadowmesh.model.resources import DestinationRule, LbPolicy, Meta, Subset
+from shadowmesh.model.virtualservice import export_to_field
 
 SPEC_FIELDS = ("host", "traffic_policy", "subsets", "export_to", "workload_selector")
 _POLICY_FIELDS = (
@@ -68,16 +69,29 @@ def parse_destination_rule(spec: Obj, meta: Meta | None, issues: Issues) -> Dest
     host = _host(spec, issues)
     load_balancer = traffic_policy(spec, issues)
     subsets = _subsets(spec, issues)
-    if spec.has("exportTo"):
-        spec.texts("exportTo")
-        issues.not_acted_on(spec.path("exportTo"), "the rule is visible in every namespace")
+    export_to = export_to_field(spec, meta, issues)
+    if spec.has("workloadSelector") and export_to and meta is not None:
+        own = {meta.namespace if e == "." else e for e in export_to}
+        if meta.namespace not in own:
+            issues.error(
+                spec.path("exportTo"),
+                "destination rule with workload selector cannot have exportTo beyond current "
+                "namespace",
+            )
+        elif len(own) > 1:
+            issues.error(
+                spec.path("exportTo"),
+                "destination rule with workload selector cannot have multiple entries in exportTo",
+            )
     if spec.has("workloadSelector"):
         path = spec.path("workloadSelector")
         shapes.check(spec.get("workloadSelector"), shapes.WORKLOAD_SELECTOR, path, issues)
         issues.not_acted_on(path, "the rule applies to every client")
     if meta is None or host is None:
         return None
-    return DestinationRule(meta=meta, host=host, subsets=subsets, load_balancer=load_balancer)
+    return DestinationRule(
+        meta=meta, host=host, subsets=subsets, load_balancer=load_balancer, export_to=export_to
+    )
 
 
 def _host(spec: Obj, issues: Issues) -> str | None:

@@ -204,9 +204,13 @@ class DestinationRule:
     subsets: tuple[Subset, ...] = ()
     # trafficPolicy.loadBalancer.simple; None means Istio's default, LEAST_REQUEST.
     load_balancer: LbPolicy | None = None
+    export_to: tuple[str, ...] = ()  # as written; empty is "*"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     api_version: str = "networking.istio.io/v1"
     kind: Literal["DestinationRule"] = "DestinationRule"
+
+    def visible_in(self, namespace: str) -> bool:
+        return exported_to(self.export_to, self.meta.namespace, namespace)
 
 
 Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]

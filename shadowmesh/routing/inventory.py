@@ -264,14 +264,17 @@ def applicable_rules(
     host under it, and the most specific host wins (an exact host, then the longest wildcard),
     as ``MostSpecificHostMatch`` picks. Istio looks in the client's namespace first, then the
     service's, then the root namespace; shadowmesh has no client namespace, so rules in the
-    host's own namespace come first, then the others, first by namespace/name.
+    host's own namespace come first, then the others, first by namespace/name. A rule whose
+    ``exportTo`` hides it from the host's namespace (the clients' stand-in) does not apply.
     """
     chosen: dict[str, DestinationRule] = {}
     for host in hosts:
         best: tuple[int, int, int] | None = None
         for index, rule in enumerate(rules):
             specificity = host_match(rule_host(rule), host)
-            if specificity is None:
+            if specificity is None or not rule.visible_in(
+                host_namespace(host) or rule.meta.namespace
+            ):
                 continue
             rank = (0 if rule.meta.namespace == host_namespace(host) else 1, -specificity, index)
             if best is None or rank < best:

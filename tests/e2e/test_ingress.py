@@ -110,9 +110,7 @@ def test_https_through_the_gateway_to_httpbin_mirrored_to_v2(
     port = ports["https"]
     resolve = f"{HOST}:{port}:127.0.0.1"
 
-    out = curl(
-        "--resolve", resolve, "--cacert", str(pki / "ca.crt"), f"https://{HOST}:{port}/get"
-    )
+    out = curl("--resolve", resolve, "--cacert", str(pki / "ca.crt"), f"https://{HOST}:{port}/get")
 
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)

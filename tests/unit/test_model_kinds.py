@@ -292,8 +292,7 @@ spec:
         (
             "connectionPool: {http: {h2UpgradePolicy: UPGRAD}}",
             "connectionPool.http.h2UpgradePolicy",
-            'Unsupported value: "UPGRAD": supported values: "DEFAULT", "DO_NOT_UPGRADE", '
-            '"UPGRADE"',
+            'Unsupported value: "UPGRAD": supported values: "DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"',
         ),
         (
             "outlierDetection: {interval: 0.5ms}",

@@ -1121,12 +1121,17 @@ def test_not_acted_on_load_balancer_fields() -> None:
     assert error.field == "spec.trafficPolicy.connectionPool.tcp.maxConnectons"
 
 
-def test_export_to_and_workload_selector_warn() -> None:
-    warnings = one(dr(exportTo=["."], workloadSelector={"matchLabels": {"app": "a"}})).warnings
-    assert [w.split(" is not acted on")[0] for w in warnings] == [
-        "DestinationRule default/httpbin: spec.exportTo",
+def test_export_to_is_kept_and_workload_selector_warns() -> None:
+    document = one(dr(exportTo=["."], workloadSelector={"matchLabels": {"app": "a"}}))
+    assert document.resource.export_to == (".",)  # type: ignore[union-attr]
+    assert [w.split(" is not acted on")[0] for w in document.warnings] == [
         "DestinationRule default/httpbin: spec.workloadSelector",
     ]
+    error = only_error(dr(exportTo=["other"], workloadSelector={"matchLabels": {"app": "a"}}))
+    assert error.message == (
+        "destination rule with workload selector cannot have exportTo beyond current namespace"
+    )
+    assert only_error(dr(exportTo=["*", "."])).message.startswith("cannot have both public")
 
 
 def test_subsets() -> None:

@@ -290,3 +290,31 @@ spec:
     assert cluster(table_of(WORKLOADS, text), authority="reviews:9080") == ALL
     shown = text.replace('exportTo: ["."]', "exportTo: [default]")
     assert cluster(table_of(WORKLOADS, shown), authority="reviews:9080") == V2
+
+
+def test_destination_rule_export_to_hides_it_from_other_namespaces() -> None:
+    hidden = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: canary, namespace: team}
+spec:
+  host: reviews.default.svc.cluster.local
+  exportTo: ["."]
+  subsets:
+  - {name: canary, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: canary}}]
+"""
+    without_own = WORKLOADS.split("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule")[
+        0
+    ]
+    canary = "outbound|9080|canary|reviews.default.svc.cluster.local"
+    assert cluster(table_of(without_own, hidden), authority="reviews:9080") == f"503 NC {canary}"
+    shown = hidden.replace('exportTo: ["."]', 'exportTo: ["*"]')
+    assert cluster(table_of(without_own, shown), authority="reviews:9080") == canary
