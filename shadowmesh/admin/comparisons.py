@@ -26,6 +26,7 @@ OVERRIDES: dict[str, tuple[float, float]] = {
     "min_relative": (0.0, 1.0),
     "latency_min_relative": (0.0, 100.0),
     "latency_min_absolute_ms": (0.0, 1e6),
+    "latency_min_seconds": (0.0, 1e6),
 }
 
 

@@ -88,6 +88,9 @@ class LatencyLimits:
     # The median ratio must be at least 1 + this, and the median difference this many ms.
     min_relative: float = DEFAULT_THRESHOLDS.latency_min_relative
     min_absolute_ms: float = DEFAULT_THRESHOLDS.latency_min_absolute_ms
+    # The pairs must span this many seconds: a shadow process starved for a second must not
+    # fill a whole window.
+    min_seconds: float = DEFAULT_THRESHOLDS.latency_min_seconds
 
 
 @dataclass
@@ -100,15 +103,19 @@ class LatencyTest:
     interval: tuple[float, float] | None  # 95 % interval of that median ratio
     delta_ms: float | None  # median of candidate - baseline
     p90_ratio: float | None  # candidate's p90 over the baseline's, on the same pairs
-    # The median ratio in each third of the pairs, oldest first: a slower candidate is slower
-    # all along, a shadow process starved of CPU for a few seconds is not.
+    # The median ratio in each third of the window (of its time when the pairs' times are
+    # known and each third has some, else of its pairs): a slower candidate is slower all
+    # along, a shadow process starved of CPU for a few seconds is not.
     thirds: tuple[float, ...] = ()
+    span_s: float | None = None  # from the first pair to the last; None: times not known
 
 
 BLOCKS = 3
 
 
-def paired_test(pairs: Sequence[tuple[float, float]]) -> LatencyTest:
+def paired_test(
+    pairs: Sequence[tuple[float, float]], times: Sequence[float] | None = None
+) -> LatencyTest:
     """Wilcoxon's signed-rank test on the log ratios candidate/baseline of each request.
 
     Candidate and baseline are both shadows of the same request, sent in an order drawn at
@@ -122,10 +129,12 @@ def paired_test(pairs: Sequence[tuple[float, float]]) -> LatencyTest:
     verdict also wants the effect in each third of the window (``thirds``). ``pairs`` are in
     time order (either way round: the thirds are only compared with each other).
     """
-    usable = [(c, b) for c, b in pairs if c > 0 and b > 0]
+    kept = [i for i, (c, b) in enumerate(pairs) if c > 0 and b > 0]
+    usable = [pairs[i] for i in kept]
     if not usable:
         return LatencyTest(0, None, None, None, None, None)
     logs = [math.log(c / b) for c, b in usable]
+    at = [times[i] for i in kept] if times is not None else None
     test = signed_rank(logs)
     low, high = median_interval(logs)
     candidates = sorted(c for c, _ in usable)
@@ -138,8 +147,20 @@ def paired_test(pairs: Sequence[tuple[float, float]]) -> LatencyTest:
         interval=(math.exp(low), math.exp(high)),
         delta_ms=median([c - b for c, b in usable]),
         p90_ratio=candidates[at90] / baselines[at90] if baselines[at90] > 0 else None,
-        thirds=_thirds(logs),
+        thirds=_thirds(logs) if at is None else _time_thirds(logs, at),
+        span_s=None if at is None else max(at) - min(at),
     )
+
+
+def _time_thirds(logs: Sequence[float], times: Sequence[float]) -> tuple[float, ...]:
+    start, end = min(times), max(times)
+    width = (end - start) / BLOCKS or 1.0
+    groups: list[list[float]] = [[] for _ in range(BLOCKS)]
+    for value, t in zip(logs, times, strict=True):
+        groups[min(BLOCKS - 1, int((t - start) / width))].append(value)
+    if not all(groups):
+        return _thirds(logs)  # bursts with pauses between them: thirds of the pairs instead
+    return tuple(math.exp(median(g)) for g in groups)
 
 
 def _thirds(logs: Sequence[float]) -> tuple[float, ...]:
@@ -154,6 +175,8 @@ def _thirds(logs: Sequence[float]) -> tuple[float, ...]:
 def latency_verdict(test: LatencyTest, q_value: float | None, limits: LatencyLimits) -> str:
     """``regression``, ``ok`` or ``insufficient data``; the reason is the report's to word."""
     if test.pairs < limits.min_pairs or test.p_value is None:
+        return "insufficient data"
+    if test.span_s is not None and test.span_s < limits.min_seconds:
         return "insufficient data"
     if q_value is None or test.ratio is None or test.delta_ms is None:
         return "ok"

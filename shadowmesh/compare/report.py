@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shlex
 import time
 from collections.abc import Mapping
@@ -76,10 +77,15 @@ class Thresholds:
     min_relative: float = _D.min_relative
     latency_min_relative: float = _D.latency_min_relative
     latency_min_absolute_ms: float = _D.latency_min_absolute_ms
+    latency_min_seconds: float = _D.latency_min_seconds
 
     def latency(self) -> LatencyLimits:
         return LatencyLimits(
-            self.alpha, self.min_pairs, self.latency_min_relative, self.latency_min_absolute_ms
+            self.alpha,
+            self.min_pairs,
+            self.latency_min_relative,
+            self.latency_min_absolute_ms,
+            self.latency_min_seconds,
         )
 
     @classmethod
@@ -167,7 +173,8 @@ class LatencyReport:
     median_ratio: float | None = None  # of candidate/baseline, request by request
     interval: list[float] | None = None  # its 95 % interval
     delta_ms: float | None = None  # median of candidate - baseline
-    thirds: list[float] = dataclasses.field(default_factory=list)  # median ratio, oldest first
+    # The median ratio in each third of the window, oldest first (None: no pair in it).
+    thirds: list[float | None] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -485,7 +492,10 @@ def _judge_latency(snapshot: Snapshot, endpoints: list[EndpointReport], limits: 
                 "dropped for overflow (lower the sample percentage, or give the shadows room)"
             )
         return
-    tests = {e.endpoint: paired_test(snapshot.pairs.get(e.endpoint, [])) for e in endpoints}
+    tests = {}
+    for e in endpoints:
+        pairs = snapshot.pairs.get(e.endpoint, [])
+        tests[e.endpoint] = paired_test([(c, b) for c, b, _ in pairs], [t for _, _, t in pairs])
     tested = [e for e in endpoints if tests[e.endpoint].pairs >= latency.min_pairs]
     q_values = benjamini_hochberg([tests[e.endpoint].p_value or 1.0 for e in tested])
     q_of = {e.endpoint: q for e, q in zip(tested, q_values, strict=True)}
@@ -527,14 +537,20 @@ def _set_latency(
     report.verdict, report.flagged = verdict, verdict == "regression"
     report.pairs, report.p_value, report.q_value = test.pairs, test.p_value, q
     report.median_ratio, report.delta_ms = test.ratio, test.delta_ms
-    report.thirds = list(test.thirds)
+    report.thirds = [None if math.isnan(t) else t for t in test.thirds]  # JSON has no NaN
     report.interval = list(test.interval) if test.interval is not None else None
     if verdict == INSUFFICIENT:
-        report.reason = f"latency: {test.pairs} pairs of {limits.min_pairs} needed"
+        if test.pairs >= limits.min_pairs and test.span_s is not None:
+            report.reason = (
+                f"latency: {test.pairs} pairs over {test.span_s:.1f} s, "
+                f"{limits.min_seconds:g} s needed"
+            )
+        else:
+            report.reason = f"latency: {test.pairs} pairs of {limits.min_pairs} needed"
         return
     assert test.ratio is not None and test.delta_ms is not None and test.interval is not None
     low, high = test.interval
-    thirds = "/".join(f"x{t:.2f}" for t in test.thirds)
+    thirds = "/".join("-" if math.isnan(t) else f"x{t:.2f}" for t in test.thirds)
     text = (
         f"median x{test.ratio:.2f} (95% interval x{low:.2f}-x{high:.2f}; by thirds {thirds}), "
         f"{test.delta_ms:+.1f} ms over the baseline, q={q:.2g}, {test.pairs} pairs"

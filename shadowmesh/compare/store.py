@@ -146,8 +146,9 @@ class Snapshot:
     latency: dict[tuple[str, str], Sketch] = field(default_factory=dict)
     fields: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
-    # Per endpoint, (candidate ms, baseline ms) of the most recent requests both answered.
-    pairs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Per endpoint, (candidate ms, baseline ms, started) of the most recent requests both
+    # answered.
+    pairs: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
 
 
 class CompareStore:
@@ -597,20 +598,20 @@ def _empty_field(endpoint: str, name: str) -> dict[str, Any]:
 
 def _pairs(
     db: sqlite3.Connection, cid: int, since: float = 0.0
-) -> dict[str, list[tuple[float, float]]]:
+) -> dict[str, list[tuple[float, float, float]]]:
     """The latency pairs per endpoint, most recent first; a side that did not answer (status 0)
     has no latency to compare."""
-    out: dict[str, list[tuple[float, float]]] = {}
+    out: dict[str, list[tuple[float, float, float]]] = {}
     rows = db.execute(
-        "SELECT endpoint, candidate_ms, baseline_ms FROM exchanges WHERE cid = ? AND "
+        "SELECT endpoint, candidate_ms, baseline_ms, started FROM exchanges WHERE cid = ? AND "
         "started >= ? AND candidate_status > 0 AND baseline_status > 0 AND "
         "candidate_ms IS NOT NULL AND baseline_ms IS NOT NULL ORDER BY id DESC",
         (cid, since),
     )
-    for endpoint, candidate, baseline in rows:
+    for endpoint, candidate, baseline, started in rows:
         kept = out.setdefault(endpoint, [])
         if len(kept) < MAX_LATENCY_PAIRS:
-            kept.append((float(candidate), float(baseline)))
+            kept.append((float(candidate), float(baseline), float(started)))
     return out
 
 

@@ -19,6 +19,7 @@ Our own API group, so Istio's kinds stay exactly as Istio has them::
         minPairs: 30                # compared requests before an endpoint is judged
         minFieldEffect: {relative: 0, absolute: 0.03}   # percent, as Diffy's thresholds
         latencyMinEffect: {relative: 10, absoluteMs: 1}  # percent, and milliseconds
+        latencyMinSeconds: 2                           # the latency pairs' span, at least
         timestampToleranceSeconds: 60                  # volatile timestamps, compared by shape
       endpoints: ["/skus/{sku}", "/static/*"]   # endpoint names, before the automatic ones
       tolerance: [{path: body.items[*].price, absolute: 0.01}]  # numbers: near is equal
@@ -69,6 +70,7 @@ THRESHOLD_FIELDS = (
     "minPairs",
     "minFieldEffect",
     "latencyMinEffect",
+    "latencyMinSeconds",
     "timestampToleranceSeconds",
 )
 DEFAULT_MAX_BODY_BYTES = 1_048_576
@@ -233,6 +235,7 @@ class Thresholds:
     min_relative: float = 0.0  # and Diffy's relative figure, off by default
     latency_min_relative: float = 0.10
     latency_min_absolute_ms: float = 1.0
+    latency_min_seconds: float = 2.0  # the latency pairs must span this long
     timestamp_tolerance_s: float = 60.0
 
 
@@ -407,6 +410,7 @@ def _thresholds(spec: Obj, issues: Issues) -> Thresholds:
         values["latency_min_absolute_ms"] = _non_negative(
             latency, "absoluteMs", d.latency_min_absolute_ms
         )
+    values["latency_min_seconds"] = _non_negative(obj, "latencyMinSeconds", d.latency_min_seconds)
     values["timestamp_tolerance_s"] = _non_negative(
         obj, "timestampToleranceSeconds", d.timestamp_tolerance_s
     )

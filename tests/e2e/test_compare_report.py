@@ -73,7 +73,7 @@ spec:
   candidate: {subset: v2}
   baseline: {subset: v1b}
   ignore: [header.server]
-  thresholds: {minPairs: 10}
+  thresholds: {minPairs: 10, latencyMinSeconds: 0}  # fed in a burst
 ---
 apiVersion: shadowmesh.io/v1alpha1
 kind: Comparison

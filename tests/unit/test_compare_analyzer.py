@@ -31,6 +31,7 @@ from shadowmesh.model.comparison import (
     Comparison,
     IgnoreRule,
     RedactRule,
+    Thresholds,
     ToleranceRule,
     parse_path,
 )
@@ -40,8 +41,15 @@ KEY = ("default", "httpbin-v2")
 DATE = ("date", "Wed, 01 May 2024 12:30:45 GMT")
 
 
+# The exchanges of a test arrive within milliseconds: no minimum span for the latency test
+# (test_a_latency_window_must_span_enough_time has one).
+INSTANT = Thresholds(latency_min_seconds=0.0)
+
+
 def comparison(baseline: str | None = "v1b", **changes: Any) -> Comparison:
-    c = Comparison(Meta("httpbin-v2", "default"), "httpbin", "v1", "v2", baseline)
+    c = Comparison(
+        Meta("httpbin-v2", "default"), "httpbin", "v1", "v2", baseline, thresholds=INSTANT
+    )
     return dataclasses.replace(c, **changes)
 
 
@@ -870,3 +878,26 @@ def test_latency_is_not_judged_when_the_shadows_queue(make: Any) -> None:
     [endpoint] = report.endpoints
     assert endpoint.latency.verdict == "insufficient data" and not endpoint.latency.flagged
     assert endpoint.latency.reason.startswith("latency not judged: shadows queued (baseline p50")
+
+
+def test_a_latency_window_must_span_enough_time(make: Any) -> None:
+    analyzer = make(comparison(thresholds=Thresholds()))  # the default: 2 s
+    same = {"a": 1}
+    now = time.time()
+    burst = [
+        dataclasses.replace(
+            exchange("/a", reply(same), reply(same, ms=40.0), reply(same)), started=now + i / 100
+        )
+        for i in range(60)
+    ]
+    feed(analyzer, burst)  # 60 requests in 0.6 s: a starved process could fill all of it
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [endpoint] = report.endpoints
+    assert endpoint.latency.verdict == "insufficient data"
+    assert endpoint.latency.reason == "latency: 60 pairs over 0.6 s, 2 s needed"
+    spread = [dataclasses.replace(e, started=now + 5 + i / 10) for i, e in enumerate(burst)]
+    feed(analyzer, spread)  # 60 more over 6 s: each third of the 6.6 s has its pairs
+    report = analyzer.report(*KEY)
+    assert report is not None
+    assert report.endpoints[0].latency.verdict == "regression"
