@@ -552,7 +552,13 @@ async def _serve(
         f"shadowmesh serving: admin http://{options.admin[0]}:{admin.bound_port}"
         + (f", outbound proxy {options.outbound[0]}:{outbound_port}" if options.outbound else "")
         + f", Service ports on {options.bind}: "
-        + (", ".join(str(p) for p in sorted(plane.table.ports)) or "none yet"),
+        + (", ".join(str(p) for p in sorted(plane.table.ports)) or "none yet")
+        + (
+            f", Gateway ports on {options.gateway_bind}: "
+            + ", ".join(str(p) for p in sorted(plane.table.ingress))
+            if plane.table.ingress
+            else ""
+        ),
         err=True,
     )
     workers = None

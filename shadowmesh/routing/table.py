@@ -307,6 +307,7 @@ class RouteTable:
         return {
             "listeners": [self._describe_listener(p) for p in sorted(self._ports)],
             "virtualHosts": [_describe_vhost(v, d) for v, d in self._vhost_domains()],
+            "ingress": [_describe_ingress(i) for _, i in sorted(self._ingress.items())],
         }
 
     def describe_state(self) -> dict[str, Any]:
@@ -488,6 +489,19 @@ def _fallbacks(
             for port in info.ports:
                 services.setdefault(port, []).append(info.fqdn)
     return {port: by_port[port][hosts[0]] for port, hosts in services.items() if len(hosts) == 1}
+
+
+def _describe_ingress(ingress: IngressHosts) -> dict[str, Any]:
+    plan = ingress.plan
+    hosts = {**ingress.exact, **ingress.wildcards}
+    return {
+        "port": plan.port,
+        "tls": [
+            {"hosts": list(s.hosts), "mode": s.tls.mode, "gateway": s.gateway} for s in plan.tls
+        ],
+        "httpsRedirect": plan.https_redirect,
+        "virtualHosts": [_describe_vhost(v, [name]) for name, v in sorted(hosts.items())],
+    }
 
 
 def _describe_vhost(vhost: VirtualHost, domains: list[str]) -> dict[str, Any]:

@@ -302,3 +302,11 @@ def test_analyze_names_a_missing_gateway_and_hosts_no_server_admits() -> None:
     ]
     ok = [d.resource for t in (PRODUCTPAGE, BOOKINFO_GATEWAY) for d in load_text(t, "t").documents]
     assert analyze(ok) == []
+
+
+def test_the_config_dump_shows_the_ingress_ports_and_their_hosts() -> None:
+    dump = table_of(PRODUCTPAGE, BOOKINFO_GATEWAY).describe()
+    (ingress,) = dump["ingress"]
+    assert (ingress["port"], ingress["tls"], ingress["httpsRedirect"]) == (8080, [], False)
+    assert [v["domains"] for v in ingress["virtualHosts"]] == [["*"]]
+    assert ingress["virtualHosts"][0]["source"] == "VirtualService default/bookinfo"
