@@ -154,7 +154,9 @@ class AdminServer:
             return json_response(exc.status, {"error": exc.message}, exc.headers), True
         request = replace(head, body=body)
         if self._config is not None and _off_loop(request.path):
-            return await self._config.run(self.dispatch, request), False
+            if _changes_config(request.path):
+                return await self._config.run(self.dispatch, request), False
+            return await self._config.read(self.dispatch, request), False
         return self.dispatch(request), False
 
     def handle(self, request: Request) -> Response:
@@ -319,6 +321,10 @@ _CONFIG_PATHS = frozenset(
 
 def _off_loop(path: str) -> bool:
     return (path.rstrip("/") or "/") in _CONFIG_PATHS
+
+
+def _changes_config(path: str) -> bool:
+    return (path.rstrip("/") or "/") in ("/apply", "/delete")
 
 
 def _json_members(payload: dict[str, Any]) -> str:

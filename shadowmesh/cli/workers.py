@@ -128,10 +128,10 @@ async def follow_store(
     The revision is read and the change loaded and compiled on the config thread, as an
     apply is in the main process; the controller re-reads only the rows that changed.
     """
-    seen = await config.run(lambda: controller.revision)
+    seen = await config.read(lambda: controller.revision)
     while True:
         await asyncio.sleep(POLL)
-        revision = await config.run(lambda: controller.revision)
+        revision = await config.read(lambda: controller.revision)
         if revision != seen:
             seen = revision
             for warning in await config.run(controller.start):

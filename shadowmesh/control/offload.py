@@ -6,12 +6,15 @@ for them. On this thread the loop keeps serving: the thread's Python code gives 
 millisecond while a job runs (``JOB_SWITCH_INTERVAL``), SQLite releases it while it works, and the
 compiler (``routing.compiler``) is interpreted on purpose so that it does too.
 
-The cyclic garbage collector is paused while a job runs and what survives it is then frozen
-(``gc.freeze``): otherwise the hundreds of thousands of objects a large config is made of trigger
-full collections over and over, each holding the GIL for hundreds of milliseconds, on whichever
-thread allocates. Config work leaves no cyclic garbage (its objects die by reference count), so
-nothing is lost by not scanning them; the price is that an object that is alive at that moment,
-later dies in a reference cycle, is never collected: for the rare config change, a small one.
+The cyclic garbage collector is paused while a job runs, and what survives a config change is
+then frozen (``gc.freeze``): otherwise the hundreds of thousands of objects a large config is
+made of trigger full collections over and over, each holding the GIL for hundreds of
+milliseconds, on whichever thread allocates. Config work leaves no cyclic garbage (its objects
+die by reference count), so nothing is lost by not scanning them; the price is that an object
+alive at that moment that later dies in a reference cycle is never collected: for the rare
+config change, a small one. Jobs that only read (a config dump, a get, a worker's look at the
+store's revision) leave nothing behind to freeze, and do not: frozen every few seconds (the
+/ui page polls), the collector would soon see nothing at all.
 
 The finished table still has to reach the data plane on the loop's own thread (listeners are
 opened there): ``on_loop`` wraps the data plane's swap so that it runs there, while the config
@@ -51,8 +54,12 @@ class ConfigThread:
         )
 
     async def run(self, func: Callable[..., R], *args: object) -> R:
-        """``func(*args)`` on the config thread; the loop serves meanwhile."""
-        return await self._loop.run_in_executor(self._executor, _paused_gc, func, args)
+        """``func(*args)``, a config change, on the config thread; the loop serves meanwhile."""
+        return await self._loop.run_in_executor(self._executor, _paused_gc, func, args, True)
+
+    async def read(self, func: Callable[..., R], *args: object) -> R:
+        """``func(*args)``, which changes no config, on the config thread."""
+        return await self._loop.run_in_executor(self._executor, _paused_gc, func, args, False)
 
     def on_loop(self, func: Callable[[A], None]) -> Callable[[A], None]:
         """``func`` made callable from the config thread: it runs on the loop, the caller
@@ -90,7 +97,7 @@ def _nothing() -> None:
     return None
 
 
-def _paused_gc(func: Callable[..., R], args: tuple[object, ...]) -> R:
+def _paused_gc(func: Callable[..., R], args: tuple[object, ...], freeze: bool) -> R:
     gc.disable()
     switch = sys.getswitchinterval()
     sys.setswitchinterval(JOB_SWITCH_INTERVAL)
@@ -99,4 +106,5 @@ def _paused_gc(func: Callable[..., R], args: tuple[object, ...]) -> R:
     finally:
         sys.setswitchinterval(switch)
         gc.enable()
-        gc.freeze()
+        if freeze:
+            gc.freeze()
