@@ -78,7 +78,7 @@ class AdminServer:
         # The table /config_dump last encoded, with the JSON of its describe_routes(): that
         # part never changes for a table, and it is most of the answer (12 MB at 10,000
         # VirtualServices). Holds at most one table that is no longer running.
-        self._dump: tuple[RouteTable, str] | None = None
+        self._dump: tuple[RouteTable, bytes] | None = None
         self._analyzer = analyzer
         self._host = host
         self._port = port
@@ -271,9 +271,9 @@ class AdminServer:
             raise HttpError(503, "the route table is not compiled yet")
         dump = self._dump
         if dump is None or dump[0] is not table:
-            dump = self._dump = (table, _json_members(table.describe_routes()))
-        body = "{\n" + dump[1] + ",\n" + _json_members(table.describe_state()) + "\n}\n"
-        return Response(200, body.encode())
+            dump = self._dump = (table, _json_members(table.describe_routes()).encode())
+        state = _json_members(table.describe_state()).encode()
+        return Response(200, b"".join((b"{\n", dump[1], b",\n", state, b"\n}\n")))
 
     def proxy_config(self, request: Request) -> Response:
         own = self._controller.own_listeners
