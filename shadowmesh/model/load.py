@@ -230,21 +230,24 @@ def _plain(value: Any, path: str, depth: int, nodes: list[int]) -> Any:
 
 
 def _plain_copy(value: Any, depth: int, nodes: list[int]) -> Any:
+    # Exact types only (what YAML and JSON decoders make), tested the cheap way; anything else,
+    # a subclass included, goes to _plain_checked, which says what is wrong or copies it.
     nodes[0] += 1
     if nodes[0] > _MAX_NODES or depth > _MAX_DEPTH:
         raise _Unsupported("", "")
-    if isinstance(value, str | bool | int) or value is None:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
         return value
-    if isinstance(value, dict | Mapping):
+    if kind is dict:
         copy: dict[str, Any] = {}
         for key, val in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str:
                 raise _Unsupported("", "")
             copy[key] = _plain_copy(val, depth + 1, nodes)
         return copy
-    if isinstance(value, list):
+    if kind is list:
         return [_plain_copy(val, depth + 1, nodes) for val in value]
-    if isinstance(value, float) and math.isfinite(value):
+    if kind is float and math.isfinite(value):
         return value
     raise _Unsupported("", "")
 
