@@ -596,9 +596,16 @@ class Exchange:
         )
         if self.traced is not None:
             self.trace(cluster)
-        if not plane.access_log.enabled:
+        access_log = plane.access_log
+        if not access_log.enabled:
             return
-        plane.access_log.request(
+        # What only Istio's formats print; the addresses are looked up only for them.
+        local = remote = upstream_local = ""
+        if access_log.istio:
+            local, remote = self.client.addresses()
+            conn = self.used_conn
+            upstream_local = conn.local_address() if conn is not None else ""
+        access_log.request(
             self.started,
             head.method,
             head.path,
@@ -614,7 +621,11 @@ class Exchange:
             str(self.upstream.endpoint) if self.upstream else "",
             cluster,
             False,
-            *self.istio_fields(),
+            self.service_time,
+            upstream_local,
+            local,
+            remote,
+            self.route_name,
         )
 
     def trace(self, cluster: str) -> None:
@@ -646,12 +657,3 @@ class Exchange:
                 self.client.peer_ip,
             )
         )
-
-    def istio_fields(self) -> tuple[int, str, str, str, str]:
-        """What only Istio's log formats print; the addresses are looked up only for them."""
-        if not self.client.plane.access_log.istio:
-            return (-1, "", "", "", "")
-        local, remote = self.client.addresses()
-        conn = self.used_conn
-        upstream_local = conn.local_address() if conn is not None else ""
-        return (self.service_time, upstream_local, local, remote, self.route_name)
