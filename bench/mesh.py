@@ -27,6 +27,7 @@ class MeshConfig:
     access_log: bool
     workers: int
     shadow_timeout: float
+    compare: bool = False  # a Comparison of v1 (primary) and v2 (candidate), every request
 
 
 def mesh_yaml(cfg: MeshConfig) -> str:
@@ -71,7 +72,22 @@ spec:
   http:
   - route:
     - destination: {{host: {HOST}, subset: v1}}
-{mirror}"""
+{mirror}{_comparison(cfg)}"""
+
+
+def _comparison(cfg: MeshConfig) -> str:
+    if not cfg.compare:
+        return ""
+    return f"""---
+apiVersion: shadowmesh.io/v1alpha1
+kind: Comparison
+metadata: {{name: {HOST}-v2}}
+spec:
+  host: {HOST}
+  primary: {{subset: v1}}
+  candidate: {{subset: v2}}
+  sample: {{percentage: 100}}
+"""
 
 
 class Mesh:

@@ -231,6 +231,10 @@ def targets(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append(_target("passthrough p99 vs nginx", r["p99_ms"], 1.5, False))
     if "mirror100" in by:
         out.append(_target("mirror100 rps vs nginx", by["mirror100"]["ratio"]["rps"], 2.5, True))
+    if "mirror100" in by and "mirror100-compare" in by:
+        # Issue 12: comparing every mirrored request keeps 0.8 of mirroring's throughput.
+        own = _ratio(_own(by, "mirror100-compare", "rps"), _own(by, "mirror100", "rps"))
+        out.append(_target("mirror100-compare rps vs own mirror100", own, 0.8, True))
     for name in ("slow-shadow", "frozen-shadow", "dead-shadow"):
         if name not in by or "passthrough" not in by:
             continue

@@ -148,7 +148,7 @@ class Lab:
         elif proxy == "shadowmesh":
             cfg = MeshConfig(
                 listen, self.v1, v2.port, scenario.mirror_percent, scenario.access_log,
-                self.options.workers, self.options.shadow_timeout,
+                self.options.workers, self.options.shadow_timeout, scenario.compare,
             )  # fmt: skip
             mesh = Mesh(self.procs, prefix, cfg, self.options.proxy_cpus())
             proc = mesh.proc

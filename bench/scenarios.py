@@ -23,6 +23,7 @@ class Scenario:
     body_bytes: int = 0  # > 0: wrk POSTs a body of this size
     direct: bool = False  # also measure wrk straight to the upstream, for latency added
     min_seconds: int = 0  # a floor on the run's length (a soak)
+    compare: bool = False  # shadowmesh also compares every mirrored request (a Comparison at 100%)
 
     def clients(self, default: int) -> int:
         return self.connections if self.connections is not None else default
@@ -33,6 +34,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("passthrough-nolog", "as passthrough, access log off", access_log=False),
     Scenario("mirror100", "mirror every request to v2 (fast nginx)", mirror_percent=100),
     Scenario("mirror10", "mirror 10% of requests to v2 (fast nginx)", mirror_percent=10),
+    Scenario(
+        "mirror100-compare",
+        "as mirror100, and a Comparison of v1 and v2 at 100% sample (nginx: plain mirror100)",
+        mirror_percent=100,
+        compare=True,
+    ),
     Scenario(
         "slow-shadow",
         "mirror 100% to a v2 that answers after 200 ms",
