@@ -387,8 +387,9 @@ def _comparison_warnings(
 
 
 def _compile(resources: Mapping[Key, Resource]) -> RouteTable:
-    """A whole compile, for a dry run (analyze) that must not touch the controller's cache."""
-    return RouteTable.compile([resources[k] for k in sorted(resources)])
+    """A whole compile, for a dry run (analyze) that must not touch the controller's cache;
+    by a compiler of its own, whose interpreted loop lets the serving loop have the GIL."""
+    return RouteCompiler().compile([resources[k] for k in sorted(resources)])
 
 
 def _with_server_metadata(row: StoredResource) -> dict[str, Any]:
