@@ -8,6 +8,7 @@ counters stays bounded; examples keep the concrete path.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from shadowmesh.model.comparison import (
@@ -23,13 +24,29 @@ from shadowmesh.model.comparison import (
 
 
 def field_of(path: Path) -> str:
-    """``body.items[3].id`` -> ``body.items[*].id``."""
+    """``body.items[3].id`` -> ``body.items[*].id``; a key that looks like an id is any key:
+    ``body.stock["SKU-0189"].qty`` -> ``body.stock.*.qty`` (a dictionary keyed by ids is one
+    field, not one per id, as Diffy's map/struct rule has it)."""
     return _field_text(path)
 
 
 @lru_cache(maxsize=65_536)
 def _field_text(path: Path) -> str:
-    return format_path(ANY_INDEX if isinstance(s, int) else s for s in path)
+    body = bool(path) and path[0] == "body"  # header names are names, never ids
+    return format_path(
+        ANY_INDEX if isinstance(s, int) else ANY_KEY if body and i and _id_key(s) else s
+        for i, s in enumerate(path)
+    )
+
+
+_NOT_IDENTIFIER = re.compile(r"^[0-9]|[^_A-Za-z0-9]")
+
+
+def _id_key(key: str) -> bool:
+    """A dictionary key, not a struct's field: it has a digit and is no identifier (starts with
+    one, or holds a character outside ``[_A-Za-z0-9]``: ``SKU-0189``, ``2024-05-01``, ``42``).
+    Diffy's rule, with the digit so that ``first-name`` stays a field."""
+    return any(c.isdigit() for c in key) and _NOT_IDENTIFIER.search(key) is not None
 
 
 def matches(pattern: Pattern, path: Path, *, fold_case: bool = False) -> bool:

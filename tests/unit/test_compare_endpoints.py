@@ -81,3 +81,13 @@ def test_user_patterns_come_first() -> None:
     assert namer.name("GET", "/skus/blue-widget?x=1") == "GET /skus/{sku}"
     assert namer.name("GET", "/static/css/a.css") == "GET /static/*"
     assert namer.name("GET", "/skus/blue-widget/reviews") == "GET /skus/blue-widget/reviews"
+
+
+def test_dictionary_keys_that_look_like_ids_fold_into_one_field() -> None:
+    from shadowmesh.compare.paths import field_of
+
+    assert field_of(("body", "stock", "SKU-0189", "qty")) == "body.stock.*.qty"
+    assert field_of(("body", "2024-05-01", "n")) == "body.*.n"
+    assert field_of(("body", "items", 3, "id")) == "body.items[*].id"
+    assert field_of(("body", "v2", "oauth2")) == "body.v2.oauth2"  # words stay
+    assert field_of(("header", "x-b3-traceid")) == "header.x-b3-traceid"
