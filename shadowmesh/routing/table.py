@@ -31,6 +31,7 @@ from shadowmesh.model.resources import (
     HTTPRoute,
     Resource,
     Service,
+    ServiceEntry,
     VirtualService,
     fqdn,
     gateway_key,
@@ -186,6 +187,7 @@ class RouteTable:
         (``routing.compiler``, which keeps the units of what did not change) both end here."""
         exact, wildcards = _merge_units(units)
         aliases = build_aliases([*inventory.services, *exact])
+        aliases.update(_entry_addresses(inventory, aliases))
         by_port = _service_hosts(inventory, clusters, exact, wildcards)
         table = cls(
             rng=rng,
@@ -469,6 +471,21 @@ def _default_vhost(info: ServiceInfo, clusters: ClusterSet) -> VirtualHost:
     service = info.service
     source = f"{service.kind} {service.meta.namespace}/{service.meta.name}"
     return VirtualHost(info.fqdn, source, (route,))
+
+
+def _entry_addresses(inventory: Inventory, taken: Mapping[str, str]) -> dict[str, str]:
+    """A ServiceEntry's ``addresses`` (not CIDRs) name its first host, as Istio lists them
+    among the domains of the entry's virtual host: a request to ``10.0.0.5`` reaches it."""
+    out: dict[str, str] = {}
+    for info in inventory.services.values():
+        entry = info.service
+        if isinstance(entry, ServiceEntry) and info.fqdn == entry.hosts[0]:
+            for address in entry.addresses:
+                # An IPv6 address is written bracketed in a Host header.
+                form = f"[{address.lower()}]" if ":" in address else address
+                if "/" not in address and form not in taken:
+                    out.setdefault(form, info.fqdn)
+    return out
 
 
 def _listener_ports(inventory: Inventory) -> set[int]:

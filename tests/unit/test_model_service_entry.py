@@ -231,3 +231,15 @@ def test_an_unresolved_table_then_a_resolved_one_through_the_controller(tmp_path
     controller.refresh()
     assert route(tables[-1], "httpbin.org") == "outbound|80||httpbin.org 127.0.0.1:80"
     store.close()
+
+
+def test_a_service_entry_s_addresses_reach_its_host() -> None:
+    text = HTTPBIN_ORG.replace(
+        "resolution: DNS",
+        "resolution: STATIC\n  addresses: [10.9.8.7, 'fd00::7', 10.0.0.0/8]\n"
+        "  endpoints: [{address: 127.0.0.7}]",
+    )
+    table = RouteTable.compile([d.resource for d in load_text(text, "se.yaml").documents])
+    assert route(table, "10.9.8.7") == "outbound|80||httpbin.org 127.0.0.7:80"
+    assert route(table, "[fd00::7]:80") == "outbound|80||httpbin.org 127.0.0.7:80"
+    assert route(table, "10.1.2.3") == "404 NR"  # a CIDR is no Host
