@@ -13,7 +13,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shadowmesh.model.resources import Destination, LbPolicy, fqdn
+from shadowmesh.model.resources import Destination, LbPolicy, ServiceEntry, fqdn
 from shadowmesh.routing.balance import ClusterBalancer, make_balancer
 from shadowmesh.routing.inventory import Inventory, Member, ServiceInfo
 
@@ -62,7 +62,16 @@ class ClusterSet:
             self._add_service(info)
 
     def target(self, destination: Destination, namespace: str) -> Target:
+        """Where a route of a VirtualService in ``namespace`` sends ``destination``.
+
+        A ServiceEntry whose ``exportTo`` hides it from that namespace is not there for it:
+        the route finds no cluster (503 NC), as in Istio.
+        """
         host = fqdn(destination.host, namespace)
+        info = self._inventory.services.get(host)
+        if info is not None and isinstance(info.service, ServiceEntry):
+            if not info.service.visible_in(namespace):
+                return Target(host, destination.subset, destination.port, {})
         return self.target_for(host, destination.subset, destination.port)
 
     def target_for(self, host: str, subset: str, port: int | None) -> Target:

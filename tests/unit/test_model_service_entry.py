@@ -243,3 +243,27 @@ def test_a_service_entry_s_addresses_reach_its_host() -> None:
     assert route(table, "10.9.8.7") == "outbound|80||httpbin.org 127.0.0.7:80"
     assert route(table, "[fd00::7]:80") == "outbound|80||httpbin.org 127.0.0.7:80"
     assert route(table, "10.1.2.3") == "404 NR"  # a CIDR is no Host
+
+
+def test_a_service_entry_exported_elsewhere_is_not_there_for_a_route() -> None:
+    text = (
+        HTTPBIN_ORG.replace(
+            "resolution: DNS",
+            "resolution: STATIC\n  endpoints: [{address: 127.0.0.7}]\n  exportTo: [other]",
+        )
+        + """\
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ext}
+spec:
+  hosts: [api.local]
+  http:
+  - route: [{destination: {host: httpbin.org}}]
+"""
+    )
+    table = RouteTable.compile([d.resource for d in load_text(text, "se.yaml").documents])
+    assert route(table, "api.local:80") == "503 NC"
+    shown = text.replace("exportTo: [other]", "exportTo: ['.']")
+    table = RouteTable.compile([d.resource for d in load_text(shown, "se.yaml").documents])
+    assert route(table, "api.local:80") == "outbound|80||httpbin.org 127.0.0.7:80"
