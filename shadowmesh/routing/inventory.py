@@ -196,7 +196,11 @@ def _entry_info(
             ):
                 sources.append((w.address, w.ports, w.labels, f"{w.meta.namespace}/{w.meta.name}"))
     elif entry.endpoints:
-        sources = [(e.address, e.ports, e.labels, label) for e in entry.endpoints]
+        # Istio names an inline endpoint as a WorkloadEntry ``<entry>-<index>`` (its metrics'
+        # destination_workload; serviceentry/conversion.go).
+        sources = [
+            (e.address, e.ports, e.labels, f"{label}-{i}") for i, e in enumerate(entry.endpoints)
+        ]
     elif entry.resolution != "STATIC":
         sources = [(host, {}, {}, label)]
     members: dict[int, tuple[Member, ...]] = {}

@@ -210,3 +210,42 @@ def test_shadowmeshs_own_counters_are_still_folded_from_the_cells() -> None:
     snap = stats.snapshot()
     assert snap["requests"]["2xx"] == 2 and snap["requests"]["total"] == 2
     assert snap["requests_by"] == [{"cluster": V1, "status_class": "2xx", "flag": "", "count": 2}]
+
+
+SERVICE_ENTRY = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: staging}
+spec:
+  hosts: [staging.example.com]
+  location: MESH_INTERNAL
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 18091}, labels: {app: staging, version: v2}}
+  - {address: 127.0.0.2, ports: {http: 18091}, labels: {app: staging, version: v2}}
+"""
+
+
+def test_a_service_entrys_endpoints_are_named_as_istio_names_them() -> None:
+    """An inline endpoint is the workload ``<entry>-<index>`` (serviceentry/conversion.go); the
+    destination service is the host as written, its own name."""
+    from shadowmesh.model.load import load_text
+
+    resources = [d.resource for d in load_text(SERVICE_ENTRY, "se.yaml").documents]
+    table = RouteTable.compile(resources, rng=random.Random(1))
+    stats = Stats()
+    for _ in range(4):
+        decision = table.route(80, SimpleRequest(authority="staging.example.com"))
+        assert isinstance(decision, Forward), decision
+        decision.primary.release()
+        cluster, endpoint = decision.primary.cluster, decision.primary.endpoint
+        stats.count_request(cluster, 200, "", endpoint, "", 1, 0, 0)
+    samples = scrape(stats, table)
+    workloads = {labels["destination_workload"] for labels, _ in samples["istio_requests_total"]}
+    assert workloads <= {"staging-0", "staging-1"} and workloads
+    labels = samples["istio_requests_total"][0][0]
+    assert labels["destination_service"] == "staging.example.com"
+    assert labels["destination_service_name"] == "staging.example.com"
+    assert labels["destination_app"] == "staging" and labels["destination_version"] == "v2"
+    assert labels["destination_workload_namespace"] == "default"
