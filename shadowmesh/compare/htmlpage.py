@@ -31,6 +31,7 @@ pre { margin: 0; white-space: pre-wrap; word-break: break-all; max-width: 40em; 
 .verdict-line { font-size: 1.1em; }
 .responses { display: flex; gap: 1em; } .responses div { flex: 1; min-width: 0; }
 tr.drill td { background: #fafafa; }
+svg.timeline { background: #f4f4f4; vertical-align: middle; } svg.timeline rect { fill: #b00020; }
 """
 
 
@@ -99,7 +100,28 @@ def _endpoint_detail(endpoint: EndpointReport, baseline: bool) -> str:
     ]
     return (
         f"<h3><code>{_e(endpoint.endpoint)}</code>: {endpoint.requests} requests</h3>"
+        f"{_timeline(endpoint)}"
         f"<table>{head}{''.join(rows)}</table>{''.join(followers)}"
+    )
+
+
+def _timeline(endpoint: EndpointReport) -> str:
+    """The differing rate over time, as bars in inline SVG (no script in this page)."""
+    slices = endpoint.timeline
+    if len(slices) < 2:
+        return ""
+    width, height, bar = 300, 40, 300 / len(slices)
+    bars = []
+    for i, (_, requests, differing) in enumerate(slices):
+        rate = differing / requests if requests else 0.0
+        h = max(1.0, rate * height)
+        bars.append(
+            f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{max(1.0, bar - 1):.1f}" '
+            f'height="{h:.1f}"><title>{percent(rate)} of {int(requests)}</title></rect>'
+        )
+    return (
+        f'<p class="timeline">differing over time <svg class="timeline" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">{"".join(bars)}</svg></p>'
     )
 
 

@@ -197,6 +197,9 @@ class EndpointReport:
     latency: LatencyReport
     fields: list[FieldReport]
     reason: str = ""  # why the verdict, in a few words
+    # [slice start (epoch s), requests, differing] over the kept requests' time: the picture of
+    # the differing rate over time.
+    timeline: list[list[float]] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -397,6 +400,7 @@ def _endpoint_report(
         transitions=transitions,
         latency=_latency(snapshot, name, has_baseline),
         fields=fields,
+        timeline=[[t, n, d] for t, n, d in snapshot.timeline.get(name, [])],
     )
 
 

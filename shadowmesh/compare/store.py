@@ -149,6 +149,8 @@ class Snapshot:
     # Per endpoint, (candidate ms, baseline ms, started) of the most recent requests both
     # answered.
     pairs: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    # Per endpoint, (bucket start, requests, differing) over the kept requests' time.
+    timeline: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
 
 
 class CompareStore:
@@ -479,6 +481,7 @@ class CompareStore:
             snapshot.pairs = _pairs(db, snapshot.row.cid)
             if since is not None:
                 _window(db, snapshot, since)
+            snapshot.timeline = _timeline(db, snapshot.row.cid, since or 0.0)
             return snapshot
 
     def exchange_count(self) -> int:
@@ -510,6 +513,32 @@ def _add_columns(db: sqlite3.Connection) -> None:
         present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
         if column.split()[0] not in present:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+TIMELINE_BUCKETS = 30
+
+
+def _timeline(
+    db: sqlite3.Connection, cid: int, since: float
+) -> dict[str, list[tuple[float, int, int]]]:
+    """Requests and differing ones per endpoint in up to 30 equal slices of the kept time."""
+    first, last = db.execute(
+        "SELECT MIN(started), MAX(started) FROM exchanges WHERE cid = ? AND started >= ?",
+        (cid, since),
+    ).fetchone()
+    if first is None:
+        return {}
+    width = max(1.0, (last - first) / TIMELINE_BUCKETS)
+    rows = db.execute(
+        "SELECT endpoint, MIN(CAST((started - ?) / ? AS INTEGER), ?) AS b, COUNT(*), "
+        "SUM(differing) FROM exchanges WHERE cid = ? AND started >= ? "
+        "GROUP BY endpoint, b ORDER BY b",
+        (first, width, TIMELINE_BUCKETS - 1, cid, since),
+    )
+    out: dict[str, list[tuple[float, int, int]]] = {}
+    for endpoint, bucket, requests, differing in rows:
+        out.setdefault(endpoint, []).append((first + bucket * width, requests, differing or 0))
+    return out
 
 
 def _detail(f: FieldOutcome) -> list[int]:

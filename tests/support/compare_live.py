@@ -78,7 +78,7 @@ spec:
   primary: {{subset: v1}}
   candidate: {{subset: v2}}
   baseline: {{subset: v1b}}
-  thresholds: {{latencyMinSeconds: 0.5}}  # one curl run of 160 requests takes about a second
+  thresholds: {{latencyMinSeconds: 0}}  # one curl run of 160 requests: well under 2 s
 """
     )
 

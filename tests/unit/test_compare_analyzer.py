@@ -902,3 +902,21 @@ def test_a_latency_window_must_span_enough_time(make: Any) -> None:
     report = analyzer.report(*KEY)
     assert report is not None
     assert report.endpoints[0].latency.verdict == "regression"
+
+
+def test_the_differing_rate_over_time(make: Any) -> None:
+    analyzer = make(comparison(baseline=None))
+    start = time.time() - 100
+    exchanges = [
+        dataclasses.replace(
+            exchange("/a", reply({"a": 1}), reply({"a": 2 if i >= 50 else 1})), started=start + i
+        )
+        for i in range(100)
+    ]
+    feed(analyzer, exchanges)
+    report = analyzer.report(*KEY)
+    assert report is not None
+    timeline = report.endpoints[0].timeline
+    assert len(timeline) == 30 and sum(n for _, n, _ in timeline) == 100
+    assert timeline[0][2] == 0 and timeline[-1][2] == timeline[-1][1]  # changed half-way
+    assert '<svg class="timeline"' in render_html([report])

@@ -640,6 +640,7 @@
         { class: "drill-latency" },
         latencyChart(endpoint.latency, report.has_baseline),
         latencyVerdict(endpoint.latency, report),
+        timelineChart(endpoint.timeline || []),
       ),
     );
   }
@@ -797,6 +798,28 @@
       chart.append(svg("text", { x: pad.left + gi * groupWidth + groupWidth / 2, y: height - 6, class: "axis q", "text-anchor": "middle" }, q));
     });
     wrap.append(chart, chartLegend(sides));
+    return wrap;
+  }
+
+  // The differing rate over time: one bar per slice of the kept requests' time.
+  function timelineChart(slices) {
+    const wrap = h("figure", { class: "chart timeline" }, h("figcaption", {}, "Differing over time"));
+    if (slices.length < 2) {
+      wrap.append(h("p", { class: "empty" }, "Not enough time yet."));
+      return wrap;
+    }
+    const width = 340;
+    const height = 60;
+    const bar = width / slices.length;
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "bars", role: "img", "aria-label": "differing rate over time" });
+    slices.forEach(([start, requests, differing], i) => {
+      const rate = requests ? differing / requests : 0;
+      const barHeight = Math.max(1, rate * (height - 4));
+      chart.append(
+        svg("rect", { x: i * bar + 0.5, y: height - barHeight, width: Math.max(1, bar - 1), height: barHeight, class: "bar side-candidate" }, svg("title", {}, `${fmtTime(start)}: ${fmtPct(rate)} of ${fmtCount(requests)}`)),
+      );
+    });
+    wrap.append(chart);
     return wrap;
   }
 
