@@ -7,11 +7,12 @@ the route table is compiled from the last addresses each name resolved to (``sna
 when an answer changes, ``on_change`` is called so the caller compiles a new table.
 
 Each name is looked up again after its time to live, kept between ``min_refresh`` and
-``max_refresh``. The system resolver (``getaddrinfo``: ``/etc/hosts``, then DNS) reports no
-TTL, so ``default_ttl`` (60 s, Istio's ``dnsRefreshRate``) stands in for it; a lookup function
-that knows the TTL may return it. A failed lookup keeps the previous addresses (as Envoy keeps
-its hosts), is counted, and is retried after ``min_refresh``; it is logged once when a name
-starts failing or fails differently, and once when it recovers.
+``max_refresh``. ``DnsLookup`` reads ``/etc/hosts`` first (no TTL there: ``default_ttl``, 60 s,
+Istio's ``dnsRefreshRate``, stands in), then asks the nameservers of ``/etc/resolv.conf`` with
+dnspython, which gives the answer's TTL, and falls back to the system resolver
+(``getaddrinfo``, no TTL) when no nameserver answers. A failed lookup keeps the previous
+addresses (as Envoy keeps its hosts), is counted, and is retried after ``min_refresh``; it is
+logged once when a name starts failing or fails differently, and once when it recovers.
 """
 
 from __future__ import annotations
@@ -23,10 +24,80 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
+import dns.exception
+import dns.resolver
+
 log = logging.getLogger("shadowmesh.dns")
 
 # (addresses, TTL in seconds or None); raises OSError when the name does not resolve.
 Lookup = Callable[[str], tuple[tuple[str, ...], float | None]]
+
+
+class DnsLookup:
+    """``/etc/hosts``, then DNS with the answer's TTL, then the system resolver."""
+
+    def __init__(
+        self,
+        hosts_file: str = "/etc/hosts",
+        nameservers: list[str] | None = None,
+        port: int = 53,
+        lifetime: float = 2.0,
+    ) -> None:
+        self._hosts_file = hosts_file
+        self._resolver: dns.resolver.Resolver | None
+        try:
+            self._resolver = dns.resolver.Resolver(configure=nameservers is None)
+        except dns.exception.DNSException:
+            self._resolver = None  # no usable resolv.conf: the system resolver alone
+        if self._resolver is not None:
+            if nameservers is not None:
+                self._resolver.nameservers = nameservers
+            self._resolver.port = port
+            self._resolver.lifetime = lifetime
+
+    def __call__(self, name: str) -> tuple[tuple[str, ...], float | None]:
+        listed = self._from_hosts(name)
+        if listed:
+            return listed, None
+        if self._resolver is not None:
+            try:
+                return self._from_dns(name)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer) as exc:
+                raise OSError(f"{name}: {exc.__class__.__name__}") from None
+            except dns.exception.DNSException:
+                pass  # no nameserver answered: the system resolver may know better
+        return system_lookup(name)
+
+    def _from_hosts(self, name: str) -> tuple[str, ...]:
+        found: dict[str, None] = {}
+        try:
+            with open(self._hosts_file, encoding="utf-8", errors="replace") as hosts:
+                for line in hosts:
+                    fields = line.partition("#")[0].split()
+                    if len(fields) > 1 and name.lower() in (f.lower() for f in fields[1:]):
+                        found[fields[0]] = None
+        except OSError:
+            return ()
+        # IPv4 first, as system_lookup orders them.
+        return tuple(sorted(found, key=lambda a: ":" in a))
+
+    def _from_dns(self, name: str) -> tuple[tuple[str, ...], float | None]:
+        assert self._resolver is not None
+        addresses: list[str] = []
+        ttls: list[float] = []
+        missing: dns.exception.DNSException | None = None
+        for kind in ("A", "AAAA"):
+            try:
+                answer = self._resolver.resolve(name, kind, search=False)
+            except dns.resolver.NoAnswer as exc:
+                missing = exc
+                continue
+            addresses += [str(r.address) for r in answer]
+            if answer.rrset is not None:
+                ttls.append(float(answer.rrset.ttl))
+        if not addresses:
+            raise missing or OSError(f"no address for {name}")
+        return tuple(dict.fromkeys(addresses)), min(ttls) if ttls else None
 
 
 def system_lookup(name: str) -> tuple[tuple[str, ...], float | None]:
@@ -47,14 +118,14 @@ class Resolver:
         self,
         on_change: Callable[[], None],
         *,
-        lookup: Lookup = system_lookup,
+        lookup: Lookup | None = None,
         min_refresh: float = 5.0,
         max_refresh: float = 300.0,
         default_ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._on_change = on_change
-        self._lookup = lookup
+        self._lookup: Lookup = lookup if lookup is not None else DnsLookup()
         self._min = min_refresh
         self._max = max(max_refresh, min_refresh)
         self._default = default_ttl

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from pathlib import Path
 
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import pytest
 
 from shadowmesh.control.controller import Controller
-from shadowmesh.control.dns import Resolver, system_lookup
+from shadowmesh.control.dns import DnsLookup, Resolver, system_lookup
 from shadowmesh.control.store import Store
 from shadowmesh.errors import ConfigErrors
 from shadowmesh.model.load import load_text
@@ -267,3 +273,64 @@ spec:
     shown = text.replace("exportTo: [other]", "exportTo: ['.']")
     table = RouteTable.compile([d.resource for d in load_text(shown, "se.yaml").documents])
     assert route(table, "api.local:80") == "outbound|80||httpbin.org 127.0.0.7:80"
+
+
+class TinyDns:
+    """A DNS server on 127.0.0.1 (UDP) answering A queries from a table, with a TTL each."""
+
+    def __init__(self, records: dict[str, tuple[str, int]]) -> None:
+        self.records = records
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text(omit_final_dot=True)
+            if name not in self.records:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            elif question.rdtype == dns.rdatatype.A:
+                address, ttl = self.records[name]
+                reply.answer.append(dns.rrset.from_text(question.name, ttl, "IN", "A", address))
+            self.sock.sendto(reply.to_wire(), peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+def test_dns_answers_carry_their_ttl_and_the_hosts_file_comes_first(tmp_path: Path) -> None:
+    server = TinyDns({"api.test": ("127.0.0.9", 7), "slow.test": ("127.0.0.10", 86400)})
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n# 10.0.0.1 api.test\n")
+    try:
+        lookup = DnsLookup(str(hosts), nameservers=["127.0.0.1"], port=server.port)
+        assert lookup("api.test") == (("127.0.0.9",), 7.0)
+        assert lookup("localhost") == (("127.0.0.1", "::1"), None)
+        with pytest.raises(OSError, match="NXDOMAIN"):
+            lookup("missing.test")
+        # The resolver keeps an answer for its TTL, within its bounds.
+        clock = Clock()
+        resolver = Resolver(
+            lambda: None, lookup=lookup, min_refresh=1, max_refresh=3600, clock=clock
+        )
+        resolver.want({"api.test", "slow.test"})
+        assert resolver.resolve_due() is True
+        assert resolver.next_due() == 7.0
+        clock.now = 7.0
+        resolver.resolve_due()
+        assert resolver.next_due() == 14.0  # api.test again after 7 s; slow.test capped at 3600
+    finally:
+        server.close()
