@@ -88,6 +88,11 @@ _COLOURS = {"regression": "red", "difference": "yellow", "ok": "green"}
     type=float,
     help=f"Smallest latency effect, ms slower [spec, or {_D.latency_min_absolute_ms:g}].",
 )
+@click.option(
+    "--latency-min-seconds",
+    type=float,
+    help=f"Time the latency pairs must span [spec, or {_D.latency_min_seconds:g}].",
+)
 @admin_option
 @token_option
 @_errors_exit
@@ -104,6 +109,7 @@ def diff(
     min_field_effect: float | None,
     latency_min_effect: float | None,
     latency_min_ms: float | None,
+    latency_min_seconds: float | None,
     admin: str,
     admin_token_file: str | None,
 ) -> None:
@@ -117,6 +123,8 @@ def diff(
         click.echo(f"comparison.shadowmesh.io/{name} reset")
         return
     params = _params(alpha, min_pairs, min_field_effect, latency_min_effect, latency_min_ms)
+    if latency_min_seconds is not None:
+        params["latency_min_seconds"] = repr(latency_min_seconds)
     if since:
         params["since"] = repr(since_epoch(since))
     names = [name] if name else _names(client, namespace)

@@ -308,10 +308,12 @@ def test_diff_reset_and_threshold_overrides(stack: Stack, tmp_path: Path) -> Non
     loose = json.loads(run(stack, "diff", "httpbin-v2", "-o", "json").stdout)
     assert loose["thresholds"]["min_pairs"] == 10 and loose["verdict"] == "regression"
     strict = run(
-        stack, "diff", "httpbin-v2", "--min-pairs", "100", "--alpha", "0.001", "-o", "json"
-    )
+        stack, "diff", "httpbin-v2", "--min-pairs", "100", "--alpha", "0.001",
+        "--latency-min-seconds", "5", "-o", "json",
+    )  # fmt: skip
     answer = json.loads(strict.stdout)
     assert answer["thresholds"]["min_pairs"] == 100 and answer["thresholds"]["alpha"] == 0.001
+    assert answer["thresholds"]["latency_min_seconds"] == 5
     latency = {e["endpoint"]: e["latency"]["verdict"] for e in answer["endpoints"]}
     assert latency["GET /json"] == "insufficient data"
     assert get(stack, "/comparisons/default/httpbin-v2?alpha=2")[0] == 400
