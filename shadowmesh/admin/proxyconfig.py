@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shadowmesh.admin.http import HttpError, Request, Response, json_response
+from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.decision import host_port
 from shadowmesh.routing.table import RouteTable
 
@@ -19,23 +20,25 @@ TYPES = ("routes", "clusters", "endpoints", "listeners")
 Row = dict[str, Any]
 
 
-def handle(table: RouteTable | None, bind: str, request: Request) -> Response:
+def handle(table: RouteTable | None, own: OwnListeners | None, request: Request) -> Response:
     kind = request.param("type") or ""
     if kind not in TYPES:
         raise HttpError(400, f"type must be one of {', '.join(TYPES)}, got {kind!r}")
     if table is None:
         raise HttpError(503, "the route table is not compiled yet")
-    return json_response(200, {"type": kind, "items": rows(kind, table.describe(), bind)})
+    own = own or OwnListeners("")
+    items = rows(kind, table.describe(), own.bind, own.gateway_bind)
+    return json_response(200, {"type": kind, "items": items})
 
 
-def rows(kind: str, dump: Mapping[str, Any], bind: str) -> list[Row]:
+def rows(kind: str, dump: Mapping[str, Any], bind: str, gateway_bind: str = "") -> list[Row]:
     if kind == "routes":
         return routes(dump)
     if kind == "clusters":
         return clusters(dump)
     if kind == "endpoints":
         return endpoints(dump)
-    return listeners(dump, bind)
+    return listeners(dump, bind, gateway_bind)
 
 
 def routes(dump: Mapping[str, Any]) -> list[Row]:
@@ -61,7 +64,27 @@ def routes(dump: Mapping[str, Any]) -> list[Row]:
                             "route": route["name"],
                         }
                     )
+    for ingress in dump.get("ingress", []):
+        name = _ingress_route(ingress)
+        for vhost in ingress["virtualHosts"]:
+            for route in vhost["routes"]:
+                for match in _matches(route["match"]):
+                    out.append(
+                        {
+                            "name": name,
+                            "vhostName": f"{vhost['name']}:{ingress['port']}",
+                            "domains": vhost["domains"],
+                            "match": match,
+                            "virtualService": _virtual_service(vhost["source"]),
+                            "route": route["name"],
+                        }
+                    )
     return out
+
+
+def _ingress_route(ingress: Mapping[str, Any]) -> str:
+    """A Gateway port's route config, named as Istio names a gateway's: ``http.8080``."""
+    return f"{'https' if ingress['tls'] else 'http'}.{ingress['port']}"
 
 
 def clusters(dump: Mapping[str, Any]) -> list[Row]:
@@ -72,7 +95,7 @@ def clusters(dump: Mapping[str, Any]) -> list[Row]:
             "port": c["port"],
             "subset": c["subset"],
             "direction": "outbound",
-            "type": "EDS",
+            "type": c.get("type", "EDS"),
             "destinationRule": c["destinationRule"],
             "lbPolicy": c["lbPolicy"],
         }
@@ -94,8 +117,10 @@ def endpoints(dump: Mapping[str, Any]) -> list[Row]:
     ]
 
 
-def listeners(dump: Mapping[str, Any], bind: str) -> list[Row]:
-    return [
+def listeners(dump: Mapping[str, Any], bind: str, gateway_bind: str = "") -> list[Row]:
+    """The Service ports' listeners, then the Gateway ports' (one row per SNI host list of a
+    TLS server, as istioctl shows filter chains)."""
+    out = [
         {
             "addresses": [bind],
             "port": listener["port"],
@@ -104,6 +129,19 @@ def listeners(dump: Mapping[str, Any], bind: str) -> list[Row]:
         }
         for listener in dump.get("listeners", [])
     ]
+    for ingress in dump.get("ingress", []):
+        route = f"Route: {_ingress_route(ingress)}"
+        matches = [f"SNI: {','.join(t['hosts'])}" for t in ingress["tls"]] or ["ALL"]
+        for match in matches:
+            out.append(
+                {
+                    "addresses": [gateway_bind or "0.0.0.0"],
+                    "port": ingress["port"],
+                    "match": match,
+                    "destination": route,
+                }
+            )
+    return out
 
 
 def _matches(blocks: Sequence[Mapping[str, Any]]) -> list[str]:

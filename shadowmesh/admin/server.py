@@ -276,8 +276,7 @@ class AdminServer:
         return Response(200, b"".join((b"{\n", dump[1], b",\n", state, b"\n}\n")))
 
     def proxy_config(self, request: Request) -> Response:
-        own = self._controller.own_listeners
-        return proxyconfig.handle(self._controller.table, own.bind if own else "", request)
+        return proxyconfig.handle(self._controller.table, self._controller.own_listeners, request)
 
     def analyze(self, request: Request) -> Response:
         """``apply``'s checks and warnings, nothing applied (``shadowmesh analyze``)."""

@@ -17,6 +17,14 @@ from shadowmesh.model.resources import Destination, LbPolicy, ServiceEntry, fqdn
 from shadowmesh.routing.balance import ClusterBalancer, make_balancer
 from shadowmesh.routing.inventory import Inventory, Member, ServiceInfo
 
+# Envoy's cluster type per ServiceEntry resolution, as istiod builds them (a Service's: EDS).
+DISCOVERY = {
+    "STATIC": "EDS",
+    "DNS": "STRICT_DNS",
+    "DNS_ROUND_ROBIN": "LOGICAL_DNS",
+    "NONE": "ORIGINAL_DST",
+}
+
 
 def cluster_name(port: int, subset: str, host: str) -> str:
     return f"outbound|{port}|{subset}|{host}"
@@ -31,6 +39,7 @@ class Cluster:
     members: tuple[Member, ...]
     balancer: ClusterBalancer
     rule: str = ""  # the DestinationRule that shapes it, "name.namespace" as istioctl shows it
+    discovery: str = "EDS"  # Envoy's cluster type, as istioctl shows it (``DISCOVERY``)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -87,12 +96,14 @@ class ClusterSet:
         rule = self._inventory.rules.get(info.fqdn)
         rule_lb = rule.load_balancer if rule is not None else None
         by = f"{rule.meta.name}.{rule.meta.namespace}" if rule is not None else ""
+        service = info.service
+        kind = DISCOVERY[service.resolution] if isinstance(service, ServiceEntry) else "EDS"
         for port in info.ports:
-            self._add(info.fqdn, port, "", info.members.get(port, ()), rule_lb, by)
+            self._add(info.fqdn, port, "", info.members.get(port, ()), rule_lb, by, kind)
             for subset in rule.subsets if rule is not None else ():
                 members = info.subset_members(port, subset.labels)
                 lb = subset.load_balancer or rule_lb
-                self._add(info.fqdn, port, subset.name, members, lb, by)
+                self._add(info.fqdn, port, subset.name, members, lb, by, kind)
 
     def _add(
         self,
@@ -102,13 +113,14 @@ class ClusterSet:
         members: tuple[Member, ...],
         lb: LbPolicy | None,
         rule: str = "",
+        discovery: str = "EDS",
     ) -> None:
         name = cluster_name(port, subset, host)
         if name in self.by_name:
             return  # a subset name repeated in one rule: the first one defines it
         endpoints = tuple(m.endpoint for m in members)
         balancer = make_balancer(lb, endpoints, self._rng)
-        cluster = Cluster(name, host, port, subset, members, balancer, rule)
+        cluster = Cluster(name, host, port, subset, members, balancer, rule, discovery)
         self.by_name[name] = cluster
         self._by_host_subset.setdefault((host, subset), {})[port] = cluster
 

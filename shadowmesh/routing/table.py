@@ -583,6 +583,7 @@ def _describe_cluster(cluster: Cluster) -> dict[str, Any]:
         "port": cluster.port,
         "subset": cluster.subset,
         "destinationRule": cluster.rule,
+        "type": cluster.discovery,
         "lbPolicy": balancer.policy,
         "endpoints": [
             {

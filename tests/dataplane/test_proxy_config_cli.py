@@ -169,3 +169,68 @@ def test_analyze_against_the_running_config_applies_nothing(
     # Nothing was applied: the stored VirtualService still has no mirror.
     stored = shadowmesh("get", "vs", "app", "-o", "json", *admin)
     assert "mirror" not in json.loads(stored.stdout)["spec"]["http"][0]
+
+
+# --- the rows for a Gateway and ServiceEntries, from a compiled table -------------------------
+
+INGRESS = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: httpbin-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: ["*"]
+  gateways: [httpbin-gateway]
+  http:
+  - match: [{uri: {prefix: /status}}, {uri: {exact: /headers}}]
+    route: [{destination: {host: httpbin, port: {number: 8000}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 443, name: https, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: vms}
+spec:
+  hosts: [vms.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.7}]
+"""
+
+
+def test_gateway_routes_and_listeners_and_cluster_types() -> None:
+    import random
+
+    from shadowmesh.admin.proxyconfig import rows
+    from shadowmesh.model.load import load_text
+    from shadowmesh.routing.table import RouteTable
+    from shadowmesh.routing.testing import seed_workloads
+
+    resources = seed_workloads() + [d.resource for d in load_text(INGRESS, "in.yaml").documents]
+    dump = RouteTable.compile(resources, rng=random.Random(1)).describe()
+    gateway = [r for r in rows("routes", dump, "127.0.0.1", "0.0.0.0") if r["name"] == "http.8080"]
+    assert [(r["vhostName"], r["match"], r["virtualService"]) for r in gateway] == [
+        ("*:8080", "/status*", "httpbin.default"),
+        ("*:8080", "/headers", "httpbin.default"),
+    ]
+    listeners = rows("listeners", dump, "127.0.0.1", "192.0.2.1")
+    assert {"addresses": ["192.0.2.1"], "port": 8080, "match": "ALL",
+            "destination": "Route: http.8080"} in listeners  # fmt: skip
+    types = {r["serviceFqdn"]: r["type"] for r in rows("clusters", dump, "127.0.0.1")}
+    assert types["api.example.com"] == "STRICT_DNS"
+    assert types["vms.example.com"] == "EDS"
+    assert types["httpbin.default.svc.cluster.local"] == "EDS"
