@@ -478,7 +478,10 @@ async def serve_forever(
         max_refresh=options.dns_refresh[1],
     )
     controller.dns = dns
-    for warning in await config.run(controller.start):
+    plane.skip_bad_credentials = True
+    started = await config.run(controller.start)
+    plane.skip_bad_credentials = False
+    for warning in [*started, *plane.ingress_skipped]:
         click.echo(f"Warning: {warning}", err=True)
     dns.start()
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from shadowmesh.dataplane.downstream import ClientConnection
 from shadowmesh.dataplane.listener import Listener
-from shadowmesh.dataplane.tls import server_context
+from shadowmesh.dataplane.tls import CredentialError, server_context
 from shadowmesh.errors import ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher
 from shadowmesh.mirror.pairing import ComparePlan, Sink
@@ -108,6 +108,12 @@ class DataPlane:
         self.gateway_bind = bind
         self.credentials_dir: str | None = None
         self.ingress: dict[int, tuple[IngressPlan, Listener]] = {}
+        # At start, a stored Gateway whose certificate is gone leaves its port closed (named
+        # in ``ingress_skipped``) rather than keeping the proxy from starting; an apply that
+        # names a bad certificate is refused instead.
+        self.skip_bad_credentials = False
+        self.ingress_skipped: list[str] = []
+        self._skipped_plans: dict[int, IngressPlan] = {}  # stays closed until its plan changes
         self.connections: set[ClientConnection] = set()
         self.draining = False  # shutting down: see ``shutdown``
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -166,7 +172,16 @@ class DataPlane:
                 current = self.ingress.get(port)
                 if current is not None and current[0] == plan:
                     continue
-                context = server_context(plan, self.credentials_dir)
+                if self._skipped_plans.get(port) == plan:
+                    continue  # skipped at start; an apply that changes the Gateway retries it
+                try:
+                    context = server_context(plan, self.credentials_dir)
+                except CredentialError as exc:
+                    if not self.skip_bad_credentials:
+                        raise
+                    self._skipped_plans[port] = plan
+                    self.ingress_skipped.append(f"Gateway port {port} not opened: {exc}")
+                    continue
                 if current is not None:
                     current[1].close()  # the port is taken again at once, with the new plan
                     del self.ingress[port]

@@ -176,3 +176,24 @@ def test_a_missing_credential_refuses_the_apply_and_changes_nothing(
         "No resources found"
         in mesh.cli("get", "gateway").stdout + mesh.cli("get", "gateway").stderr
     )
+
+
+def test_a_certificate_gone_at_restart_leaves_only_its_port_closed(
+    mesh: Mesh, ports: dict[str, int], pki: Path
+) -> None:
+    mesh.apply_examples("00-workloads.yaml", "01-service.yaml", "02-route-v1.yaml")
+    mesh.apply(mesh.write("gateway.yaml", gateway(ports, pki)))
+    mesh.proxy.stop()
+    (pki / "credentials" / "httpbin-credential" / "tls.crt").unlink()
+    mesh.proxy.start()
+
+    assert "Gateway port" in mesh.proxy.stderr() and "not opened" in mesh.proxy.stderr()
+    # Both TLS servers read the certificate that is gone; the plain one still answers.
+    redirect = curl(
+        "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {HOST}",
+        f"http://127.0.0.1:{ports['http']}/",
+    )  # fmt: skip
+    assert redirect.stdout == "301"
+    assert mesh.statuses("/status/200") == [200]
+    # An unrelated apply is not refused for the Gateway stored before.
+    mesh.apply(mesh.example("03-mirror.yaml"))
