@@ -227,7 +227,8 @@ _NOT_ACTED_ON = "shadowmesh does not act on this kind"
 _ISTIO_V1 = ("v1", "v1beta1", "v1alpha3")
 _ISTIO_SECURITY = ("v1", "v1beta1")
 
-# Why each skipped kind is skipped: the end of its warning. Security kinds say what is not
+# Istio 1.31's other kinds (istio/api), with the versions a cluster serves them in. Why each
+# skipped kind is skipped: the end of its warning. Security kinds say what is not
 # enforced, in capitals, because a user who applies a deny policy must not believe it holds.
 _ISTIO_SKIPPED: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     (ISTIO_NETWORKING, "Sidecar"): (_ISTIO_V1, _NOT_ACTED_ON + "; every workload sees every host"),
