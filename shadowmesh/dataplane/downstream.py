@@ -32,6 +32,7 @@ from shadowmesh.dataplane.request import (
     valid_authority,
     via_names,
 )
+from shadowmesh.dataplane.tls import requested_server_name
 from shadowmesh.routing.decision import socket_address
 from shadowmesh.upstream.connection import UpstreamConnection
 from shadowmesh.upstream.headlimit import MAX_HEAD_BYTES, MAX_HEADERS, HeadLimit
@@ -107,7 +108,7 @@ class ClientConnection(asyncio.Protocol):
         self.line_read = False  # an HTTP/0.9 request line ended (llhttp does not say it did)
         self.valid_host = b""  # the last Host this connection sent that was found valid
         self._fragment = b""  # the part of the target the current read held
-        self._addresses: tuple[str, str] | None = None
+        self._addresses: tuple[str, str, str] | None = None
         self.held = b""  # the rest of a read, not parsed while MAX_PIPELINED requests wait
         self.feed_soon = False  # held bytes will be parsed on the next loop turn
         self.write_paused = False  # the client is not reading its answers: nothing new starts
@@ -135,15 +136,17 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.peer_ip = str(peer[0]).encode()
 
-    def addresses(self) -> tuple[str, str]:
-        """(local, remote) address of this connection as the access log writes them, looked up
-        once per connection and only when a log format prints them."""
+    def addresses(self) -> tuple[str, str, str]:
+        """(local, remote address, SNI name) of this connection as the access log writes them,
+        looked up once per connection and only when a log format prints them."""
         if self._addresses is None:
             transport = self.transport
             if transport is None:
-                return ("", "")
+                return ("", "", "")
             local = socket_address(transport.get_extra_info("sockname"))
-            self._addresses = (local, socket_address(transport.get_extra_info("peername")))
+            remote = socket_address(transport.get_extra_info("peername"))
+            sni = requested_server_name(transport.get_extra_info("ssl_object"))
+            self._addresses = (local, remote, sni)
         return self._addresses
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -614,6 +617,7 @@ class ClientConnection(asyncio.Protocol):
         line_read = version != "0.0"
         headers = self._headers
         now = plane.clock()
+        local, remote, sni = self.addresses() if plane.access_log.istio else ("", "", "")
         plane.access_log.request(
             time.time() - (now - self.since),
             parser.get_method() if self._url else b"",
@@ -632,7 +636,10 @@ class ClientConnection(asyncio.Protocol):
             False,
             -1,
             "",
-            *(self.addresses() if plane.access_log.istio else ("", "")),
+            local,
+            remote,
+            "",
+            sni,
         )
 
     def close(self) -> None:

@@ -600,9 +600,9 @@ class Exchange:
         if not access_log.enabled:
             return
         # What only Istio's formats print; the addresses are looked up only for them.
-        local = remote = upstream_local = ""
+        local = remote = upstream_local = sni = ""
         if access_log.istio:
-            local, remote = self.client.addresses()
+            local, remote, sni = self.client.addresses()
             conn = self.used_conn
             upstream_local = conn.local_address() if conn is not None else ""
         access_log.request(
@@ -626,6 +626,7 @@ class Exchange:
             local,
             remote,
             self.route_name,
+            sni,
         )
 
     def trace(self, cluster: str) -> None:

@@ -37,6 +37,7 @@ def server_context(plan: IngressPlan, credentials_dir: str | None) -> ssl.SSLCon
         if not name:
             return
         name = name.lower()
+        setattr(sock, SNI_ATTRIBUTE, name)  # the access log's REQUESTED_SERVER_NAME
         for hosts, context in contexts:
             if any(intersect(name, h) == name for h in hosts):
                 sock.context = context
@@ -44,6 +45,16 @@ def server_context(plan: IngressPlan, credentials_dir: str | None) -> ssl.SSLCon
 
     default.sni_callback = choose
     return default
+
+
+# Where ``choose`` leaves the name a client asked for; the server side of ``ssl`` keeps none.
+SNI_ATTRIBUTE = "shadowmesh_requested_server_name"
+
+
+def requested_server_name(ssl_object: object) -> str:
+    """The SNI name of a connection's ``ssl_object`` (``get_extra_info``), "" if none."""
+    name = getattr(ssl_object, SNI_ATTRIBUTE, "") if ssl_object is not None else ""
+    return name if isinstance(name, str) else ""
 
 
 def _context(server: TlsServer, credentials_dir: str | None, port: int) -> ssl.SSLContext:

@@ -47,6 +47,7 @@ ISTIO_FIELDS = (
     "downstream_local_address",
     "downstream_remote_address",
     "route_name",
+    "requested_server_name",
 )
 
 # %RESPONSE_CODE_DETAILS% by response flag, for an answer the upstream did not start (Envoy's
@@ -100,6 +101,7 @@ class AccessRecord:
         downstream_local_address: str = "",
         downstream_remote_address: str = "",
         route_name: str = "",
+        requested_server_name: str = "",  # the SNI name of a TLS connection
     ) -> None:
         self.start_time = start_time
         self.method = method
@@ -122,6 +124,7 @@ class AccessRecord:
         self.downstream_local_address = downstream_local_address
         self.downstream_remote_address = downstream_remote_address
         self.route_name = route_name
+        self.requested_server_name = requested_server_name
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELDS}
@@ -225,8 +228,8 @@ def format_istio(r: AccessRecord) -> str:
         f'"-" {r.bytes_received} {r.bytes_sent} {r.duration_ms} {_service_time(r)} '
         f"{q(r.x_forwarded_for)} {q(r.user_agent)} {q(r.request_id)} {q(r.authority)} "
         f"{q(r.upstream_host)} {_word(r.upstream_cluster)} {_word(r.upstream_local_address)} "
-        f"{_word(r.downstream_local_address)} {_word(r.downstream_remote_address)} - "
-        f"{_word(r.route_name)}"
+        f"{_word(r.downstream_local_address)} {_word(r.downstream_remote_address)} "
+        f"{_word(r.requested_server_name)} {_word(r.route_name)}"
     )
 
 
@@ -245,7 +248,7 @@ def format_istio_json(r: AccessRecord) -> str:
         "path": r.path or None,
         "protocol": r.protocol,
         "request_id": r.request_id or None,
-        "requested_server_name": None,
+        "requested_server_name": r.requested_server_name or None,
         "response_code": r.status,
         "response_code_details": _none(response_code_details(r)),
         "response_flags": r.response_flags or "-",
@@ -372,6 +375,7 @@ class AccessLog:
         downstream_local_address: str = "",
         downstream_remote_address: str = "",
         route_name: str = "",
+        requested_server_name: str = "",
     ) -> None:
         """Log one request (a primary or a shadow copy) from its wire values: the one place a
         record is made from an exchange, so every line decodes and times its fields alike."""
@@ -400,6 +404,7 @@ class AccessLog:
                 downstream_local_address=downstream_local_address,
                 downstream_remote_address=downstream_remote_address,
                 route_name=route_name,
+                requested_server_name=requested_server_name,
             )
         )
 

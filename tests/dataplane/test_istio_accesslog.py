@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.support.serve import Served, mesh_yaml
+from tests.support.certs import make_ca
+from tests.support.serve import Served, free_port, mesh_yaml
 from tests.support.upstreams import RecordingUpstream
 
 MIRROR_V2 = "    mirror: {host: app, subset: v2}\n"
@@ -91,3 +94,55 @@ def test_istio_json_log(upstreams: list[RecordingUpstream], serve: Callable[...,
     assert data["upstream_cluster"] == f"outbound|{served.port}||app.default.svc.cluster.local"
     assert data["path"] == "/a" and data["method"] == "GET"
     assert isinstance(data["duration"], int) and isinstance(data["upstream_service_time"], str)
+
+
+def test_istio_log_of_a_tls_ingress_request_names_its_server_name(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    """%REQUESTED_SERVER_NAME% is the SNI name the client sent to the Gateway's TLS server."""
+    host = "httpbin.example.com"
+    ca = make_ca(tmp_path / "pki")
+    server = ca.issue(tmp_path / "pki", "server", host)
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams.extend([v1, v2])
+    https = free_port()
+    ingress = f"""
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {https}, name: https, protocol: HTTPS}}
+    tls: {{mode: SIMPLE, serverCertificate: {server.cert}, privateKey: {server.key}}}
+    hosts: ["{host}"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: ingress}}
+spec:
+  hosts: ["{host}"]
+  gateways: [gw]
+  http:
+  - route:
+    - destination: {{host: app, subset: v1}}
+"""
+    served = serve(
+        mesh_yaml(v1.port, v2.port) + ingress,
+        "--access-log-format", "istio", "--gateway-bind", "127.0.0.1",
+    )  # fmt: skip
+    context = ssl.create_default_context(cafile=str(ca.cert))
+    with socket.create_connection(("127.0.0.1", https), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(f"GET /a HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    [line] = lines(served, 1)
+    fields = ISTIO_LINE.match(line)
+    assert fields is not None, line
+    assert fields["sni"] == host
+    assert fields["downstream_local"] == f"127.0.0.1:{https}"
+    assert fields["cluster"].startswith("outbound|") and "|v1|app.default" in fields["cluster"]
