@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.offload import ConfigThread
+from shadowmesh.errors import ShadowmeshError
 
 POLL = 0.1
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -126,13 +127,22 @@ async def follow_store(
     """In a worker: catch up whenever another process commits a new revision.
 
     The revision is read and the change loaded and compiled on the config thread, as an
-    apply is in the main process; the controller re-reads only the rows that changed.
+    apply is in the main process; the controller re-reads only the rows that changed. A store
+    that fails (a full disk, a damaged row) is said once, and the worker keeps the table it
+    has, trying again at the next poll.
     """
     seen = await config.read(lambda: controller.revision)
+    failed = ""
     while True:
         await asyncio.sleep(POLL)
-        revision = await config.read(lambda: controller.revision)
-        if revision != seen:
-            seen = revision
-            for warning in await config.run(controller.start):
-                warn(warning)
+        try:
+            revision = await config.read(lambda: controller.revision)
+            if revision != seen:
+                for warning in await config.run(controller.start):
+                    warn(warning)
+                seen = revision
+            failed = ""
+        except ShadowmeshError as exc:
+            if str(exc) != failed:
+                failed = str(exc)
+                warn(f"keeping the current config: {exc}")

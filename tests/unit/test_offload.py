@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from shadowmesh.control.offload import ConfigThread
+from shadowmesh.control.store import StoreError
 
 
 def test_jobs_run_off_the_loop_and_swaps_on_it() -> None:
@@ -63,3 +64,38 @@ def test_only_a_config_change_freezes_what_survives_it() -> None:
         await config.close()
 
     asyncio.run(main())
+
+
+def test_a_worker_keeps_its_table_while_the_store_fails() -> None:
+    """follow_store: a failing load is said once, the table kept, and retried until it works."""
+    from shadowmesh.cli import workers
+
+    class Flaky:
+        revision = 0
+        starts = 0
+
+        def start(self) -> list[str]:
+            self.starts += 1
+            if self.starts <= 3:
+                raise StoreError("config.db: the disk is full")
+            return ["loaded"]
+
+    async def main() -> list[str]:
+        config = ConfigThread(asyncio.get_running_loop())
+        flaky = Flaky()
+        said: list[str] = []
+        task = asyncio.get_running_loop().create_task(
+            workers.follow_store(config, flaky, said.append)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.05)
+        flaky.revision = 1
+        for _ in range(500):  # 10 s at most
+            if "loaded" in said:
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await config.close()
+        return said
+
+    said = asyncio.run(main())
+    assert said == ["keeping the current config: config.db: the disk is full", "loaded"]
