@@ -216,6 +216,12 @@ def test_the_page_shows_the_comparison_its_regressions_and_the_mirrors(
     candidate = examples.locator(".example-value.side-candidate").first
     assert "absent" in primary.inner_text()
     assert "Yours Truly" in candidate.inner_text()
+    # ...and the drill-down to reproduce it: the full responses and a curl line per version.
+    reproduce = examples.locator("details.reproduce").first
+    reproduce.locator("summary").click()
+    curl = reproduce.locator('pre.curl[data-side="candidate"]')
+    assert curl.inner_text().startswith("curl -sS -i -X GET")
+    assert '"http://$CANDIDATE"' in curl.inner_text() and "/json" in curl.inner_text()
 
     # The route table: the primary's weight and both mirror targets with their percentages.
     vhost = page.locator('[data-vhost="httpbin.default.svc.cluster.local"]')

@@ -757,7 +757,23 @@
             value === null ? h("span", { class: "absent" }, "absent") : h("pre", {}, value),
           );
         }),
+        reproduce(e),
       ]),
+    );
+  }
+
+  // The drill-down of one example: the whole (redacted, capped) responses and a curl line per
+  // version, to reproduce it ($PRIMARY, $CANDIDATE, $BASELINE: each version's host:port).
+  function reproduce(e) {
+    if (!e.curl || !Object.keys(e.curl).length) return null;
+    return h(
+      "details",
+      { class: "reproduce" },
+      h("summary", {}, "reproduce: full responses and curl"),
+      Object.entries(e.responses || {}).map(([side, text]) =>
+        h("div", { class: `example-value side-${side}` }, h("div", { class: "example-side" }, side), h("pre", {}, text)),
+      ),
+      Object.entries(e.curl).map(([side, line]) => h("pre", { class: "curl", dataset: { side } }, line)),
     );
   }
 
