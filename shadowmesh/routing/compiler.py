@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from shadowmesh.model.resources import Resource, VirtualService, resource_key
 from shadowmesh.routing.clusters import ClusterSet
 from shadowmesh.routing.inventory import build_inventory
-from shadowmesh.routing.table import HostUnit, RouteTable, delegates_of, host_unit
+from shadowmesh.routing.table import MESH, HostUnit, RouteTable, delegates_of, host_unit
 
 Key = tuple[str, str, str]
 
@@ -42,7 +42,7 @@ class RouteCompiler:
         self._rng = rng if rng is not None else random.Random()
         self._others: dict[Key, Resource] = {}
         self._clusters: ClusterSet | None = None
-        self._units: dict[Key, _Unit] = {}
+        self._units: dict[UnitKey, _Unit] = {}
         self._dns: Mapping[str, tuple[str, ...]] = {}
         self.reused = 0  # units taken from the previous compile, by the last compile()
 
@@ -61,26 +61,34 @@ class RouteCompiler:
             clusters = ClusterSet(inventory, self._rng)
             self._units = {}
         delegates = delegates_of(inventory)
-        units: dict[Key, _Unit] = {}
+        previous = self._units
+        units: dict[UnitKey, _Unit] = {}
         reused = 0
-        for vs in inventory.virtual_services:
-            key = resource_key(vs)
+
+        def unit_for(vs: VirtualService, gateway: str) -> HostUnit:
+            """The unit of ``vs`` for ``gateway`` (the mesh, or a Gateway's key): the previous
+            compile's while nothing it was compiled from changed."""
+            nonlocal reused
+            key = (resource_key(vs), gateway)
             named = _named_delegates(vs, delegates)
-            cached = self._units.get(key)
+            cached = previous.get(key)
             if cached is not None and _same_vs(cached.vs, vs) and _same_deps(cached.named, named):
-                units[key] = _Unit(vs, named, cached.unit)
+                unit = cached.unit
                 reused += 1
             else:
-                units[key] = _Unit(vs, named, host_unit(vs, clusters, delegates))
-        table = RouteTable.assemble(
-            resources, inventory, clusters, (u.unit for u in units.values()), self._rng
-        )
+                unit = host_unit(vs, clusters, delegates, gateway)
+            units[key] = _Unit(vs, named, unit)
+            return unit
+
+        mesh = [unit_for(vs, MESH) for vs in inventory.virtual_services]
+        table = RouteTable.assemble(resources, inventory, clusters, mesh, self._rng, unit_for)
         self._others, self._clusters, self._units, self.reused = others, clusters, units, reused
         self._dns = dns
         return table
 
 
 DelegateKey = tuple[str, str]  # (namespace, name)
+UnitKey = tuple[Key, str]  # (VirtualService, the mesh or a Gateway's key)
 
 
 class _Unit:

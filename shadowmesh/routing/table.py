@@ -22,7 +22,7 @@ import dataclasses
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,21 +95,35 @@ class IngressHosts:
     wildcards: Mapping[str, VirtualHost]
 
 
-def _ingress_hosts(inventory: Inventory, clusters: ClusterSet) -> dict[int, IngressHosts]:
+# Compiles and describe() run on the config thread beside the serving loop. Compiled, a loop
+# over 10,000 VirtualServices or virtual hosts would hold the GIL from its start to its end
+# (mypyc code never offers it to another thread: 130 ms for describe() at that size), so the
+# long loops let go of it every so many.
+_GIL_EVERY = 256
+
+
+def _ingress_hosts(
+    inventory: Inventory, clusters: ClusterSet, unit_for: GatewayUnit | None = None
+) -> dict[int, IngressHosts]:
     """Per ingress port, the hosts of the VirtualServices bound to its servers' Gateways."""
     delegates = delegates_of(inventory)
+    compile_unit: GatewayUnit = (
+        unit_for if unit_for is not None else lambda v, g: host_unit(v, clusters, delegates, g)
+    )
     out: dict[int, IngressHosts] = {}
     for port, ingress in ingress_ports(inventory.gateways).items():
         exact: dict[str, VirtualHost] = {}
         wildcards: dict[str, VirtualHost] = {}
         units: dict[tuple[str, str, str], HostUnit] = {}  # one compile per VS and Gateway
-        for vs in inventory.virtual_services:
+        for i, vs in enumerate(inventory.virtual_services):
+            if i % _GIL_EVERY == _GIL_EVERY - 1:
+                time.sleep(0)  # releases the GIL (see _GIL_EVERY)
             for gateway, server in ingress.servers:
                 if not bound_to(vs, gateway):
                     continue
                 key = (vs.meta.namespace, vs.meta.name, gateway.key)
                 if key not in units:
-                    units[key] = host_unit(vs, clusters, delegates, gateway.key)
+                    units[key] = compile_unit(vs, gateway.key)
                 for host, vhost in units[key]:
                     name = admits(gateway, server, vs, host)
                     if name is not None:
@@ -181,6 +195,7 @@ class RouteTable:
         clusters: ClusterSet,
         units: Iterable[HostUnit],
         rng: random.Random,
+        gateway_unit: GatewayUnit | None = None,
     ) -> RouteTable:
         """The table of ``inventory`` from the host units of its VirtualServices, in
         ``inventory.virtual_services`` order: ``compile()`` and the incremental compiler
@@ -203,7 +218,7 @@ class RouteTable:
         )
         table.dns_names = inventory.dns_names
         table.comparisons = tuple(comparisons_for(resources))
-        table._ingress = _ingress_hosts(inventory, clusters)
+        table._ingress = _ingress_hosts(inventory, clusters, gateway_unit)
         table.ingress = {port: i.plan for port, i in table._ingress.items()}
         return table
 
@@ -345,6 +360,10 @@ class RouteTable:
 # What one VirtualService contributes to the host maps: (host, its virtual host) per host,
 # a wildcard host starting with "*".
 HostUnit = tuple[tuple[str, VirtualHost], ...]
+
+# How a VirtualService bound to a Gateway (by key) is compiled: ``host_unit``, or the
+# incremental compiler's cache of it (routing.compiler).
+GatewayUnit = Callable[[VirtualService, str], HostUnit]
 
 
 def delegates_of(inventory: Inventory) -> dict[tuple[str, str], VirtualService]:
@@ -520,12 +539,6 @@ def _describe_ingress(ingress: IngressHosts) -> dict[str, Any]:
         "httpsRedirect": plan.https_redirect,
         "virtualHosts": [_describe_vhost(v, [name]) for name, v in sorted(hosts.items())],
     }
-
-
-# describe() runs on the config thread beside the serving loop (the admin API's /config_dump).
-# Compiled, a loop over 10,000 virtual hosts would hold the GIL from its start to its end (mypyc
-# code never offers it to another thread, 130 ms at that size): it lets go every so many.
-_GIL_EVERY = 256
 
 
 def _describe_vhosts(pairs: list[tuple[VirtualHost, list[str]]]) -> list[dict[str, Any]]:

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from shadowmesh.model.resources import (
+    Gateway,
+    GatewayServer,
     HTTPMatchRequest,
+    Meta,
     Resource,
     ServicePort,
     StringMatch,
@@ -74,8 +77,17 @@ def random_delegate(rng: random.Random) -> Resource:
     return vs
 
 
+def random_gateway(rng: random.Random) -> Resource:
+    """The Gateway "gw" the VirtualServices with gateways: [gw] bind to (in default)."""
+    hosts = rng.choice(((("*", "*"),), (("*", "*.example.com"),), ((".", "httpbin"),)))
+    server = GatewayServer(rng.choice((8088, 8089)), "http", "HTTP", hosts)
+    return Gateway(meta=Meta("gw", "default"), servers=(server,))
+
+
 def random_other(rng: random.Random) -> Resource:
-    kind = rng.choice(("service", "workload", "rule"))
+    kind = rng.choice(("service", "workload", "rule", "gateway"))
+    if kind == "gateway":
+        return random_gateway(rng)
     app = rng.choice(APPS[:2])
     if kind == "service":
         ports = tuple(ServicePort(p, "http", 80) for p in rng.sample((8000, 8080, 9000), 2))
@@ -126,7 +138,11 @@ def _where(table: RouteTable, port: int | None, request: SimpleRequest) -> str:
 def test_incremental_compile_matches_a_full_compile_over_random_changes(seed: int) -> None:
     rng = random.Random(seed)
     resources: dict[Key, Resource] = {}
-    for r in [service("httpbin"), service("orders", ports=(ServicePort(8080, "http", 80),))]:
+    for r in [
+        service("httpbin"),
+        service("orders", ports=(ServicePort(8080, "http", 80),)),
+        random_gateway(rng),
+    ]:
         resources[resource_key(r)] = r
     for i in range(30):
         vs = random_vs(rng, f"vs-{i}", rng.choice(("default", "shop")))
