@@ -83,9 +83,9 @@ HTTPS_REDIRECT = VirtualHost("*", "httpsRedirect", ())
 
 
 def _redirect(request: RequestView) -> Failure:
-    """Envoy's ``require_tls: ALL``: 301 to the same authority and path over https."""
-    host, _ = split_authority(request.authority)
-    return Failure(301, "-", cluster="", location=f"https://{host}{request.path}")
+    """Envoy's ``require_tls: ALL``: 301 to ``https://`` + the Host as sent + the path
+    (``createSslRedirectPath``: a port in the Host stays)."""
+    return Failure(301, "-", cluster="", location=f"https://{request.authority}{request.path}")
 
 
 @dataclass(frozen=True, eq=False)

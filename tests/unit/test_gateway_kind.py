@@ -210,7 +210,8 @@ def test_https_redirect_answers_301_to_https() -> None:
     )
     table = table_of(PRODUCTPAGE, gateway)
     got = answer(table, GATEWAY_KEY + 8080, "/productpage?a=1", "bookinfo.example.com:8080")
-    assert got == "301 - https://bookinfo.example.com/productpage?a=1"
+    # As Envoy's createSslRedirectPath: the Host as sent, its port included.
+    assert got == "301 - https://bookinfo.example.com:8080/productpage?a=1"
 
 
 @pytest.mark.parametrize(
