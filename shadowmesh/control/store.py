@@ -225,8 +225,10 @@ class Store:
     def all(self) -> LoadedResources:
         """Every stored resource, re-parsed into the model.
 
-        A row that no longer parses (a document stored by an older, more lenient shadowmesh)
-        is reported, not raised: one bad row must not stop the proxy from starting.
+        A row that no longer validates (a document stored by an older, more lenient
+        shadowmesh) is reported, not raised: the proxy starts without it, and ``delete`` still
+        removes it. A row that is not even JSON is damage, not age: StoreError, which names it
+        and the command that removes it.
         """
         return self.load(None)
 
