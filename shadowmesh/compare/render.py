@@ -139,6 +139,15 @@ def _endpoint_detail(endpoint: EndpointReport, baseline: bool, style: Style) -> 
             lines.append(
                 f"  status change explains, in the same requests: {', '.join(f.followers)}"
             )
+    for group in endpoint.groups[:3]:
+        if len(group["fields"]) > 1:
+            together = ", ".join(group["fields"])
+            lines.append(f"  together in {group['requests']} requests: {together}")
+    for f in shown:
+        example = next((e for e in f.examples if e.curl), None)
+        if f.verdict == "regression" and example is not None:
+            lines.append(f"  reproduce {f.field} ({example.request_id}):")
+            lines += [f"    {example.curl[role]}" for role in ("primary", "candidate")]
     return lines
 
 

@@ -200,6 +200,9 @@ class EndpointReport:
     # [slice start (epoch s), requests, differing] over the kept requests' time: the picture of
     # the differing rate over time.
     timeline: list[list[float]] = dataclasses.field(default_factory=list)
+    # The sets of fields that differ together (most frequent first): fields that always come
+    # together are one change, not several.
+    groups: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -401,6 +404,9 @@ def _endpoint_report(
         latency=_latency(snapshot, name, has_baseline),
         fields=fields,
         timeline=[[t, n, d] for t, n, d in snapshot.timeline.get(name, [])],
+        groups=[
+            {"fields": fields, "requests": n} for fields, n in snapshot.signatures.get(name, [])
+        ],
     )
 
 

@@ -151,6 +151,9 @@ class Snapshot:
     pairs: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     # Per endpoint, (bucket start, requests, differing) over the kept requests' time.
     timeline: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
+    # Per endpoint, (the fields that differed together in a request, how many requests), the
+    # most frequent signatures first.
+    signatures: dict[str, list[tuple[list[str], int]]] = field(default_factory=dict)
 
 
 class CompareStore:
@@ -482,6 +485,7 @@ class CompareStore:
             if since is not None:
                 _window(db, snapshot, since)
             snapshot.timeline = _timeline(db, snapshot.row.cid, since or 0.0)
+            snapshot.signatures = _signatures(db, snapshot.row.cid, since or 0.0)
             return snapshot
 
     def exchange_count(self) -> int:
@@ -516,6 +520,24 @@ def _add_columns(db: sqlite3.Connection) -> None:
 
 
 TIMELINE_BUCKETS = 30
+SIGNATURES = 5
+
+
+def _signatures(
+    db: sqlite3.Connection, cid: int, since: float
+) -> dict[str, list[tuple[list[str], int]]]:
+    """The sets of fields that differed together, per endpoint, over the kept requests."""
+    rows = db.execute(
+        "SELECT endpoint, fields, COUNT(*) AS n FROM exchanges WHERE cid = ? AND started >= ? "
+        "AND differing = 1 GROUP BY endpoint, fields ORDER BY n DESC",
+        (cid, since),
+    )
+    out: dict[str, list[tuple[list[str], int]]] = {}
+    for endpoint, fields, count in rows:
+        kept = out.setdefault(endpoint, [])
+        if len(kept) < SIGNATURES:
+            kept.append((list(json.loads(fields)), int(count)))
+    return out
 
 
 def _timeline(

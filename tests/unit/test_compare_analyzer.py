@@ -862,6 +862,8 @@ def test_the_drill_down_has_the_request_the_responses_and_curl_lines(make: Any) 
     assert candidate.endswith("\"http://$CANDIDATE\"'/orders?x=1'")
     assert example.curl["primary"].endswith("\"http://$PRIMARY\"'/orders?x=1'")
     assert "--data-binary" in candidate
+    page = render_html([report])
+    assert "reproduce request" in page and "http://$CANDIDATE" in page
 
 
 def test_latency_is_not_judged_when_the_shadows_queue(make: Any) -> None:
@@ -920,3 +922,19 @@ def test_the_differing_rate_over_time(make: Any) -> None:
     assert len(timeline) == 30 and sum(n for _, n, _ in timeline) == 100
     assert timeline[0][2] == 0 and timeline[-1][2] == timeline[-1][1]  # changed half-way
     assert '<svg class="timeline"' in render_html([report])
+
+
+def test_fields_that_differ_together_are_one_group(make: Any) -> None:
+    analyzer = make(comparison())
+    feed(analyzer, the_scenario(30))
+    report = analyzer.report(*KEY)
+    assert report is not None
+    [json_endpoint] = [e for e in report.endpoints if e.endpoint == "GET /json"]
+    assert json_endpoint.groups == [
+        {"fields": ["body.slideshow.author", "body.slideshow.writer"], "requests": 30}
+    ]
+    text = render_text([report])
+    assert "together in 30 requests: body.slideshow.author, body.slideshow.writer" in text
+    # Each regression's first example, to reproduce against the primary and the candidate.
+    assert "  reproduce body.slideshow.author (" in text
+    assert "    curl -sS -i -X GET -H 'host: httpbin' \"http://$CANDIDATE\"/json" in text
