@@ -18,7 +18,9 @@ And one of shadowmesh's own, since Istio's proxies never share an address with a
 - SM0001 EndpointIsThisProxy: a Service's endpoint is one of the proxy's own listeners (a
   Service port on ``--bind``, a Gateway's on ``--gateway-bind``, the outbound or the admin
   port), so whatever is routed or mirrored to it loops back (the data plane then answers 508,
-  see ``dataplane/request.py``).
+  see ``dataplane/request.py``);
+- SM0002 IngressPortConflict: Gateway servers on one port, some with TLS and some without; one
+  listener cannot be both, so the plain-text ones are not served.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from shadowmesh.model.resources import (
     fqdn,
     resource_key,
 )
-from shadowmesh.routing.ingress import admits
+from shadowmesh.routing.ingress import admits, ingress_ports
 from shadowmesh.routing.inventory import Inventory, build_inventory, host_match, rule_host
 from shadowmesh.routing.table import applies_to_mesh
 
@@ -106,7 +108,21 @@ def analyze_messages(
     if own is not None:
         for message in _own_endpoints(inventory, own):
             found[message] = None
+    for message in _ingress(inventory):
+        found[message] = None
     return list(found)
+
+
+def _ingress(inventory: Inventory) -> Iterator[Message]:
+    """SM0002 IngressPortConflict: a port whose servers cannot all be served on one listener."""
+    for ingress in ingress_ports(inventory.gateways).values():
+        for note in ingress.notes:
+            keys = [resource_key(g) for g, _ in ingress.servers]
+            for dropped in ingress.dropped:
+                namespace, _, name = dropped.partition("/")
+                keys.append(("Gateway", namespace, name))
+            for key in dict.fromkeys(keys):
+                yield Message("SM0002", "Warning", key, note)
 
 
 def _quote(value: str) -> str:

@@ -19,7 +19,7 @@ Pure: the data plane reads the certificate files and opens the listeners.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shadowmesh.model.gateway import HTTP_PROTOCOLS
@@ -53,6 +53,7 @@ class IngressPort:
     plan: IngressPlan
     servers: tuple[tuple[Gateway, GatewayServer], ...]
     notes: tuple[str, ...] = field(default=())
+    dropped: tuple[str, ...] = ()  # namespace/name of Gateways whose servers are left out
 
 
 def ingress_ports(gateways: Iterable[Gateway]) -> dict[int, IngressPort]:
@@ -66,9 +67,12 @@ def ingress_ports(gateways: Iterable[Gateway]) -> dict[int, IngressPort]:
     for port, servers in sorted(by_port.items()):
         secure = [(g, s) for g, s in servers if s.tls is not None and s.tls.mode in _TERMINATED]
         notes: list[str] = []
+        dropped: tuple[str, ...] = ()
         if secure and len(secure) != len(servers):
+            dropped = tuple(dict.fromkeys(g.key for g, s in servers if (g, s) not in secure))
             notes.append(
-                f"port {port} has TLS and plain-text servers; the plain-text ones are not served"
+                f"port {port} has TLS servers and plain-text ones (of {', '.join(dropped)}); the "
+                "plain-text ones are not served"
             )
             servers = secure
         tls = tuple(
@@ -79,7 +83,8 @@ def ingress_ports(gateways: Iterable[Gateway]) -> dict[int, IngressPort]:
         redirect = not secure and any(
             s.tls is not None and s.tls.https_redirect for _, s in servers
         )
-        out[port] = IngressPort(IngressPlan(port, tls, redirect), tuple(servers), tuple(notes))
+        plan = IngressPlan(port, tls, redirect)
+        out[port] = IngressPort(plan, tuple(servers), tuple(notes), dropped)
     return out
 
 
@@ -117,7 +122,3 @@ def intersect(a: str, b: str) -> str | None:
 
 def bound_to(vs: VirtualService, gateway: Gateway) -> bool:
     return not vs.is_delegate and gateway.key in vs.bound_gateways()
-
-
-def plans(ports: Mapping[int, IngressPort]) -> dict[int, IngressPlan]:
-    return {port: p.plan for port, p in ports.items()}

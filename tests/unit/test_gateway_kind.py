@@ -311,3 +311,31 @@ def test_the_config_dump_shows_the_ingress_ports_and_their_hosts() -> None:
     assert (ingress["port"], ingress["tls"], ingress["httpsRedirect"]) == (8080, [], False)
     assert [v["domains"] for v in ingress["virtualHosts"]] == [["*"]]
     assert ingress["virtualHosts"][0]["source"] == "VirtualService default/bookinfo"
+
+
+def test_a_port_with_tls_and_plain_servers_is_reported() -> None:
+    from shadowmesh.routing.analyze import analyze_messages
+
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: secure}
+spec:
+  servers:
+  - port: {number: 8443, name: https, protocol: HTTPS}
+    tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem}
+    hosts: ["a.example.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: plain}
+spec:
+  servers:
+  - port: {number: 8443, name: http, protocol: HTTP}
+    hosts: ["b.example.com"]
+"""
+    resources = [d.resource for d in load_text(text, "g.yaml").documents]
+    found = [m for m in analyze_messages(resources) if m.code == "SM0002"]
+    assert [m.key[2] for m in found] == ["secure", "plain"]
+    assert "plain-text ones (of default/plain)" in found[0].text
+    assert RouteTable.compile(resources).ingress[8443].tls[0].gateway == "default/secure"
