@@ -13,14 +13,14 @@ from shadowmesh.compare.report import EndpointReport, FieldReport, Report
 
 def render_junit(reports: Sequence[Report]) -> str:
     root = ET.Element("testsuites", name="shadowmesh diff")
-    total = failures = 0
+    counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     for report in reports:
         suite = _suite(report)
         root.append(suite)
-        total += int(suite.get("tests", "0"))
-        failures += int(suite.get("failures", "0"))
-    root.set("tests", str(total))
-    root.set("failures", str(failures))
+        for count in counts:
+            counts[count] += int(suite.get(count, "0"))
+    for count, value in counts.items():
+        root.set(count, str(value))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -49,6 +49,7 @@ def _suite(report: Report) -> ET.Element:
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
+    suite.set("skipped", str(sum(case.find("skipped") is not None for case in suite)))
     return suite
 
 

@@ -34,6 +34,7 @@ from shadowmesh.model.load import load_text
 pytestmark = pytest.mark.e2e
 
 SHADOWMESH = Path(sys.executable).parent / "shadowmesh"
+JUNIT_XSD = Path(__file__).parent.parent / "schemas" / "junit.xsd"
 CONFIG = """\
 apiVersion: v1
 kind: Service
@@ -327,6 +328,51 @@ def test_diff_reset_and_threshold_overrides(stack: Stack, tmp_path: Path) -> Non
     after = json.loads(run(stack, "diff", "httpbin-v2", "-o", "json").stdout)
     assert (after["compared"], after["verdict"]) == (0, "insufficient data")
     assert run(stack, "diff", "nope", "--reset").exit_code == 1
+
+
+def test_junit_is_valid_against_the_schema(stack: Stack, tmp_path: Path) -> None:
+    """Real ``diff -o junit`` output (failures, passes, skipped latency without a baseline,
+    several suites) against tests/schemas/junit.xsd; broken copies of it are refused, so the
+    check can fail."""
+    import xmlschema
+
+    configure(stack, tmp_path)
+    feed(stack, traffic("httpbin-v2", 12))
+    changed = [e for e in traffic("no-baseline", 6) if e.path in ("/json", "/get")]
+    feed(stack, [CapturedExchange(**{**_fields(e), "baseline": None}) for e in changed])
+    schema = xmlschema.XMLSchema(str(JUNIT_XSD))
+    one = run(stack, "diff", "httpbin-v2", "-o", "junit").stdout
+    every = run(stack, "diff", "-o", "junit").stdout
+    for document in (one, every):
+        schema.validate(document)
+        root = ET.fromstring(document)
+        cases = list(root.iter("testcase"))
+        assert int(root.get("tests", "-1")) == len(cases)
+        assert int(root.get("failures", "-1")) == sum(c.find("failure") is not None for c in cases)
+        assert int(root.get("skipped", "-1")) == sum(c.find("skipped") is not None for c in cases)
+        for suite in root.iter("testsuite"):
+            assert int(suite.get("tests", "-1")) == len(suite.findall("testcase"))
+    root = ET.fromstring(every)
+    assert len(root.findall("testsuite")) == 2
+    outcomes = {child.tag for case in root.iter("testcase") for child in case}
+    assert outcomes == {"failure", "skipped", "system-out"}
+
+    broken = {
+        "a case without a name": one.replace('name="verdict"', "", 1),
+        "a count that is no number": one.replace('failures="', 'failures="x', 1),
+        "an element JUnit has not": one.replace("<failure ", "<failed ", 1).replace(
+            "</failure>", "</failed>", 1
+        ),
+        "two outcomes in one case": one.replace(
+            "<system-out>", '<failure message="m" /><failure message="m" /><system-out>', 1
+        ),
+        "a suite outside testsuites": one.replace("<testsuites ", "<testsuitez ", 1).replace(
+            "</testsuites>", "</testsuitez>"
+        ),
+    }
+    for what, document in broken.items():
+        assert document != one, what
+        assert not schema.is_valid(document), what
 
 
 def test_admin_endpoints(stack: Stack, tmp_path: Path) -> None:
