@@ -62,11 +62,27 @@ def _report(report: Report) -> str:
         f"{report.compared} requests compared, {report.differing} differing, "
         f"{sum(report.skipped.values())} skipped, {report.dropped} dropped</p>",
         *[f'<p class="assumption">assumes: {_e(a)}</p>' for a in report.assumptions],
+        _largest(report),
         _endpoint_table(report.endpoints),
     ]
     parts += [_endpoint_detail(e, report.has_baseline) for e in report.endpoints if e.fields]
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _largest(report: Report) -> str:
+    """The few endpoints with the most compared requests, most first."""
+    if not report.largest:
+        return ""
+    items = "".join(
+        f'<li class="{_cls(str(e["verdict"]))}"><code>{_e(e["endpoint"])}</code>: '
+        f"{int(e['requests'])} requests ({percent(float(e['share']))})</li>"
+        for e in report.largest
+    )
+    return (
+        f'<div class="largest"><h3>largest of {len(report.endpoints)} endpoints</h3>'
+        f"<ol>{items}</ol></div>"
+    )
 
 
 def _endpoint_table(endpoints: Sequence[EndpointReport]) -> str:

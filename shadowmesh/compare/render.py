@@ -39,6 +39,8 @@ def _report(report: Report, style: Style) -> str:
         "thresholds: " + _thresholds(report),
     ]
     lines += [f"assumes: {a}" for a in report.assumptions]
+    if report.largest:
+        lines.append(f"largest of {len(report.endpoints)} endpoints: " + largest(report))
     if report.endpoints:
         lines += ["", table(_endpoint_rows(report.endpoints, style))]
     for endpoint in report.endpoints:
@@ -109,6 +111,13 @@ def _endpoint_rows(endpoints: Sequence[EndpointReport], style: Style) -> list[li
             ]
         )
     return rows
+
+
+def largest(report: Report) -> str:
+    """The few endpoints with the most compared requests, most first, with their share."""
+    return ", ".join(
+        f"{e['endpoint']} {e['requests']} ({percent(e['share'])})" for e in report.largest
+    )
 
 
 def latency_cell(latency: LatencyReport) -> str:

@@ -33,7 +33,7 @@ import json
 import math
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,7 @@ INSUFFICIENT = "insufficient data"
 ENDPOINT_VERDICTS = ("regression", INSUFFICIENT, "difference", "ok")
 LATENCY_VERDICTS = ("regression", INSUFFICIENT, "ok", "not judged")
 RISKS = ("high", "medium", "low", "none")
+LARGEST_SHOWN = 5  # the report's "largest endpoints": where the traffic is, before the verdicts
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,10 @@ class Report:
     reason: str = ""  # why the overall verdict, in a few words
     assumptions: list[str] = dataclasses.field(default_factory=list)
     since: float | None = None  # a window: only what was compared from then on
+    # The few endpoints with the most compared requests ({endpoint, requests, share, verdict}),
+    # most first: the endpoint table is sorted by verdict, and a template that did not collapse
+    # ids shows here as many endpoints of a request or two each.
+    largest: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -334,7 +339,24 @@ def build_report(
         latency_judged=sum(e.latency.verdict in ("ok", "regression") for e in endpoints),
         reason=reason,
         assumptions=_assumptions(row.spec),
+        largest=largest_endpoints(endpoints),
     )
+
+
+def largest_endpoints(
+    endpoints: Sequence[EndpointReport], shown: int = LARGEST_SHOWN
+) -> list[dict[str, Any]]:
+    total = sum(e.requests for e in endpoints)
+    ranked = sorted(endpoints, key=lambda e: (-e.requests, e.endpoint))[:shown]
+    return [
+        {
+            "endpoint": e.endpoint,
+            "requests": e.requests,
+            "share": e.requests / total if total else 0.0,
+            "verdict": e.verdict,
+        }
+        for e in ranked
+    ]
 
 
 def _overall(

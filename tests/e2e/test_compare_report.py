@@ -233,6 +233,7 @@ def test_diff_reports_the_regressions_and_not_the_noise(stack: Stack, tmp_path: 
     assert "200->500 x20" in rows["GET /status/{id}"]
     assert " ok " in rows["GET /uuid"] and " ok " in rows["GET /get"]  # /uuid's field: noise
     assert "latency slower: median x4.09" in out
+    assert "largest of 4 endpoints: GET /get 20 (25.0%), GET /json 20 (25.0%)," in out
 
     gate = run(stack, "diff", "httpbin-v2", "--fail-on", "regression")
     assert gate.exit_code == 1 and "REGRESSION" in gate.stdout
@@ -247,6 +248,10 @@ def test_diff_reports_the_regressions_and_not_the_noise(stack: Stack, tmp_path: 
     assert ("GET /json", "body.slideshow.author") in regressions
     assert ("GET /status/{id}", "status") in regressions
     assert not any(endpoint in ("GET /uuid", "GET /get") for endpoint, _ in regressions)
+    assert [(e["endpoint"], e["requests"]) for e in answer["largest"]][:2] == [
+        ("GET /get", 20),
+        ("GET /json", 20),
+    ]
 
     junit = ET.fromstring(run(stack, "diff", "httpbin-v2", "-o", "junit").stdout)
     failed = {
@@ -261,6 +266,7 @@ def test_diff_reports_the_regressions_and_not_the_noise(stack: Stack, tmp_path: 
 
     page = run(stack, "diff", "httpbin-v2", "-o", "html").stdout
     assert '<tr class="regression"><td><code>body.slideshow.author</code>' in page
+    assert "<h3>largest of 4 endpoints</h3>" in page
 
 
 def test_fail_on_difference_and_noise_only(stack: Stack, tmp_path: Path) -> None:

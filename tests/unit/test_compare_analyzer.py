@@ -938,3 +938,34 @@ def test_fields_that_differ_together_are_one_group(make: Any) -> None:
     # Each regression's first example, to reproduce against the primary and the candidate.
     assert "  reproduce body.slideshow.author (" in text
     assert "    curl -sS -i -X GET -H 'host: httpbin' \"http://$CANDIDATE\"/json" in text
+
+
+def test_the_report_lists_the_largest_endpoints(make: Any) -> None:
+    analyzer = make(comparison(baseline=None, thresholds=Thresholds(min_pairs=5)))
+    counts = {"/a": 3, "/b": 12, "/c": 1, "/d": 7, "/e": 2, "/f": 5, "/g": 4}  # 34 requests
+    feed(
+        analyzer,
+        [
+            exchange(path, reply({"n": 1}), reply({"n": 1 if path != "/d" else 2}))
+            for path, n in counts.items()
+            for _ in range(n)
+        ],
+    )
+    report = analyzer.report(*KEY)
+    assert report is not None
+    assert [(e["endpoint"], e["requests"]) for e in report.largest] == [
+        ("GET /b", 12), ("GET /d", 7), ("GET /f", 5), ("GET /g", 4), ("GET /a", 3),
+    ]  # fmt: skip
+    assert report.largest[0]["share"] == pytest.approx(12 / 34)
+    assert report.largest[1]["verdict"] == "difference"
+    assert Report.from_dict(json.loads(json.dumps(report.to_dict()))).largest == report.largest
+
+    text = render_text([report])
+    assert (
+        "largest of 7 endpoints: GET /b 12 (35.3%), GET /d 7 (20.6%), GET /f 5 (14.7%), "
+        "GET /g 4 (11.8%), GET /a 3 (8.8%)\n"
+    ) in text
+    page = render_html([report])
+    assert '<div class="largest"><h3>largest of 7 endpoints</h3><ol>' in page
+    assert '<li class="difference"><code>GET /d</code>: 7 requests (20.6%)</li>' in page
+    assert page.index("GET /b</code>: 12") < page.index("GET /a</code>: 3")
