@@ -21,7 +21,7 @@ from shadowmesh.compare.capture import NOT_SENT, CapturedExchange, CapturedRespo
 from shadowmesh.compare.diff import ABSENT, MAX_DIFFERENCES, Difference, Kind, canonical, diff
 from shadowmesh.compare.normalise import BodyKind, Redactor, normalise
 from shadowmesh.compare.paths import field_of, matches, names
-from shadowmesh.compare.volatile import volatile_match
+from shadowmesh.compare.volatile import alike, volatile_match
 from shadowmesh.model.comparison import Comparison, IgnoreRule, Path, Pattern, format_path
 
 MAX_EXAMPLE_CHARS = 400
@@ -171,6 +171,9 @@ class FieldOutcome:
     # It differed in a request whose status changed: explained by that change, so not counted
     # as its own (raw stays False), shown under the status field.
     with_status: bool = False
+    # Without a baseline: it differed here, but two primary responses to one request differ
+    # in this field too (repeats.py), so it is volatile, on this request and all before it.
+    primary_varies: bool = False
     example: Example | None = None
 
 
@@ -224,8 +227,14 @@ class Skipped(Exception):
         self.reason = reason
 
 
-def analyse(exchange: CapturedExchange, rules: Rules) -> Outcome:
-    """Raises Skipped when the exchange cannot be compared (no candidate, primary failed...)."""
+def analyse(
+    exchange: CapturedExchange, rules: Rules, varying: frozenset[str] = frozenset()
+) -> Outcome:
+    """Raises Skipped when the exchange cannot be compared (no candidate, primary failed...).
+
+    ``varying``: without a baseline, the fields seen to differ between two primary responses to
+    one request (repeats.py); a value there that changes to one of its type and class is
+    volatile, as a volatile match is (the status is never among them)."""
     candidate, baseline = _sides(exchange, rules)
     primary = exchange.primary
     trees = [normalise(r, rules.redactor) for r in (primary, candidate)]
@@ -237,7 +246,7 @@ def analyse(exchange: CapturedExchange, rules: Rules) -> Outcome:
     if baseline is not None:
         base_tree = unorder(normalise(baseline, rules.redactor).tree, unordered)
         noise = _differences(left, base_tree, primary, baseline, rules)
-    fields = _fold(raw, noise, base_tree, rules)
+    fields = _fold(raw, noise, base_tree, rules, varying if baseline is None else frozenset())
     return Outcome(
         endpoint_target=rules.redactor.target(exchange.path),
         method=exchange.method,
@@ -318,6 +327,7 @@ def _fold(
     noise: Iterable[Difference],
     baseline: dict[str, Any] | None,
     rules: Rules,
+    varying: frozenset[str] = frozenset(),
 ) -> dict[str, FieldOutcome]:
     """Differences into fields. A volatile match (a UUID for a UUID, a timestamp of the same
     format within the tolerance) is no difference, on either side: counted as volatile, so the
@@ -328,6 +338,9 @@ def _fold(
         outcome = fields.setdefault(field_of(d.path), FieldOutcome(field_of(d.path)))
         if rules.volatile(d):
             outcome.volatile = True
+            continue
+        if d.kind == "value" and outcome.field in varying and alike(d.left, d.right):
+            outcome.volatile = outcome.primary_varies = True
             continue
         outcome.raw = True
         outcome.kinds.add(d.kind)

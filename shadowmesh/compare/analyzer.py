@@ -41,6 +41,7 @@ from typing import Any
 
 from shadowmesh.compare.analysis import Rules, Skipped, analyse
 from shadowmesh.compare.capture import CapturedExchange
+from shadowmesh.compare.repeats import PrimaryRepeats
 from shadowmesh.compare.report import Report, Thresholds, build_report, empty_report
 from shadowmesh.compare.store import CompareStore
 from shadowmesh.model.comparison import Comparison
@@ -445,13 +446,23 @@ class _RulesCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: dict[tuple[str, str], Rules] = {}
+        self._repeats: dict[tuple[str, str], PrimaryRepeats] = {}
 
     def of(self, comparison: Comparison) -> Rules:
         with self._lock:
             rules = self._rules.get(comparison.key)
             if rules is None or rules.comparison != comparison:
                 rules = self._rules[comparison.key] = Rules.of(comparison)
+                self._repeats[comparison.key] = PrimaryRepeats()  # new rules learn anew
             return rules
+
+    def repeats(self, comparison: Comparison) -> PrimaryRepeats | None:
+        """What repeated requests taught of the primary; only without a baseline (with one,
+        the baseline measures the noise)."""
+        if comparison.baseline is not None:
+            return None
+        with self._lock:
+            return self._repeats.setdefault(comparison.key, PrimaryRepeats())
 
 
 def _analyse_batch(
@@ -486,9 +497,16 @@ def _analyse_one(
     if comparison is None:
         return "skipped"
     rules = cache.of(comparison)
+    repeats = cache.repeats(comparison)
     key = (*comparison.key, rules.digest)
     try:
-        outcome = analyse(exchange, rules)
+        if repeats is None:
+            outcome = analyse(exchange, rules)
+        else:
+            request = (exchange.method, exchange.path)
+            outcome = analyse(exchange, rules, repeats.varying(*request))
+            if repeats.learn(*request, exchange.request_body, outcome, rules):
+                outcome = analyse(exchange, rules, repeats.varying(*request))
     except Skipped as skip:
         store.skip(key, rules.spec, skip.reason, exchange.started)
         return "skipped"

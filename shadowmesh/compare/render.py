@@ -169,6 +169,8 @@ def _field_rows(fields: Sequence[FieldReport], baseline: bool, style: Style) -> 
         how = "dim" if f.verdict == "noise" else f.verdict
         volatile = f.verdict == "noise" and f.volatile and not f.raw
         verdict = "noise (volatile)" if volatile else f.verdict
+        if f.verdict == "noise" and f.primary_varies:
+            verdict = "noise (primary varies)"
         row = [style(f.field, how), verdict, f.risk, kinds(f), str(f.raw)]
         if baseline:
             row += [

@@ -147,6 +147,8 @@ class FieldReport:
     examples: list[ExampleReport] = dataclasses.field(default_factory=list)
     with_status: int = 0  # requests where it differed with a change of status (not in raw)
     followers: list[str] = dataclasses.field(default_factory=list)  # status: the fields under it
+    # Without a baseline: seen to differ between two primary responses to one request: noise.
+    primary_varies: bool = False
 
 
 @dataclass
@@ -392,6 +394,11 @@ def _assumptions(spec: Mapping[str, Any]) -> list[str]:
         "volatile without a baseline: only values of a strict shape (uuid, ulid, ISO timestamp "
         "within the tolerance, http-date, trace id, JWT) and per-request id fields "
         "(x-request-id, traceId...) are compared by type, not value",
+        "volatile without a baseline, learned: a field whose value differs between two primary "
+        "responses to the same request (method, target, body; same status) is noise on its "
+        "endpoint for values of the same type and class, also for the differences counted "
+        "before; learned only where requests "
+        "repeat, among the last 256 distinct ones",
     ]
 
 
@@ -455,6 +462,7 @@ def _field_report(
         kinds=kinds,
         examples=examples,
         with_status=row.get("with_status", 0),
+        primary_varies=not has_baseline and bool(row.get("primary_varies", 0)),
     )
     if has_baseline:
         test = mcnemar(report.n10, report.n01)
@@ -470,6 +478,8 @@ def _plain_verdict(row: dict[str, Any], has_baseline: bool) -> str:
         return FOLLOWS if row.get("with_status", 0) else "noise"
     if has_baseline and row["noise"] > 0:
         return "noise"
+    if not has_baseline and row.get("primary_varies", 0):
+        return "noise"  # it differs between two primary responses to one request: volatile
     return "difference"
 
 

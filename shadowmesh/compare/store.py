@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS fields (
     status_n INTEGER NOT NULL, value_n INTEGER NOT NULL, type_n INTEGER NOT NULL,
     missing_n INTEGER NOT NULL, extra_n INTEGER NOT NULL, order_n INTEGER NOT NULL,
     with_status INTEGER NOT NULL DEFAULT 0,
+    primary_varies INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (cid, endpoint, field)
 );
 CREATE TABLE IF NOT EXISTS examples (
@@ -114,6 +115,7 @@ _ADDED_COLUMNS = (
     ("exchanges", "baseline_ms REAL"),
     ("exchanges", "detail TEXT"),
     ("fields", "with_status INTEGER NOT NULL DEFAULT 0"),
+    ("fields", "primary_varies INTEGER NOT NULL DEFAULT 0"),
     ("examples", "sample TEXT"),
 )
 # The latency test reads each endpoint's most recent pairs, at most this many: the test has all
@@ -371,16 +373,17 @@ class CompareStore:
         counts += [int(f.raw and not f.noise), int(f.noise and not f.raw), int(f.raw and f.noise)]
         counts += [int(f.volatile), weight if f.raw else 0]
         counts += [int(kind in f.kinds) for kind in KINDS]
-        counts += [int(f.with_status)]
+        counts += [int(f.with_status), int(f.primary_varies)]
         row = self._db.execute(
-            "INSERT INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO UPDATE SET raw = raw + excluded.raw, noise = noise + excluded.noise, "
             "n10 = n10 + excluded.n10, n01 = n01 + excluded.n01, n11 = n11 + excluded.n11, "
             "volatile = volatile + excluded.volatile, weight = weight + excluded.weight, "
             "status_n = status_n + excluded.status_n, value_n = value_n + excluded.value_n, "
             "type_n = type_n + excluded.type_n, missing_n = missing_n + excluded.missing_n, "
             "extra_n = extra_n + excluded.extra_n, order_n = order_n + excluded.order_n, "
-            "with_status = with_status + excluded.with_status "
+            "with_status = with_status + excluded.with_status, "
+            "primary_varies = MAX(primary_varies, excluded.primary_varies) "
             "RETURNING raw + with_status",
             (cid, endpoint, name, *counts),
         ).fetchone()
@@ -565,9 +568,11 @@ def _timeline(
 
 def _detail(f: FieldOutcome) -> list[int]:
     """One field of one request, as the windowed report recounts it: raw, noise, volatile,
-    one flag per kind of difference (``KINDS``' order), with a status change."""
+    one flag per kind of difference (``KINDS``' order), with a status change, varies on the
+    primary."""
     kinds = [int(k in f.kinds) for k in KINDS]
-    return [int(f.raw), int(f.noise), int(f.volatile), *kinds, int(f.with_status)]
+    flags = [int(f.with_status), int(f.primary_varies)]
+    return [int(f.raw), int(f.noise), int(f.volatile), *kinds, *flags]
 
 
 def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
@@ -612,6 +617,8 @@ def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
             for kind, flag in zip(KINDS, d[3:], strict=False):
                 f[f"{kind}_n"] += flag
             f["with_status"] += d[3 + len(KINDS)] if len(d) > 3 + len(KINDS) else 0
+            if len(d) > 4 + len(KINDS):
+                f["primary_varies"] = max(f["primary_varies"], d[4 + len(KINDS)])
     row = snapshot.row
     snapshot.row = ComparisonRow(
         cid=row.cid,
@@ -638,7 +645,17 @@ def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
 
 
 def _empty_field(endpoint: str, name: str) -> dict[str, Any]:
-    counts = ("raw", "noise", "n10", "n01", "n11", "volatile", "weight", "with_status")
+    counts = (
+        "raw",
+        "noise",
+        "n10",
+        "n01",
+        "n11",
+        "volatile",
+        "weight",
+        "with_status",
+        "primary_varies",
+    )
     return {
         "endpoint": endpoint,
         "field": name,
@@ -693,5 +710,6 @@ def _merge(a: FieldOutcome, b: FieldOutcome) -> FieldOutcome:
         noise=a.noise or b.noise,
         volatile=(a.volatile or b.volatile) and not (a.raw or b.raw),
         with_status=a.with_status or b.with_status,
+        primary_varies=a.primary_varies or b.primary_varies,
         example=a.example or b.example,
     )

@@ -108,6 +108,12 @@ def is_volatile(path: Path, left: Any, right: Any) -> bool:
     return left_class is not None and left_class == value_class(right)
 
 
+def alike(left: Any, right: Any) -> bool:
+    """Two values of one type and one volatile class (or none): what a field that varies on
+    the primary itself may change to without it being a difference (a UUID for "n/a" is one)."""
+    return type(left) is type(right) and value_class(left) == value_class(right)
+
+
 def _id_field(path: Path) -> bool:
     names = [s for s in path if isinstance(s, str)]
     return bool(names) and _SEPARATORS.sub("", names[-1].lower()) in _ID_NAMES

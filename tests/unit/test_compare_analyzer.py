@@ -969,3 +969,60 @@ def test_the_report_lists_the_largest_endpoints(make: Any) -> None:
     assert '<div class="largest"><h3>largest of 7 endpoints</h3><ol>' in page
     assert '<li class="difference"><code>GET /d</code>: 7 requests (20.6%)</li>' in page
     assert page.index("GET /b</code>: 12") < page.index("GET /a</code>: 3")
+
+
+def test_without_a_baseline_a_field_that_varies_on_the_primary_is_noise(make: Any) -> None:
+    """Two primary responses to one request (same method, target, body) that differ in a field
+    make it volatile on that endpoint, back to its first request; a request never repeated
+    teaches nothing; a real change next to it stays a difference."""
+    analyzer = make(comparison(baseline=None, thresholds=Thresholds(min_pairs=5)))
+    words = random.Random(3)
+
+    def offer() -> str:  # no strict shape: a word and a few letters
+        return "offer-" + "".join(words.choice("abcdefgh") for _ in range(5))
+
+    repeated = [
+        exchange(
+            "/quote?sku=A",
+            reply({"quote": offer(), "currency": "EUR"}),
+            reply({"quote": offer(), "currency": "USD"}),
+            method="POST",
+        )
+        for _ in range(10)
+    ]
+    distinct = [
+        exchange(f"/offer?sku={i}", reply({"quote": offer()}), reply({"quote": offer()}))
+        for i in range(10)
+    ]
+    feed(analyzer, [dataclasses.replace(e, request_body=b'{"n": 1}') for e in repeated])
+    # Another body is another request: the same target with bodies that differ teaches nothing.
+    bodies = [
+        dataclasses.replace(e, path="/price?sku=A", request_body=b"%d" % i)
+        for i, e in enumerate(repeated)
+    ]
+    feed(analyzer, [dataclasses.replace(e, request_id=str(uuid.uuid4())) for e in bodies])
+    feed(analyzer, distinct)
+    report = analyzer.report(*KEY)
+    assert report is not None
+    quote = field(report, "POST /quote", "body.quote")
+    assert (quote.verdict, quote.primary_varies) == ("noise", True)
+    assert quote.raw == 1  # the first, before a repeat showed the primary varies there
+    assert field(report, "POST /quote", "body.currency").verdict == "difference"
+    assert field(report, "GET /offer", "body.quote").verdict == "difference"
+    assert field(report, "POST /price", "body.quote").verdict == "difference"
+    assert any("differs between two primary responses" in a for a in report.assumptions)
+    assert "noise (primary varies)" in render_text([report])
+    window = analyzer.report(*KEY, since=time.time() - 60)
+    assert window is not None and field(window, "POST /quote", "body.quote").verdict == "noise"
+
+
+def test_two_primary_responses_of_another_status_teach_nothing() -> None:
+    from shadowmesh.compare.analysis import Rules
+    from shadowmesh.compare.repeats import varying_fields
+
+    rules = Rules.of(comparison(baseline=None))
+    created = {"status": 201, "body": {"id": "o-1", "at": "monday"}}
+    assert varying_fields(
+        created, {"status": 201, "body": {"id": "o-2", "at": "monday"}}, rules
+    ) == {"body.id"}
+    assert varying_fields(created, {"status": 409, "body": {"error": "exists"}}, rules) == set()
