@@ -5,15 +5,18 @@ captured exchanges (as the data plane will feed it), the admin API's ``/comparis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
+import shutil
+import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +33,13 @@ from shadowmesh.control.controller import Controller
 from shadowmesh.control.store import Store
 from shadowmesh.model.comparison import Comparison, comparisons_for
 from shadowmesh.model.load import load_text
+from tests.support.browser import Console, browser_starter
 
 pytestmark = pytest.mark.e2e
 
 SHADOWMESH = Path(sys.executable).parent / "shadowmesh"
 JUNIT_XSD = Path(__file__).parent.parent / "schemas" / "junit.xsd"
+REPORT_SCREENSHOT_COPY = Path("/tmp/shadowmesh-report.png")
 CONFIG = """\
 apiVersion: v1
 kind: Service
@@ -379,6 +384,68 @@ def test_junit_is_valid_against_the_schema(stack: Stack, tmp_path: Path) -> None
     for what, document in broken.items():
         assert document != one, what
         assert not schema.is_valid(document), what
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    yield from browser_starter(tmp_path)
+
+
+def test_the_html_report_in_a_browser(
+    browser: Callable[[], Any], stack: Stack, tmp_path: Path
+) -> None:
+    """``diff -o html`` as a person sees it in headless chromium: the verdict and regressions
+    stand out, noise is grey, the largest endpoints and the timeline are drawn, a drill-down
+    opens to its curl lines, nothing overflows the width; a full-page screenshot is left in
+    the tmp dir and at REPORT_SCREENSHOT_COPY."""
+    configure(stack, tmp_path)
+    start = time.time() - 60
+    exchanges = traffic("httpbin-v2", 20)
+    feed(stack, [dataclasses.replace(e, started=start + i / 2) for i, e in enumerate(exchanges)])
+    html = tmp_path / "report.html"
+    html.write_text(run(stack, "diff", "httpbin-v2", "-o", "html").stdout)
+
+    page = browser().new_page()
+    console = Console(page)
+    page.goto(html.as_uri())
+    verdict = page.locator("p.verdict-line.regression .verdict")
+    assert verdict.inner_text() == "REGRESSION"
+    assert verdict.evaluate("e => getComputedStyle(e).color") == "rgb(176, 0, 32)"
+
+    author = page.locator(
+        "tr.regression", has=page.locator("code", has_text="body.slideshow.author")
+    )
+    assert author.first.is_visible()
+    background = author.first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert background == "rgb(253, 226, 225)"
+    noise = page.locator("tr.noise", has=page.locator("code", has_text="body.uuid")).first
+    assert noise.is_visible()
+    assert noise.evaluate("e => getComputedStyle(e).color") == "rgb(153, 153, 153)"
+
+    largest = page.locator("div.largest li")
+    assert largest.count() == 4 and all(largest.nth(i).is_visible() for i in range(4))
+    assert "20 requests (25.0%)" in largest.first.inner_text()
+    bars = page.locator("svg.timeline").first
+    assert bars.locator("rect").count() >= 2
+    box = bars.bounding_box()
+    assert box is not None and box["width"] == 300 and box["height"] > 0
+
+    drill = page.locator("details", has=page.locator("summary")).first
+    curl = drill.locator("pre", has_text="$CANDIDATE").first
+    assert not curl.is_visible()  # closed until asked
+    drill.locator("summary").click()
+    assert curl.is_visible() and curl.inner_text().startswith("curl -sS -i -X GET")
+
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1440, f"the report is {width} px wide"
+    height = page.evaluate("document.documentElement.scrollHeight")
+    shot = tmp_path / "shadowmesh-report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (1440, height)  # IHDR: the whole page
+    shutil.copyfile(shot, REPORT_SCREENSHOT_COPY)
+    assert console.errors() == []
 
 
 def test_admin_endpoints(stack: Stack, tmp_path: Path) -> None:

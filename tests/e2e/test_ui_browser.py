@@ -6,13 +6,11 @@ comparison, its regressions, the noise, the mirrors, rates that move. It leaves 
 its tmp dir and at SCREENSHOT_COPY. The second runs ``serve`` with an admin token: the page asks
 for it and never puts it in a URL.
 
-Playwright drives the system's chromium (``executable_path``); ``playwright install`` is never
-run. Without chromium or Playwright the tests skip, except under CI, where they fail.
+The browser is tests/support/browser.py's: the system's chromium, never ``playwright install``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import threading
@@ -25,20 +23,9 @@ from typing import Any
 import pytest
 
 from tests.support import compare_live
+from tests.support.browser import Console, browser_starter
 from tests.support.serve import Served, free_port, mesh_yaml
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",  # a proxy from the environment must not see the admin API
-]
 SCREENSHOT_COPY = Path("/tmp/shadowmesh-ui.png")
 COMPARISON = f'[data-comparison="default/{compare_live.COMPARISON}"]'
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -48,63 +35,9 @@ NONZERO_RATE = re.compile(r"^(?!0\.0\b)[0-9]")  # "19/s", "0.5 req/s"; not "0.0/
 # --- the browser ---------------------------------------------------------------------------------
 
 
-def _missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright is not installed: pip install -e '.[test]'"
-    if not CHROMIUM.exists():
-        return f"no chromium at {CHROMIUM}: apt-get install chromium"
-    return None
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Callable[[], Any]]:
-    """Starts chromium, with a fresh profile, when called; gives its BrowserContext.
-
-    Started on demand, after the traffic: a browser starting up takes the CPU that the
-    latencies being compared are measured with. Skips (fails under CI) without chromium.
-    """
-    missing = _missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {missing}")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        contexts: list[Any] = []
-
-        def start() -> Any:
-            if not contexts:
-                context = p.chromium.launch_persistent_context(
-                    str(tmp_path / "chromium-profile"),
-                    executable_path=str(CHROMIUM),
-                    args=CHROMIUM_ARGS,
-                    headless=True,
-                    viewport={"width": 1440, "height": 900},
-                )
-                context.set_default_timeout(30_000)
-                contexts.append(context)
-            return contexts[0]
-
-        try:
-            yield start
-        finally:
-            for context in contexts:
-                context.close()
-
-
-class Console:
-    """What the page logged: a script error or a blocked (CSP) action fails the test."""
-
-    def __init__(self, page: Any) -> None:
-        self.lines: list[str] = []
-        page.on("console", lambda m: self.lines.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: self.lines.append(f"pageerror: {e}"))
-
-    def errors(self) -> list[str]:
-        return [line for line in self.lines if line.startswith(("error", "pageerror"))]
+    yield from browser_starter(tmp_path)
 
 
 def number(text: str) -> int:
