@@ -5,7 +5,9 @@ for that endpoint from then on, as Diffy learns noise from two copies of the sam
 The primary is called with the same request more than once only when clients repeat
 themselves, so this learns from traffic that happens to repeat: a request seen once teaches
 nothing. Kept in memory, bounded, per Comparison and rules (new rules or a restarted worker
-learn again); differences counted before a field was learned stay counted.
+learn again). The field's verdict turns to noise back to its first request (the store keeps
+the flag); the endpoint's differing count of the requests before stays as it was. A body is
+its first maxBodyBytes, as the data plane keeps it.
 """
 
 from __future__ import annotations
