@@ -49,12 +49,21 @@ def gateway_key(name: str, namespace: str) -> str:
 
 def exported_to(export_to: tuple[str, ...], own: str, namespace: str) -> bool:
     """Whether a resource of namespace ``own`` with this ``exportTo`` is visible in another."""
-    if not export_to:
-        return True
-    for entry in export_to:
-        if entry == "*" or entry == namespace or (entry == "." and own == namespace):
-            return True
-    return False
+    return export_rank(export_to, own, namespace) is not None
+
+
+def export_rank(export_to: tuple[str, ...], own: str, namespace: str) -> int | None:
+    """How a resource of ``own`` is visible in ``namespace``: None when hidden; else the
+    order Istio's ``servicesExportedToNamespace`` lists it in: 0 private to it (``.`` or its
+    own name), 1 exported to it by name, 2 public (``*`` or unset, which overrides the rest).
+    ``~`` exports to no one, its own namespace included."""
+    if not export_to or "*" in export_to:
+        return 2
+    if "~" in export_to:
+        return None
+    if namespace == own and ("." in export_to or own in export_to):
+        return 0
+    return 1 if namespace in export_to else None
 
 
 @dataclass(frozen=True)

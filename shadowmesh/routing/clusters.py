@@ -13,7 +13,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shadowmesh.model.resources import Destination, LbPolicy, ServiceEntry, fqdn
+from shadowmesh.model.resources import Destination, LbPolicy, ServiceEntry, export_rank, fqdn
 from shadowmesh.routing.balance import ClusterBalancer, make_balancer
 from shadowmesh.routing.inventory import Inventory, Member, ServiceInfo
 
@@ -67,8 +67,16 @@ class ClusterSet:
         self._rng = rng
         self.by_name: dict[str, Cluster] = {}
         self._by_host_subset: dict[tuple[str, str], dict[int, Cluster]] = {}
+        # The clusters of a ServiceEntry that is not its host's first (``entry_choices``):
+        # by (entry namespace, entry name, host, subset). Envoy names them as the first's,
+        # so ``by_name`` (the config dump) shows the first's only.
+        self._by_entry: dict[tuple[str, str, str, str], dict[int, Cluster]] = {}
         for info in inventory.services.values():
             self._add_service(info)
+        for infos in inventory.entry_choices.values():
+            for info in infos[1:]:
+                meta = info.service.meta
+                self._add_service(info, (meta.namespace, meta.name))
 
     def target(self, destination: Destination, namespace: str) -> Target:
         """Where a route of a VirtualService in ``namespace`` sends ``destination``.
@@ -78,10 +86,17 @@ class ClusterSet:
         """
         host = fqdn(destination.host, namespace)
         info = self._inventory.services.get(host)
-        if info is not None and isinstance(info.service, ServiceEntry):
-            if not info.service.visible_in(namespace):
-                return Target(host, destination.subset, destination.port, {})
-        return self.target_for(host, destination.subset, destination.port)
+        if info is None or not isinstance(info.service, ServiceEntry):
+            return self.target_for(host, destination.subset, destination.port)
+        choice = _visible_entry(self._inventory.entry_choices.get(host, (info,)), namespace)
+        if choice is None:
+            return Target(host, destination.subset, destination.port, {})
+        if choice is info:
+            return self.target_for(host, destination.subset, destination.port)
+        port = destination.port if destination.port is not None else choice.only_port
+        meta = choice.service.meta
+        clusters = self._by_entry.get((meta.namespace, meta.name, host, destination.subset), {})
+        return Target(host, destination.subset, port, clusters)
 
     def target_for(self, host: str, subset: str, port: int | None) -> Target:
         info = self._inventory.services.get(host)
@@ -92,18 +107,19 @@ class ClusterSet:
     def clusters_of(self, host: str, subset: str) -> Mapping[int, Cluster]:
         return self._by_host_subset.get((host, subset), {})
 
-    def _add_service(self, info: ServiceInfo) -> None:
+    def _add_service(self, info: ServiceInfo, entry: tuple[str, str] | None = None) -> None:
         rule = self._inventory.rules.get(info.fqdn)
         rule_lb = rule.load_balancer if rule is not None else None
         by = f"{rule.meta.name}.{rule.meta.namespace}" if rule is not None else ""
         service = info.service
         kind = DISCOVERY[service.resolution] if isinstance(service, ServiceEntry) else "EDS"
         for port in info.ports:
-            self._add(info.fqdn, port, "", info.members.get(port, ()), rule_lb, by, kind)
+            members = info.members.get(port, ())
+            self._add(info.fqdn, port, "", members, rule_lb, by, kind, entry)
             for subset in rule.subsets if rule is not None else ():
                 members = info.subset_members(port, subset.labels)
                 lb = subset.load_balancer or rule_lb
-                self._add(info.fqdn, port, subset.name, members, lb, by, kind)
+                self._add(info.fqdn, port, subset.name, members, lb, by, kind, entry)
 
     def _add(
         self,
@@ -114,15 +130,37 @@ class ClusterSet:
         lb: LbPolicy | None,
         rule: str = "",
         discovery: str = "EDS",
+        entry: tuple[str, str] | None = None,
     ) -> None:
         name = cluster_name(port, subset, host)
-        if name in self.by_name:
+        if entry is None:
+            by_port = self._by_host_subset.setdefault((host, subset), {})
+        else:
+            by_port = self._by_entry.setdefault((*entry, host, subset), {})
+        if port in by_port:
             return  # a subset name repeated in one rule: the first one defines it
         endpoints = tuple(m.endpoint for m in members)
         balancer = make_balancer(lb, endpoints, self._rng)
         cluster = Cluster(name, host, port, subset, members, balancer, rule, discovery)
-        self.by_name[name] = cluster
-        self._by_host_subset.setdefault((host, subset), {})[port] = cluster
+        by_port[port] = cluster
+        if entry is None:
+            self.by_name[name] = cluster
+
+
+def _visible_entry(infos: tuple[ServiceInfo, ...], namespace: str) -> ServiceInfo | None:
+    """The ServiceEntry a proxy in ``namespace`` sees for a host: of those exported to it, the
+    first in Istio's order (private to it, then exported to it by name, then public), then by
+    namespace/name (Istio: by creation time)."""
+    best: tuple[int, int] | None = None
+    chosen: ServiceInfo | None = None
+    for index, info in enumerate(infos):
+        entry = info.service
+        if not isinstance(entry, ServiceEntry):
+            continue
+        rank = export_rank(entry.export_to, entry.meta.namespace, namespace)
+        if rank is not None and (best is None or (rank, index) < best):
+            best, chosen = (rank, index), info
+    return chosen
 
 
 class WeightedTargets:

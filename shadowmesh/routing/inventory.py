@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shadowmesh.model.resources import (
     CLUSTER_DOMAIN,
@@ -71,6 +71,11 @@ class Inventory:
     # Names a ServiceEntry needs resolved (DNS, DNS_ROUND_ROBIN, NONE), for the resolver.
     dns_names: frozenset[str] = frozenset()
     gateways: tuple[Gateway, ...] = ()  # sorted by (namespace, name)
+    # A host that several ServiceEntries declare (and no Service has): every one of them,
+    # by namespace/name, the first being ``services[host]``. Which one a route reaches
+    # depends on the route's namespace (``ClusterSet.target``), as each Istio proxy sees only
+    # the entries exported to its own.
+    entry_choices: Mapping[str, tuple[ServiceInfo, ...]] = field(default_factory=dict)
 
     def subset(self, host: str, name: str) -> Subset | None:
         rule = self.rules.get(host)
@@ -110,13 +115,16 @@ def build_inventory(
     entries.sort(key=_by_key)
     infos = {s.host: _service_info(s, workloads) for s in services}
     names: set[str] = set()
+    choices: dict[str, list[ServiceInfo]] = {}
     for entry in entries:
-        if entry.export_to == ("~",):
+        if "~" in entry.export_to:
             continue  # exported to no one: not even its own namespace's clients see it
         for host in entry.hosts:
-            # A Service of the same name wins, then the first ServiceEntry by namespace/name.
-            if host not in infos:
-                infos[host] = _entry_info(entry, host, workloads, dns or {}, names)
+            # A Service of the same name wins; of ServiceEntries, the route's namespace picks.
+            if host not in infos or host in choices:
+                info = _entry_info(entry, host, workloads, dns or {}, names)
+                infos.setdefault(host, info)
+                choices.setdefault(host, []).append(info)
     return Inventory(
         services=infos,
         rules=applicable_rules(rules, infos),
@@ -124,6 +132,7 @@ def build_inventory(
         all_rules=tuple(rules),
         dns_names=frozenset(names),
         gateways=tuple(sorted(gateways, key=_by_key)),
+        entry_choices={h: tuple(c) for h, c in choices.items() if len(c) > 1},
     )
 
 

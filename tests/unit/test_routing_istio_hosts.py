@@ -318,3 +318,60 @@ spec:
     assert cluster(table_of(without_own, hidden), authority="reviews:9080") == f"503 NC {canary}"
     shown = hidden.replace('exportTo: ["."]', 'exportTo: ["*"]')
     assert cluster(table_of(without_own, shown), authority="reviews:9080") == canary
+
+
+def _entry(name: str, namespace: str, export_to: str, address: str) -> str:
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  hosts: [api.example.com]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {address}}}]
+  exportTo: {export_to}
+---
+"""
+
+
+def test_a_route_reaches_the_service_entry_exported_to_its_namespace_as_istio_orders_them() -> None:
+    # One host, five entries. Istio's servicesExportedToNamespace lists, for a namespace, the
+    # entries private to it, then those exported to it by name, then the public ones; the
+    # first wins. ``~`` is seen by no one, its own namespace included.
+    entries = (
+        _entry("gone", "aa", "['~']", "127.0.0.5")
+        + _entry("hidden", "aaa", "[zzz]", "127.0.0.4")
+        + _entry("pub", "a", "['*']", "127.0.0.1")
+        + _entry("mine", "b", "['.']", "127.0.0.2")
+        + _entry("named", "c", "[b, d]", "127.0.0.3")
+    )
+    namespaces = ("a", "aa", "b", "c", "d", "zzz")
+    routes = "---\n".join(
+        f"""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: api, namespace: {ns}}}
+spec:
+  hosts: [api-{ns}.local]
+  http:
+  - route: [{{destination: {{host: api.example.com}}}}]
+"""
+        for ns in namespaces
+    )
+    table = table_of(entries + routes)
+
+    def reached(ns: str) -> str:
+        decision = table.route(None, SimpleRequest(authority=f"api-{ns}.local"))
+        assert isinstance(decision, Forward), decision
+        return f"{decision.primary.cluster} {decision.primary.endpoint}"
+
+    cluster_name = "outbound|80||api.example.com"
+    assert {ns: reached(ns) for ns in namespaces} == {
+        "a": f"{cluster_name} 127.0.0.1:80",  # only the public one
+        "aa": f"{cluster_name} 127.0.0.1:80",  # its own entry is exported to no one
+        "b": f"{cluster_name} 127.0.0.2:80",  # private beats exported-by-name and public
+        "c": f"{cluster_name} 127.0.0.1:80",  # its own entry is exported elsewhere only
+        "d": f"{cluster_name} 127.0.0.3:80",  # exported to it by name beats public
+        "zzz": f"{cluster_name} 127.0.0.4:80",
+    }
