@@ -34,6 +34,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.mesh import MeshConfig, mesh_yaml
+
 HOST_SUFFIX = "example.com"
 
 
@@ -136,41 +138,9 @@ def run_client(port: int, host: str, interval: float, connections: int) -> None:
 
 
 def base_yaml(v1: int, v2: int, port: int) -> str:
-    return f"""apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-v1}}
-spec: {{address: 127.0.0.1, ports: {{http: {v1}}}, labels: {{app: app, version: v1}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-v2}}
-spec: {{address: 127.0.0.1, ports: {{http: {v2}}}, labels: {{app: app, version: v2}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: app}}
-spec:
-  selector: {{app: app}}
-  ports: [{{name: http, port: {port}, targetPort: 80}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: app}}
-spec:
-  host: app
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: app}}
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: {{host: app, subset: v1}}
-"""
+    """The bench's usual mesh (bench/mesh.py), without a mirror: the VirtualServices come on top."""
+    cfg = MeshConfig(port, v1, v2, mirror_percent=0, access_log=False, workers=1, shadow_timeout=5)
+    return mesh_yaml(cfg)
 
 
 def vs_yaml(i: int, subset: str = "v1") -> str:

@@ -19,59 +19,28 @@ from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.upstream.connection import Pool
-from tests.support.serve import free_port
+from tests.support.serve import free_port, mesh_yaml
 from tests.support.upstreams import RecordingUpstream
 
 # A status line no parser accepts: the proxy's flag is UPE, for the primary and the shadow.
 GARBAGE = b"HTTP/1.1 abc Broken\r\ncontent-length: 0\r\n\r\n"
 
 
-def config(port: int, v1: int, v2: int) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-v1}}
-spec: {{address: 127.0.0.1, ports: {{http: {v1}}}, labels: {{app: app, version: v1}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-v2}}
-spec: {{address: 127.0.0.1, ports: {{http: {v2}}}, labels: {{app: app, version: v2}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: app}}
-spec:
-  selector: {{app: app}}
-  ports: [{{name: http, port: {port}, targetPort: 80}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: app}}
-spec:
-  host: app
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: app}}
-spec:
-  hosts: [app]
-  http:
-  - route:
-    - destination: {{host: app, subset: v1}}
-    mirror: {{host: app, subset: v2}}
+COMPARISON = """
 ---
 apiVersion: shadowmesh.io/v1alpha1
 kind: Comparison
-metadata: {{name: app-v2}}
+metadata: {name: app-v2}
 spec:
   host: app
-  primary: {{subset: v1}}
-  candidate: {{subset: v2}}
+  primary: {subset: v1}
+  candidate: {subset: v2}
 """
+
+
+def config(port: int, v1: int, v2: int) -> str:
+    mesh = mesh_yaml(v1, v2, "    mirror: {host: app, subset: v2}\n").rstrip("\n")
+    return mesh.replace("SERVICE_PORT", str(port)) + COMPARISON
 
 
 class Captured:
