@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from shadowmesh.compare.capture import NOT_SENT, CapturedExchange, CapturedResponse
-from shadowmesh.compare.diff import ABSENT, MAX_DIFFERENCES, Difference, Kind, canonical, diff
+from shadowmesh.compare.diff import (
+    ABSENT,
+    MAX_DIFFERENCES,
+    Difference,
+    Kind,
+    array_diff,
+    array_of,
+    canonical,
+    diff,
+)
 from shadowmesh.compare.normalise import BodyKind, Redactor, normalise
 from shadowmesh.compare.paths import field_of, matches, names
 from shadowmesh.compare.volatile import alike, volatile_match
@@ -27,6 +36,8 @@ from shadowmesh.model.comparison import Comparison, IgnoreRule, Path, Pattern, f
 MAX_EXAMPLE_CHARS = 400
 # A drill-down sample's responses (redacted, normalised) are cut at this many characters each.
 MAX_SAMPLE_CHARS = 8_000
+# An example's array diff lists at most this many moved, changed, added and removed indices each.
+ARRAY_ENTRIES_SHOWN = 20
 # Request headers a replay should not copy: hop-by-hop, framing, and the proxy's own.
 _NOT_REPLAYED = frozenset(
     {
@@ -159,6 +170,7 @@ class Example:
     primary: str | None  # None: the side lacks the field
     candidate: str | None
     baseline: str | None = None
+    array: Path | None = None  # the array whose alignment the drill-down shows (diff.array_of)
 
 
 @dataclass
@@ -195,6 +207,9 @@ class Outcome:
     request_headers: tuple[tuple[str, str], ...] = ()
     request_body: str | None = None
     trees: tuple[dict[str, Any] | None, ...] = ()
+    # The primary's and the candidate's trees as they were diffed (unordered arrays sorted):
+    # the examples' paths and their array diffs refer to these.
+    compared: tuple[Any, Any] | None = None
 
     def sample(self) -> dict[str, Any]:
         responses = {
@@ -210,7 +225,34 @@ class Outcome:
                 "body": self.request_body,
             },
             "responses": responses,
+            "arrays": self._arrays(),
         }
+
+    def _arrays(self) -> dict[str, dict[str, Any]]:
+        """The array diffs of the examples, by the example's concrete path: each array aligned
+        once, however many of its fields differ."""
+        if self.compared is None:
+            return {}
+        aligned: dict[Path, dict[str, Any] | None] = {}
+        out: dict[str, dict[str, Any]] = {}
+        for f in self.fields.values():
+            path = f.example.array if f.example is not None else None
+            if f.example is None or path is None:
+                continue
+            if path not in aligned:
+                left, right = (_at(tree, path) for tree in self.compared)
+                found = None
+                if isinstance(left, list) and isinstance(right, list):
+                    found = array_diff(left, right)
+                aligned[path] = (
+                    None
+                    if found is None
+                    else {"path": format_path(path), **found.to_json(ARRAY_ENTRIES_SHOWN)}
+                )
+            entry = aligned[path]
+            if entry is not None:
+                out[f.example.path] = entry
+        return out
 
     @property
     def differing(self) -> bool:
@@ -264,6 +306,7 @@ def analyse(
         request_headers=_request_headers(exchange, rules),
         request_body=_request_body(exchange, rules),
         trees=(trees[0].tree, trees[1].tree, None if base_tree is None else base_tree),
+        compared=(left, right),
     )
 
 
@@ -369,6 +412,7 @@ def _example(d: Difference, baseline: dict[str, Any] | None) -> Example:
         primary=show(d.left),
         candidate=show(d.right),
         baseline=show(base) if baseline is not None else None,
+        array=array_of(d),
     )
 
 

@@ -10,13 +10,17 @@ Kinds of difference, from the primary's side (left) to the candidate's (right):
 - ``order``: an array holds the same elements in another order (reported once, at the array).
 
 Arrays are compared by position; equal arrays, in equal order, are no difference at all.
+``array_diff`` aligns two arrays for the report instead: which elements moved, which changed
+in their place, which were added or removed.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any, Literal
 
 from shadowmesh.model.comparison import Path
@@ -27,6 +31,8 @@ KINDS: tuple[Kind, ...] = ("status", "value", "type", "missing", "extra", "order
 MAX_DEPTH = 64
 # A response unlike the primary's in every field stops being described after this many.
 MAX_DIFFERENCES = 1_000
+# Longer arrays are not aligned for an array diff (the alignment is quadratic at worst).
+MAX_ARRAY_ITEMS = 2_000
 
 
 class _Absent:
@@ -149,6 +155,96 @@ def _same_elements(left: list[Any], right: list[Any]) -> bool:
     if len(left) != len(right):
         return False
     return sorted(map(canonical, left)) == sorted(map(canonical, right))
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayDiff:
+    """Two arrays aligned, element by element (equal means equal canonical JSON).
+
+    ``kept`` elements are in the same relative order on both sides (an insertion before them
+    shifts their index, it does not move them); ``moved``: (index in the primary, index in the
+    candidate) of an element found elsewhere; ``changed``: (primary index, candidate index) of
+    an element replaced by another in its place; ``removed``: primary indices with no
+    counterpart; ``added``: candidate indices with none."""
+
+    lengths: tuple[int, int]
+    kept: int
+    moved: tuple[tuple[int, int], ...]
+    changed: tuple[tuple[int, int], ...]
+    removed: tuple[int, ...]
+    added: tuple[int, ...]
+
+    def to_json(self, shown: int) -> dict[str, Any]:
+        """As the report keeps it: at most ``shown`` entries of each kind, with their counts."""
+        lists = {
+            "moved": self.moved,
+            "changed": self.changed,
+            "removed": self.removed,
+            "added": self.added,
+        }
+        out: dict[str, Any] = {"lengths": list(self.lengths), "kept": self.kept}
+        for name, entries in lists.items():
+            out[name] = [list(e) if isinstance(e, tuple) else e for e in entries[:shown]]
+        out["counts"] = {name: len(entries) for name, entries in lists.items()}
+        return out
+
+
+def array_diff(left: list[Any], right: list[Any]) -> ArrayDiff | None:
+    """The alignment of two arrays (None when one is longer than ``MAX_ARRAY_ITEMS``).
+
+    The longest common subsequence (difflib's, junk heuristics off) is what stayed in order;
+    of the rest, an element of the primary equal to one of the candidate has moved (paired
+    first to first among duplicates), and what is left of each replaced stretch pairs up, in
+    order, as changed, the surplus being removed or added."""
+    if len(left) > MAX_ARRAY_ITEMS or len(right) > MAX_ARRAY_ITEMS:
+        return None
+    a, b = [canonical(x) for x in left], [canonical(x) for x in right]
+    stretches: list[tuple[range, range]] = []
+    kept = 0
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            kept += i2 - i1
+        else:
+            stretches.append((range(i1, i2), range(j1, j2)))
+    free: dict[str, deque[int]] = {}
+    for _, js in stretches:
+        for j in js:
+            free.setdefault(b[j], deque()).append(j)
+    moved: dict[int, int] = {}
+    for is_, _ in stretches:
+        for i in is_:
+            waiting = free.get(a[i])
+            if waiting:
+                moved[i] = waiting.popleft()
+    taken = set(moved.values())
+    changed: list[tuple[int, int]] = []
+    removed: list[int] = []
+    added: list[int] = []
+    for is_, js in stretches:
+        rest_left = [i for i in is_ if i not in moved]
+        rest_right = [j for j in js if j not in taken]
+        changed += zip(rest_left, rest_right, strict=False)
+        removed += rest_left[len(rest_right) :]
+        added += rest_right[len(rest_left) :]
+    return ArrayDiff(
+        (len(left), len(right)),
+        kept,
+        tuple(sorted(moved.items())),
+        tuple(changed),
+        tuple(removed),
+        tuple(sorted(added)),
+    )
+
+
+def array_of(d: Difference) -> Path | None:
+    """The array whose alignment explains a difference: the array itself for an ``order``
+    difference, else the innermost array on its path (None: no array on it)."""
+    if d.kind == "order":
+        return d.path
+    for n in range(len(d.path) - 1, -1, -1):
+        if isinstance(d.path[n], int):
+            return d.path[:n]
+    return None
 
 
 def canonical(value: Any) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from html import escape
 
 from shadowmesh.compare.render import (
+    array_text,
     kinds,
     latency_cell,
     number,
@@ -31,6 +32,7 @@ pre { margin: 0; white-space: pre-wrap; word-break: break-all; max-width: 40em; 
 .verdict-line { font-size: 1.1em; }
 .responses { display: flex; gap: 1em; } .responses div { flex: 1; min-width: 0; }
 tr.drill td { background: #fafafa; }
+p.array { margin: 0 0 0.5em; font-size: 12px; color: #7a4b00; }
 svg.timeline { background: #f4f4f4; vertical-align: middle; } svg.timeline rect { fill: #b00020; }
 """
 
@@ -159,13 +161,20 @@ def _field_row(f: FieldReport, baseline: bool) -> str:
             f'<td class="num">{number(f.absolute, 2)}</td>',
         ]
     primary = "".join(f"<pre>{_e(_value(e.primary))}</pre>" for e in f.examples)
-    candidate = "".join(f"<pre>{_e(_value(e.candidate))}</pre>" for e in f.examples)
+    candidate = "".join(f"<pre>{_e(_value(e.candidate))}</pre>{_array(e)}" for e in f.examples)
     cells += [f"<td>{primary}</td>", f"<td>{candidate}</td>"]
     row = f'<tr class="{_cls(f.verdict)}">{"".join(cells)}</tr>'
     example = next((e for e in f.examples if e.request), None)
     if example is None or f.verdict not in ("regression", "difference"):
         return row
     return row + f'<tr class="drill"><td colspan="{len(cells)}">{_drill(example)}</td></tr>'
+
+
+def _array(e: ExampleReport) -> str:
+    """The example's array diff under its candidate value: what moved, changed, came, went."""
+    if not e.array:
+        return ""
+    return f'<p class="array">array {_e(array_text(e.array))}</p>'
 
 
 def _drill(e: ExampleReport) -> str:

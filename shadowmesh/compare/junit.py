@@ -7,7 +7,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from shadowmesh.compare.render import cell, kinds, latency_pair
+from shadowmesh.compare.render import array_text, cell, kinds, latency_pair
 from shadowmesh.compare.report import EndpointReport, FieldReport, Report
 
 
@@ -70,6 +70,7 @@ def _field_case(report: Report, endpoint: EndpointReport, f: FieldReport) -> ET.
             summary += f", q={f.q_value:.3g}"
     examples = "\n".join(
         f"{e.method} {e.target} [{e.request_id}] {e.path}: {cell(e.primary)} -> {cell(e.candidate)}"
+        + (f"\n  array {array_text(e.array)}" if e.array else "")
         for e in f.examples
     )
     if f.verdict == "regression":

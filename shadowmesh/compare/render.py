@@ -6,7 +6,8 @@ Pure: a Report in, a string out. ``style`` colours words when the CLI writes to 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from shadowmesh.compare.report import EndpointReport, FieldReport, LatencyReport, Report
 
@@ -152,6 +153,15 @@ def _endpoint_detail(endpoint: EndpointReport, baseline: bool, style: Style) -> 
         if len(group["fields"]) > 1:
             together = ", ".join(group["fields"])
             lines.append(f"  together in {group['requests']} requests: {together}")
+    # Fields of one array share its alignment in a request: one line for them all.
+    arrays: dict[str, tuple[str, list[str]]] = {}
+    for f in shown:
+        example = next((e for e in f.examples if e.array), None)
+        if f.verdict != "noise" and example is not None and example.array is not None:
+            text = array_text(example.array)
+            arrays.setdefault(text, (example.request_id, []))[1].append(f.field)
+    for text, (request_id, names) in arrays.items():
+        lines.append(f"  array {text} ({', '.join(names)}; request {request_id})")
     for f in shown:
         example = next((e for e in f.examples if e.curl), None)
         if f.verdict == "regression" and example is not None:
@@ -229,6 +239,32 @@ def latency_pair(latency: LatencyReport, quantile: str) -> str:
     ratio = latency.ratio.get(quantile)
     text = f"{candidate:.1f}/{baseline:.1f} ms"
     return text + (f" x{ratio:.2f}" if ratio is not None else "")
+
+
+def array_text(array: Mapping[str, Any]) -> str:
+    """An example's array diff in a line: ``body.hits 4 -> 4 elements: moved 0->3, 3->0;
+    changed 2; removed 5; added 4`` (primary index, then the candidate's)."""
+    lengths = array.get("lengths") or [0, 0]
+    counts = array.get("counts", {})
+    parts = []
+    for name in ("moved", "changed", "removed", "added"):
+        entries = array.get(name) or []
+        if not entries:
+            continue
+        shown = [_index(e, always_both=name == "moved") for e in entries]
+        more = int(counts.get(name, len(entries))) - len(entries)
+        parts.append(f"{name} " + ", ".join(shown) + (f" (+{more} more)" if more > 0 else ""))
+    what = "; ".join(parts) or "same elements"
+    return f"{array.get('path', '')} {lengths[0]} -> {lengths[1]} elements: {what}"
+
+
+def _index(entry: Any, always_both: bool) -> str:
+    """A primary index and the candidate's (``2->3``; ``2`` for a change in place), or one."""
+    if not isinstance(entry, list):
+        return str(entry)
+    if entry[0] == entry[1] and not always_both:
+        return str(entry[0])
+    return f"{entry[0]}->{entry[1]}"
 
 
 def kinds(f: FieldReport) -> str:

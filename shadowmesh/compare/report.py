@@ -123,6 +123,9 @@ class ExampleReport:
     request: dict[str, Any] | None = None
     responses: dict[str, str] = dataclasses.field(default_factory=dict)
     curl: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The alignment of the array the difference is in (diff.ArrayDiff.to_json, with its
+    # "path"), primary against candidate: moved, changed, removed and added indices.
+    array: dict[str, Any] | None = None
 
 
 @dataclass
@@ -673,6 +676,7 @@ def _example_report(row: dict[str, Any], has_baseline: bool = True) -> ExampleRe
         request=request,
         responses=sample.get("responses", {}),
         curl=curl_lines(request, has_baseline) if request else {},
+        array=sample.get("arrays", {}).get(row["path"]),
     )
 
 

@@ -1,7 +1,8 @@
 """httpbin v2 as the comparison test wants it: really different on some endpoints.
 
-A WSGI middleware around httpbin: ``/json`` renames ``slideshow.author`` to ``writer`` and answers
-30 ms later; ``/get`` answers 500. Everything else is httpbin, unchanged.
+A WSGI middleware around httpbin: ``/json`` renames ``slideshow.author`` to ``writer``, lists the
+slides in reverse order and answers 30 ms later; ``/get`` answers 500. Everything else is
+httpbin, unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def candidate(environ: dict[str, Any], start_response: Start) -> Iterable[bytes]
 
     body = json.loads(b"".join(httpbin(environ, keep)))
     body["slideshow"]["writer"] = body["slideshow"].pop("author")
+    body["slideshow"]["slides"].reverse()
     data = json.dumps(body).encode()
     time.sleep(0.03)
     headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]

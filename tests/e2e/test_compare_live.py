@@ -1,8 +1,9 @@
 """Issue 5 end to end: live traffic through the proxy, compared, reported.
 
 httpbin v1 is the primary and (as v1b) the baseline; the candidate v2 renames a JSON field on
-/json and is 30 ms slower there, and answers 500 on /get. The report must flag those, and must
-not flag /uuid (a new value on every call: noise) nor the endpoints where v2 is the same.
+/json, reverses a list there and is 30 ms slower, and answers 500 on /get. The report must flag
+those, and must not flag /uuid (a new value on every call: noise) nor the endpoints where v2 is
+the same.
 The scenario's processes and resources are in ``tests/support/compare_live``.
 """
 
@@ -55,6 +56,13 @@ def test_the_report_flags_what_differs_and_only_that(
     assert ("GET /json", "body.slideshow.author") in flagged
     assert ("GET /json", "body.slideshow.writer") in flagged
     assert ("GET /get", "status") in flagged
+    # The reversed slides: an order regression whose examples say which index moved where.
+    assert ("GET /json", "body.slideshow.slides") in flagged
+    json_fields = endpoints["GET /json"]["fields"]
+    [slides] = [f for f in json_fields if f["field"] == "body.slideshow.slides"]
+    array = slides["examples"][0]["array"]
+    assert (array["path"], array["lengths"], array["kept"]) == ("body.slideshow.slides", [2, 2], 1)
+    assert array["moved"] in ([[0, 1]], [[1, 0]]) and not array["changed"], array
     assert endpoints["GET /json"]["latency"]["flagged"] is True, endpoints["GET /json"]["latency"]
     # Noise and sameness are not flagged: no field of /uuid (a new value on every call) nor of
     # /user-agent is a regression. (Their latency is not asserted: on a shared 2-core machine a

@@ -156,6 +156,16 @@ def test_the_page_shows_the_comparison_its_regressions_and_the_mirrors(
     assert curl.inner_text().startswith("curl -sS -i -X GET")
     assert '"http://$CANDIDATE"' in curl.inner_text() and "/json" in curl.inner_text()
 
+    # A list in another order: its example names the index that moved, and where to.
+    slides = card.locator('tr.field[data-field="body.slideshow.slides"]')
+    slides.click()
+    array = slides.locator("xpath=following-sibling::tr[1]").locator(".example-array").first
+    array.wait_for(state="visible")
+    assert array.get_attribute("data-path") == "body.slideshow.slides"
+    assert "2 → 2 elements, 1 in order" in array.inner_text()
+    moved = array.locator('[data-kind="moved"] .index')
+    assert moved.count() == 1 and moved.first.inner_text() in ("0 → 1", "1 → 0")
+
     # The route table: the primary's weight and both mirror targets with their percentages.
     vhost = page.locator('[data-vhost="httpbin.default.svc.cluster.local"]')
     assert "100%" in vhost.locator('.dest[data-destination="v1"]').inner_text()

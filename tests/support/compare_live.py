@@ -1,9 +1,10 @@
 """The live comparison scenario of issue 5, shared by the report test and the browser test.
 
 httpbin v1 is the primary and (as v1b) the baseline; the candidate v2 (``tests/e2e/
-candidate_app.py``) renames a JSON field on /json and is 30 ms slower there, and answers 500 on
-/get. Each test starts its own copies: ``start_versions`` gives their ports, ``mesh_yaml`` the
-resources that mirror httpbin to v2 and v1b and compare them, ``send_traffic`` the requests.
+candidate_app.py``) renames a JSON field on /json, reverses its list of slides and is 30 ms
+slower there, and answers 500 on /get. Each test starts its own copies: ``start_versions``
+gives their ports, ``mesh_yaml`` the resources that mirror httpbin to v2 and v1b and compare
+them, ``send_traffic`` the requests.
 """
 
 from __future__ import annotations

@@ -440,6 +440,65 @@ def test_report_formats(make: Any) -> None:
     assert "body.slideshow.author" in text and '"Yours Truly"' in text
 
 
+def test_examples_carry_array_diffs_in_every_format(make: Any) -> None:
+    """A list in another order names what moved; a line inserted before a changed one is an
+    addition and a change, not every index differing; text, JSON, HTML and JUnit show it."""
+    analyzer = make(comparison())
+    ranked = [{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]
+    moved = [{"id": 4}, {"id": 1}, {"id": 2}, {"id": 3}]
+    lines = [{"sku": "A", "qty": 1}, {"sku": "B", "qty": 2}, {"sku": "C", "qty": 1}]
+    inserted = [{"sku": "Z", "qty": 1}, lines[0], {"sku": "B", "qty": 5}, lines[2]]
+    scenario = []
+    for _ in range(30):
+        scenario.append(exchange("/ranked", reply(ranked), reply(moved), reply(ranked)))
+        cart, changed = {"lines": lines}, {"lines": inserted}
+        scenario.append(exchange("/cart", reply(cart), reply(changed), reply(cart)))
+    feed(analyzer, scenario)
+    report = analyzer.report(*KEY)
+    assert report is not None
+
+    order = field(report, "GET /ranked", "body")
+    assert order.verdict == "regression" and set(order.kinds) == {"order"}
+    array = order.examples[0].array
+    assert array is not None
+    assert (array["path"], array["lengths"], array["kept"]) == ("body", [4, 4], 3)
+    assert (array["moved"], array["changed"], array["removed"], array["added"]) == (
+        [[3, 0]],
+        [],
+        [],
+        [],
+    )
+    # Each field of the cart's lines has its example in the same array: aligned alike.
+    cart_fields = [f for e in report.endpoints if e.endpoint == "GET /cart" for f in e.fields]
+    assert cart_fields and all(f.examples for f in cart_fields)
+    for f in cart_fields:
+        for e in f.examples:
+            assert e.array is not None and e.array["path"] == "body.lines", (f.field, e.path)
+            assert (e.array["moved"], e.array["changed"]) == ([], [[1, 2]])
+            assert (e.array["removed"], e.array["added"], e.array["kept"]) == ([], [0], 2)
+
+    data = json.loads(json.dumps(report.to_dict()))
+    [ranked_json] = [e for e in data["endpoints"] if e["endpoint"] == "GET /ranked"]
+    assert ranked_json["fields"][0]["examples"][0]["array"]["moved"] == [[3, 0]]
+    assert Report.from_dict(data) == report
+
+    text = render_text([report])
+    assert "array body 4 -> 4 elements: moved 3->0 (body; request " in text
+    [cart_line] = [line for line in text.splitlines() if "array body.lines" in line]
+    assert cart_line.startswith("  array body.lines 3 -> 4 elements: changed 1->2; added 0 (")
+    assert all(f.field in cart_line for f in cart_fields)
+    page = render_html([report])
+    assert '<p class="array">array body 4 -&gt; 4 elements: moved 3-&gt;0</p>' in page
+    root = ET.fromstring(render_junit([report]))
+    [case] = [
+        c
+        for c in root.iter("testcase")
+        if c.get("classname", "").endswith("/ranked") and c.get("name") == "body"
+    ]
+    failure = case.find("failure")
+    assert failure is not None and "array body 4 -> 4 elements: moved 3->0" in (failure.text or "")
+
+
 def test_a_failing_batch_is_counted_and_the_thread_goes_on(tmp_path: Path) -> None:
     calls = []
 

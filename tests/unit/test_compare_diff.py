@@ -1,11 +1,22 @@
 """Diffing normalised trees: the kinds of difference, arrays by position, order-only arrays,
-field keys, and path patterns."""
+array alignments (moved, changed, added, removed), field keys, and path patterns."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shadowmesh.compare.diff import ABSENT, MAX_DEPTH, Difference, diff, diff_values, flatten
+from shadowmesh.compare.diff import (
+    ABSENT,
+    MAX_ARRAY_ITEMS,
+    MAX_DEPTH,
+    ArrayDiff,
+    Difference,
+    array_diff,
+    array_of,
+    diff,
+    diff_values,
+    flatten,
+)
 from shadowmesh.compare.paths import field_of, matches
 from shadowmesh.model.comparison import parse_path
 
@@ -146,3 +157,67 @@ def test_patterns_match_paths_and_their_descendants() -> None:
     assert matches(parse_path("body.**.password"), ("body", "password"))
     assert not matches(parse_path("body.Password"), ("body", "password"))
     assert matches(parse_path("body.Password"), ("body", "password"), fold_case=True)
+
+
+def aligned(left: list[Any], right: list[Any]) -> ArrayDiff:
+    found = array_diff(left, right)
+    assert found is not None
+    return found
+
+
+def test_an_array_diff_of_equal_arrays_keeps_everything() -> None:
+    assert aligned([1, {"a": 2}], [1, {"a": 2}]) == ArrayDiff((2, 2), 2, (), (), (), ())
+
+
+def test_an_array_diff_names_what_moved_from_where_to_where() -> None:
+    # Two swapped: one of them stays in order with the rest, the other is the one that moved.
+    swap = aligned(["a", "b", "c", "d"], ["b", "a", "c", "d"])
+    assert (swap.kept, swap.changed, swap.removed, swap.added) == (3, (), (), ())
+    assert swap.moved in (((0, 1),), ((1, 0),))
+    # The last becomes the first: it moved; the others only shifted, they did not.
+    rotated = aligned([{"id": 1}, {"id": 2}, {"id": 3}], [{"id": 3}, {"id": 1}, {"id": 2}])
+    assert (rotated.kept, rotated.moved) == (2, ((2, 0),))
+    reversed_ = aligned([1, 2, 3, 4], [4, 3, 2, 1])
+    assert reversed_.kept == 1 and len(reversed_.moved) == 3
+    assert reversed_.changed == reversed_.removed == reversed_.added == ()
+    assert {i for i, _ in reversed_.moved} | {j for _, j in reversed_.moved} <= {0, 1, 2, 3}
+    for i, j in reversed_.moved:
+        assert [1, 2, 3, 4][i] == [4, 3, 2, 1][j]
+
+
+def test_an_array_diff_tells_changed_in_place_from_added_and_removed() -> None:
+    changed = aligned([{"id": 1}, {"id": 2}, {"id": 3}], [{"id": 1}, {"id": 20}, {"id": 3}])
+    assert changed == ArrayDiff((3, 3), 2, (), ((1, 1),), (), ())
+    # One inserted at the front shifts every index, yet nothing moved nor changed.
+    inserted = aligned(["b", "c", "d"], ["a", "b", "c", "d"])
+    assert inserted == ArrayDiff((3, 4), 3, (), (), (), (0,))
+    removed = aligned(["a", "b", "c"], ["a", "c"])
+    assert removed == ArrayDiff((3, 2), 2, (), (), (1,), ())
+    # All at once: 0 and 1 swap, 2 changes, 4 goes, a new one comes at the end.
+    mixed = aligned(["a", "b", "c", "d", "e"], ["b", "a", "C", "d", "x", "y"])
+    assert mixed.lengths == (5, 6)
+    assert len(mixed.moved) == 1 and mixed.moved[0] in ((0, 1), (1, 0))
+    assert mixed.changed == ((2, 2), (4, 4)) and mixed.added == (5,) and mixed.removed == ()
+
+
+def test_an_array_diff_pairs_duplicates_in_order_and_stops_at_long_arrays() -> None:
+    twice = aligned(["x", "a", "x", "b"], ["a", "x", "b", "x"])
+    assert twice.kept == 3 and len(twice.moved) == 1
+    [(i, j)] = twice.moved
+    assert ["x", "a", "x", "b"][i] == ["a", "x", "b", "x"][j] == "x"
+    assert array_diff(list(range(MAX_ARRAY_ITEMS + 1)), [0]) is None
+    # The report's form: entries cut at ``shown``, counted whole.
+    whole = aligned(list(range(10)), list(range(9, -1, -1)))
+    kept = whole.to_json(shown=3)
+    assert kept["lengths"] == [10, 10] and kept["kept"] == 1
+    assert len(kept["moved"]) == 3 and kept["counts"]["moved"] == 9
+    assert all(isinstance(pair, list) and len(pair) == 2 for pair in kept["moved"])
+
+
+def test_the_array_of_a_difference_is_its_innermost_array() -> None:
+    [order] = diff_values({"tags": ["a", "b"]}, {"tags": ["b", "a"]}, ("body",))
+    assert array_of(order) == ("body", "tags")
+    [nested] = diff_values({"o": [{"l": [1, 2]}]}, {"o": [{"l": [1, 3]}]}, ("body",))
+    assert nested.path == ("body", "o", 0, "l", 1) and array_of(nested) == ("body", "o", 0, "l")
+    [plain] = diff_values({"a": 1}, {"a": 2}, ("body",))
+    assert array_of(plain) is None

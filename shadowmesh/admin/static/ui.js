@@ -757,8 +757,37 @@
             value === null ? h("span", { class: "absent" }, "absent") : h("pre", {}, value),
           );
         }),
+        arrayDiff(e.array),
         reproduce(e),
       ]),
+    );
+  }
+
+  // An example's array diff, primary against candidate: the indices that moved (primary's →
+  // candidate's), changed in place, were removed or added; "+N more" past the kept entries.
+  function arrayDiff(a) {
+    if (!a) return null;
+    const kinds = ["moved", "changed", "removed", "added"].filter((k) => (a[k] || []).length);
+    const index = (x, k) => {
+      if (!Array.isArray(x)) return String(x);
+      return x[0] === x[1] && k !== "moved" ? String(x[0]) : `${x[0]} → ${x[1]}`;
+    };
+    return h(
+      "div",
+      { class: "example-array", dataset: { path: a.path } },
+      h("code", {}, a.path),
+      ` ${a.lengths[0]} → ${a.lengths[1]} elements, ${a.kept} in order`,
+      kinds.length ? null : ": same elements",
+      kinds.map((k) => {
+        const more = ((a.counts || {})[k] || a[k].length) - a[k].length;
+        return h(
+          "span",
+          { class: `array-kind array-${k}`, dataset: { kind: k } },
+          h("b", {}, k),
+          a[k].map((x) => h("span", { class: "index" }, index(x, k))),
+          more > 0 ? h("span", { class: "muted" }, `+${more} more`) : null,
+        );
+      }),
     );
   }
 
