@@ -21,7 +21,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,8 +71,11 @@ class AdminServer:
         analyzer: Analyzer | None = None,
         requests: Callable[[], Mapping[CellKey, RequestCell]] | None = None,
         config: ConfigThread | None = None,
+        fresh: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._controller = controller
+        # Awaited before /stats and /stats/prometheus: serve --workers' fresh counts.
+        self._fresh = fresh
         self._config = config
         self._own_config = config is None
         # The table /config_dump last encoded, with the JSON of its describe_routes(): that
@@ -153,6 +156,8 @@ class AdminServer:
         except HttpError as exc:
             return json_response(exc.status, {"error": exc.message}, exc.headers), True
         request = replace(head, body=body)
+        if self._fresh is not None and (request.path.rstrip("/") or "/") in _STATS_PATHS:
+            await self._fresh()
         if self._config is not None and _off_loop(request.path):
             if _changes_config(request.path):
                 return await self._config.run(self.dispatch, request), False
@@ -311,6 +316,8 @@ _ROUTES: dict[str, tuple[str, Handler]] = {
     "/stats/prometheus": ("GET", AdminServer.prometheus),
 }
 
+
+_STATS_PATHS = frozenset({"/stats", "/stats/prometheus"})
 
 # Endpoints whose work grows with the config: answered on the config thread.
 _CONFIG_PATHS = frozenset(

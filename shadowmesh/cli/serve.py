@@ -18,7 +18,13 @@ from shadowmesh import compiled, hot_path
 from shadowmesh.admin.auth import TokenError, serve_token
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.client import read_sources
-from shadowmesh.cli.workers import Workers, die_with_parent, follow_store, watch_parent
+from shadowmesh.cli.workers import (
+    ParentLink,
+    Workers,
+    die_with_parent,
+    follow_store,
+    process_report,
+)
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.dns import Resolver
@@ -29,6 +35,7 @@ from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.observe.accesslog import DEFAULT_REDACTED_QUERY, FORMATS, AccessLog, Format
+from shadowmesh.observe.fleet import Fleet, encode
 from shadowmesh.observe.otlp import Exporter, traces_url
 from shadowmesh.observe.spans import Spans
 from shadowmesh.observe.stats import Stats
@@ -517,20 +524,23 @@ async def _serve(
     analyzer = Analyzer(options.state, lambda: plane.table.comparisons)
     plane.analyzer = analyzer
 
+    # With --workers, every worker's counters are summed in (observe.fleet).
+    workers = Workers(worker_argv(options), options.workers - 1) if options.workers > 1 else None
+    fleet = workers.fleet if workers is not None else Fleet()
+
     def extra() -> dict[str, object]:
-        snapshot = stats.snapshot()
+        own = process_report(plane)
+        total, gauges, otlp = fleet.total(own)
+        snapshot = total.snapshot()
+        snapshot.update(gauges)
+        snapshot["processes"] = fleet.processes(own)
         snapshot["comparison"] = analyzer.stats()
-        snapshot["shadow_in_flight"] = dispatcher.in_flight
-        snapshot["shadow_held_bytes"] = dispatcher.held_bytes
-        # Idle keep-alive connections held by the pools (bounded per endpoint): not leaks.
-        snapshot["upstream_idle"] = plane.pool.idle_count()
-        snapshot["shadow_idle"] = dispatcher.pool.idle_count()
         snapshot["shadow_skipped"] = dict(getattr(plane.table, "shadow_skipped", {}))
         snapshot["compiled"] = compiled()
         if controller.dns is not None:
             snapshot["dns"] = controller.dns.stats()
-        if plane.spans is not None:
-            snapshot["otlp"] = plane.spans.snapshot()
+        if otlp is not None:
+            snapshot["otlp"] = otlp
         return snapshot
 
     admin = AdminServer(
@@ -540,8 +550,9 @@ async def _serve(
         extra=extra,
         token=options.admin_token,
         analyzer=analyzer,
-        requests=lambda: stats.cells,
+        requests=lambda: fleet.total(process_report(plane))[0].cells,
         config=config,
+        fresh=workers.fresh if workers is not None else None,
     )
     await admin.start()
     outbound_port = None
@@ -564,9 +575,6 @@ async def _serve(
         ),
         err=True,
     )
-    workers = None
-    if options.workers > 1:
-        workers = Workers(worker_argv(options), options.workers - 1)
 
     def hangup() -> None:
         reopen_log(options, plane.access_log)
@@ -627,12 +635,14 @@ async def serve_as_worker(
     options: ServeOptions, config: ConfigThread, controller: Controller, plane: DataPlane
 ) -> None:
     stop = on_signals(lambda: reopen_log(options, plane.access_log))
-    watch_parent(stop)
+    link = ParentLink(lambda answered: encode(process_report(plane, answered)))
+    await link.open(stop)
     if options.outbound is not None:
         await plane.start_outbound(*options.outbound)
     plane.spawn(follow_store(config, controller, lambda w: click.echo(f"Warning: {w}", err=True)))
     await stop.wait()
     await plane.shutdown(options.drain_timeout)
+    await link.close()
 
 
 def worker_argv(options: ServeOptions) -> list[str]:

@@ -14,24 +14,12 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.serve import Served, mesh_yaml, raw_request
+from tests.support.serve import Served, mesh_yaml, raw_request, scrape
 from tests.support.upstreams import RecordingUpstream
 
 MIRROR_V2 = "    mirror: {host: app, subset: v2}\n"
 V1 = "outbound|{port}|v1|app.default.svc.cluster.local"
 REQUESTS = 10
-
-
-def scrape(served: Served) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    url = f"http://127.0.0.1:{served.admin}/stats/prometheus"
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        assert answer.headers["Content-Type"].startswith("text/plain")
-        text = answer.read().decode()
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
 
 
 def traffic(

@@ -238,3 +238,36 @@ def test_encoding_of_an_error_and_a_64_bit_trace_id() -> None:
     assert otlp.traces_url("http://c:4318/custom") == "http://c:4318/custom"
     with pytest.raises(ValueError):
         otlp.traces_url("c:4318")
+
+
+def test_every_worker_exports_its_own_spans_once(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], receiver: Receiver
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams.extend([v1, v2])
+    endpoint = f"http://127.0.0.1:{receiver.port}"
+    served = serve(
+        mesh_yaml(v1.port, v2.port),
+        "--workers",
+        "2",
+        "--otlp-endpoint",
+        endpoint,
+        "--otlp-sampling",
+        "100",
+    )
+    time.sleep(0.5)  # the worker's own start
+    count = 60
+    for _ in range(count):  # each on a new connection: the kernel spreads them over both
+        get(served.port)
+    processes = served.stats()["processes"]
+    assert isinstance(processes, list) and len(processes) == 2
+    assert all(p["requests"] > 0 for p in processes), processes
+    spans = receiver.wait_for(count)
+    time.sleep(1.5)  # a second flush would bring any span sent twice
+    spans = receiver.spans()
+    assert len(spans) == count
+    assert len({s.span_id for s in spans}) == count
+    assert {s.span_id.hex() for s in spans} == {r.headers["x-b3-spanid"] for r in v1.requests}
+    otlp = served.stats()["otlp"]
+    assert isinstance(otlp, dict)
+    assert otlp["exported"] == count and otlp["dropped"] == 0 and otlp["failed"] == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench import drain
-from tests.support.serve import Served, mesh_yaml
+from tests.support.serve import Served, mesh_yaml, scrape
 from tests.support.upstreams import RecordingUpstream
 
 
@@ -220,3 +220,52 @@ def test_sigterm_under_keep_alive_load_leaves_no_request_unanswered(
     assert tally.lost == 0, tally
     assert tally.answered == len(v1.requests), tally
     assert tally.announced_close >= 8
+
+
+# --- every worker's counters reach /stats and /stats/prometheus, each once ----------------------
+
+
+def istio_total(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str) -> float:
+    return sum(samples.get(name, {}).values())
+
+
+def test_every_workers_requests_are_scraped_once(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], reap: list[int]
+) -> None:
+    v1, v2 = RecordingUpstream(), RecordingUpstream()
+    upstreams += [v1, v2]
+    s = serve(mesh_yaml(v1.port, v2.port), "--workers", "2")
+    (worker,) = workers_of(s.proc.pid)
+    reap.append(worker)
+    time.sleep(0.5)  # the worker's own start
+    served = 80
+    assert fresh_connection_gets(s.port, served) == ["200"] * served
+    stats = s.stats()
+    processes = stats["processes"]
+    assert isinstance(processes, list) and len(processes) == 2
+    assert {p["pid"] for p in processes} == {s.proc.pid, worker}
+    assert all(p["requests"] > 0 for p in processes), processes  # both served some
+    assert stats["requests"] == {"total": served, "2xx": served}  # type: ignore[comparison-overlap]
+    samples = scrape(s)
+    assert istio_total(samples, "istio_requests_total") == served
+    for histogram in ("request_duration_milliseconds", "request_bytes", "response_bytes"):
+        assert istio_total(samples, f"istio_{histogram}_count") == served
+    assert istio_total(samples, "shadowmesh_requests_total") == served
+    assert istio_total(samples, "shadowmesh_upstream_request_duration_seconds_count") == served
+    # A worker killed outright: what it had sent stays counted, once; its replacement's own
+    # requests add to it.
+    os.kill(worker, signal.SIGKILL)
+    assert gone_within([worker], 5) == []
+    end = time.monotonic() + 10
+    while (workers_of(s.proc.pid) or [worker]) == [worker] and time.monotonic() < end:
+        time.sleep(0.1)
+    (again,) = workers_of(s.proc.pid)
+    reap.append(again)
+    time.sleep(0.5)  # the new worker's own start
+    more = 40
+    assert fresh_connection_gets(s.port, more) == ["200"] * more
+    samples = scrape(s)
+    assert istio_total(samples, "istio_requests_total") == served + more
+    assert s.stats()["requests"] == {"total": served + more, "2xx": served + more}
+    s.stop()
+    assert s.proc.returncode == 0

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.upstreams import RecordingUpstream
 
@@ -172,3 +173,15 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+def scrape(served: Served) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    url = f"http://127.0.0.1:{served.admin}/stats/prometheus"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        text = answer.read().decode()
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
