@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from shadowmesh.errors import ConfigError, ConfigErrors, ParseError
-from shadowmesh.model import kinds
+from shadowmesh.model import kinds, schema
 from shadowmesh.model.fields import Issues, Obj, child, describe, item
 from shadowmesh.model.meta import read_meta
 from shadowmesh.model.resources import Document, Resource
@@ -175,6 +175,7 @@ def _read(
         return None, fail(exc.message, exc.path, kind, name)
     issues = Issues(kind=kind, namespace=default_namespace, name=name)
     resource = _parse(plain, spec, issues, default_namespace)
+    _structural_first(plain, kind, issues)
     if issues.errors or resource is None:
         errors = [
             ConfigError(message, source=source, document=index, kind=kind, name=name, field=path)
@@ -197,6 +198,32 @@ def _parse(
             issues.error("spec", "spec is required")
         return None
     return kind.parse(spec, meta, issues)
+
+
+def _structural_first(raw: dict[str, Any], kind: str, issues: Issues) -> None:
+    """The CRD's structural errors first, as the API server reports them before the webhook.
+
+    A reader's error at a path the schema already refused is dropped (a cluster never gets to
+    say it), and inside a value of the wrong type too; its other errors stay, so one apply
+    still shows every problem.
+    """
+    found = Issues(kind=issues.kind, namespace=issues.namespace, name=issues.name)
+    if raw.get("spec") is None and kind in schema.SPEC_REQUIRED:
+        found.error("spec", "Required value")
+    schema.check_spec(kind, raw.get("spec"), found)
+    if not found.errors:
+        return
+    refused = {path for path, _ in found.errors}
+    unreadable = [path for path, message in found.errors if message.startswith("must be ")]
+    issues.errors[:] = found.errors + [
+        (path, message)
+        for path, message in issues.errors
+        if path not in refused and not any(_within(path, at) for at in unreadable)
+    ]
+
+
+def _within(path: str, at: str) -> bool:
+    return path.startswith(at) and path[len(at) : len(at) + 1] in (".", "[")
 
 
 def _peek_name(raw: Mapping[Any, Any]) -> str:

@@ -280,7 +280,7 @@ def _check_duration(value: Any, path: str, issues: Issues) -> None:
     except ValueError:
         ok = False
     if not ok:
-        issues.error(path, f'Invalid value: "{value}": {DURATION_RULE}')
+        issues.error(path, f'Invalid value: "string": {DURATION_RULE}')
 
 
 def _check_string_map(value: Any, path: str, issues: Issues) -> None:

@@ -244,7 +244,9 @@ def test_https_redirect_answers_301_to_https() -> None:
             "{port: {number: 80, name: http, protocol: HTTQ}, hosts: [a.com]}",
             'invalid protocol "HTTQ"',
         ),
-        ("{port: {number: 80, protocol: HTTP}, hosts: [a.com]}", "port name must be set"),
+        # The CRD requires the name (Required value); the webhook refuses it empty.
+        ("{port: {number: 80, protocol: HTTP, name: ''}, hosts: [a.com]}", "port name must be set"),
+        ("{port: {number: 80, protocol: HTTP}, hosts: [a.com]}", "Required value"),
         (
             "{port: {number: 80, name: http, protocol: HTTP}, hosts: [bad_ns/a.com]}",
             'invalid namespace value "bad_ns" in gateway',

@@ -297,7 +297,7 @@ spec:
         (
             "outlierDetection: {interval: 0.5ms}",
             "outlierDetection.interval",
-            'Invalid value: "0.5ms": must be a valid duration greater than 1ms',
+            'Invalid value: "string": must be a valid duration greater than 1ms',
         ),
         (
             "connectionPool: {tcp: {connectTimeout: soon}}",
