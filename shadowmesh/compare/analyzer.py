@@ -24,7 +24,9 @@ there the Comparisons are read when a batch is analysed.
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import multiprocessing
 import multiprocessing.queues
 import os
@@ -33,6 +35,7 @@ import random
 import signal
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -69,6 +72,39 @@ _POLL = 0.005  # wait_idle's poll of the worker's counters
 _PARENT_CHECK = 1.0  # how often an idle worker looks for its parent
 
 Provider = Callable[[], Sequence[Comparison]]
+# Seconds with a drop that a comparison's drop log keeps (a day of drops every second); a
+# ``since`` window further back than that counts only the drops it still has.
+DROP_SECONDS_KEPT = 86_400
+
+
+class DropLog:
+    """One comparison's dropped exchanges: the total, and how many in each second with any
+    (two flat arrays, appended to), so a report's ``since`` window counts only its own."""
+
+    def __init__(self, kept: int = DROP_SECONDS_KEPT) -> None:
+        self.total = 0
+        self._kept = kept
+        self._seconds = array("q")
+        self._counts = array("q")
+
+    def add(self, when: float) -> None:
+        self.total += 1
+        second = math.floor(when)
+        if self._seconds and self._seconds[-1] >= second:
+            self._counts[-1] += 1  # this second, or a clock stepped back: the newest bucket
+            return
+        self._seconds.append(second)
+        self._counts.append(1)
+        if len(self._seconds) > 2 * self._kept:  # trimmed in halves: O(1) per drop overall
+            del self._seconds[: self._kept]
+            del self._counts[: self._kept]
+
+    def since(self, when: float | None) -> int:
+        """Drops from ``when`` on (to the second); all of them for None."""
+        if when is None:
+            return self.total
+        start = bisect.bisect_left(self._seconds, math.floor(when))
+        return sum(self._counts[start:])
 
 
 class Analyzer:
@@ -93,7 +129,7 @@ class Analyzer:
         self._rules = _RulesCache()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
-        self._dropped: Counter[tuple[str, str]] = Counter()
+        self._dropped: dict[tuple[str, str], DropLog] = {}
         self._closed = False
         self._idle = threading.Condition(self._lock)
         self._pending = 0
@@ -193,7 +229,10 @@ class Analyzer:
 
     def _drop(self, exchange: CapturedExchange) -> bool:
         self._counts["dropped"] += 1
-        self._dropped[exchange.comparison] += 1
+        drops = self._dropped.get(exchange.comparison)
+        if drops is None:
+            drops = self._dropped[exchange.comparison] = DropLog()
+        drops.add(exchange.started)
         return False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -364,7 +403,8 @@ class Analyzer:
         comparison = next((c for c in self._provider() if c.key == (namespace, name)), None)
         rules = self._rules.of(comparison) if comparison is not None else None
         with self._lock:
-            dropped = self._dropped[(namespace, name)]
+            drops = self._dropped.get((namespace, name))
+            dropped = drops.since(since) if drops is not None else 0
         snapshot = self._store.snapshot(namespace, name, rules.digest if rules else None, since)
         if snapshot is None:
             if comparison is None or rules is None:

@@ -8,6 +8,7 @@ from html import escape
 
 from shadowmesh.compare.render import (
     array_text,
+    dropped,
     kinds,
     latency_cell,
     number,
@@ -62,7 +63,7 @@ def _report(report: Report) -> str:
         f": {report.regressions} field regressions, "
         f"{report.latency_flags} slower endpoints, {report.differences} field differences; "
         f"{report.compared} requests compared, {report.differing} differing, "
-        f"{sum(report.skipped.values())} skipped, {report.dropped} dropped</p>",
+        f"{sum(report.skipped.values())} skipped, {_e(dropped(report))}</p>",
         *[f'<p class="assumption">assumes: {_e(a)}</p>' for a in report.assumptions],
         _largest(report),
         _endpoint_table(report.endpoints),

@@ -76,7 +76,15 @@ def _totals(report: Report) -> str:
         reasons = ", ".join(f"{reason} {n}" for reason, n in report.skipped.items())
         seen = skipped + report.compared
         text += f"; skipped {skipped} of {seen} ({percent(skipped / seen)}: {reasons})"
-    return text + f"; dropped {report.dropped}"
+    return text + "; " + dropped(report)
+
+
+def dropped(report: Report) -> str:
+    """The requests the analysis never got (its queue full), with their share of all."""
+    if not report.dropped:
+        return "dropped 0"
+    seen = report.dropped + report.compared + sum(report.skipped.values())
+    return f"dropped {report.dropped} of {seen} ({percent(report.dropped / seen)}: queue full)"
 
 
 def _headline(report: Report) -> str:

@@ -6,7 +6,8 @@ What is kept, per comparison and its rules' digest (new rules start new counters
   reads a few hundred rows whatever the traffic was;
 - per endpoint, the status transitions and one latency sketch per side;
 - per field, up to ``EXAMPLES`` examples chosen by reservoir sampling over all its differences;
-- one row per compared request (its differing fields), bounded by count and by age.
+- one row per compared request (its differing fields), bounded by count and by age;
+- skipped requests by reason, in total and per second (what a ``since`` window counts).
 
 Bounds: requests and examples older than ``max_age`` are deleted, and so is a comparison (with
 its counters) that saw no request for that long; at most ``max_exchanges`` request rows, at
@@ -21,6 +22,7 @@ read a consistent snapshot while the writer goes on.
 from __future__ import annotations
 
 import json
+import math
 import random
 import sqlite3
 import threading
@@ -63,6 +65,10 @@ CREATE TABLE IF NOT EXISTS comparisons (
 CREATE TABLE IF NOT EXISTS skipped (
     cid INTEGER NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (cid, reason)
+);
+CREATE TABLE IF NOT EXISTS skipped_seconds (
+    cid INTEGER NOT NULL, reason TEXT NOT NULL, second INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (cid, reason, second)
 );
 CREATE TABLE IF NOT EXISTS endpoints (
     cid INTEGER NOT NULL, endpoint TEXT NOT NULL,
@@ -107,7 +113,15 @@ CREATE TABLE IF NOT EXISTS exchanges (
 CREATE INDEX IF NOT EXISTS exchanges_started ON exchanges (started);
 CREATE INDEX IF NOT EXISTS exchanges_cid ON exchanges (cid, id);
 """
-_PER_COMPARISON = ("skipped", "endpoints", "transitions", "latency", "fields", "examples")
+_PER_COMPARISON = (
+    "skipped",
+    "skipped_seconds",
+    "endpoints",
+    "transitions",
+    "latency",
+    "fields",
+    "examples",
+)
 # Columns added since the first schema: a compare.db from before gets them on open.
 _ADDED_COLUMNS = (
     ("exchanges", "primary_ms REAL"),
@@ -269,6 +283,12 @@ class CompareStore:
             "INSERT INTO skipped VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET count = count + 1",
             (cid, reason),
         )
+        # By the second too, so a ``since`` window counts its own skips, not those since start.
+        self._db.execute(
+            "INSERT INTO skipped_seconds VALUES (?, ?, ?, 1) "
+            "ON CONFLICT DO UPDATE SET count = count + 1",
+            (cid, reason, math.floor(when)),
+        )
 
     def prune(self, now: float | None = None, *, force: bool = False) -> None:
         """Apply the bounds; cheap to call often (it acts at most once a minute)."""
@@ -284,6 +304,12 @@ class CompareStore:
                 (self._max_exchanges,),
             )
             self._db.execute("DELETE FROM examples WHERE started < ?", (cutoff,))
+            self._db.execute("DELETE FROM skipped_seconds WHERE second < ?", (cutoff,))
+            self._db.execute(
+                "DELETE FROM skipped_seconds WHERE rowid <= "
+                "(SELECT MAX(rowid) FROM skipped_seconds) - ?",
+                (self._max_exchanges,),
+            )
             stale = [
                 r[0]
                 for r in self._db.execute(
@@ -641,7 +667,14 @@ def _window(db: sqlite3.Connection, snapshot: Snapshot, since: float) -> None:
     snapshot.latency = latency
     snapshot.examples = [e for e in snapshot.examples if e["started"] >= since]
     snapshot.pairs = _pairs(db, cid, since)
-    snapshot.skipped = {}  # counted in total only: a window knows what it compared
+    snapshot.skipped = {
+        r["reason"]: r["total"]
+        for r in db.execute(
+            "SELECT reason, SUM(count) AS total FROM skipped_seconds WHERE cid = ? AND "
+            "second >= ? GROUP BY reason",
+            (cid, math.floor(since)),
+        )
+    }
 
 
 def _empty_field(endpoint: str, name: str) -> dict[str, Any]:

@@ -808,6 +808,48 @@ def test_a_time_window_recounts_from_the_requests_in_it(make: Any) -> None:
     assert render_text([window]).splitlines()[1].startswith("since ")
 
 
+def test_a_time_window_counts_its_own_skips_and_drops(make: Any) -> None:
+    """Skipped and dropped requests are counted within a ``since`` window as the compared ones
+    are, not since the start."""
+    analyzer = make(comparison(), queue_size=4, start=False)
+    hour_ago = time.time() - 3600
+    ok = reply({"a": 1})
+
+    def at(e: CapturedExchange, when: float) -> CapturedExchange:
+        return dataclasses.replace(e, started=when)
+
+    skipped_old = at(exchange("/a", ok, None, ok), hour_ago)
+    compared_old = at(exchange("/a", ok, ok, ok), hour_ago)
+    skipped_new = exchange("/a", ok, reply(status=0, error="overflow"), ok)
+    compared_new = exchange("/a", ok, ok, ok)
+    queued = [skipped_old, compared_old, skipped_new, compared_new]
+    assert [analyzer.submit(e) for e in queued] == [True] * 4
+    # The queue is full: these are dropped, three an hour ago and one now.
+    dropped = [skipped_old, compared_old, compared_old, compared_new]
+    assert [analyzer.submit(e) for e in dropped] == [False] * 4
+    analyzer._thread.start()
+    assert analyzer.wait_idle(30)
+
+    whole = analyzer.report(*KEY)
+    assert whole is not None
+    assert (whole.compared, whole.dropped) == (2, 4)
+    assert whole.skipped == {"no candidate response": 1, "candidate copy dropped (overflow)": 1}
+    everything = analyzer.report(*KEY, since=0.0)
+    assert everything is not None
+    assert (everything.compared, everything.skipped, everything.dropped) == (
+        whole.compared,
+        whole.skipped,
+        whole.dropped,
+    )
+    window = analyzer.report(*KEY, since=time.time() - 60)
+    assert window is not None
+    assert (window.compared, window.dropped) == (1, 1)
+    assert window.skipped == {"candidate copy dropped (overflow)": 1}
+    text = render_text([window])
+    assert "skipped 1 of 2 (50.0%: candidate copy dropped (overflow) 1); dropped 1 of 3 " in text
+    assert "dropped 1 of 3 (33.3%: queue full)" in render_html([window])
+
+
 def test_a_status_change_leads_and_its_fields_fold_under_it(make: Any) -> None:
     analyzer = make(comparison())
     ok = {"order": 1, "lines": [1, 2], "total": 3}
