@@ -29,6 +29,7 @@ MODULES = (
     "shadowmesh.routing.clusters",
     "shadowmesh.routing.hosts",
     "shadowmesh.routing.decision",
+    "shadowmesh.routing.policy",
     "shadowmesh.observe.trace",
     "shadowmesh.observe.accesslog",
     "shadowmesh.observe.stats",

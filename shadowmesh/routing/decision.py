@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from shadowmesh.routing.policy import NO_POLICY, RoutePolicy
+
 
 class RequestView(Protocol):
     """What routing may read of a request. The data plane implements it lazily."""
@@ -118,9 +120,14 @@ class Balancer(Protocol):
 
 
 class Forward:
-    """Send the request to ``primary``; copy it to each of ``shadows`` (already sampled)."""
+    """Send the request to ``primary``; copy it to each of ``shadows`` (already sampled).
 
-    __slots__ = ("primary", "shadows", "timeout", "route_name")
+    ``policy`` is the compiled policy of the route and of the destination chosen
+    (``routing.policy``); ``timeout`` is its timeout too (None: none), kept while the data
+    plane reads it there.
+    """
+
+    __slots__ = ("primary", "shadows", "timeout", "route_name", "policy")
 
     def __init__(
         self,
@@ -128,11 +135,13 @@ class Forward:
         shadows: tuple[Upstream, ...],
         timeout: float | None,  # route timeout in seconds; None: none
         route_name: str = "",
+        policy: RoutePolicy = NO_POLICY,
     ) -> None:
         self.primary: Final = primary
         self.shadows: Final = shadows
         self.timeout: Final = timeout
         self.route_name: Final = route_name
+        self.policy: Final = policy
 
     def __repr__(self) -> str:
         return f"Forward(primary={self.primary!r}, shadows={self.shadows!r})"
