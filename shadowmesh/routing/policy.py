@@ -61,7 +61,7 @@ class HeaderOps:
     (``keep_empty_value`` false), so the compile leaves such entries out.
     """
 
-    __slots__ = ("set", "add", "remove", "then", "_inline", "_names")
+    __slots__ = ("set", "add", "remove", "then", "_comma", "_names")
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class HeaderOps:
         self.add: Final = add
         self.remove: Final = remove
         self.then: Final = then
-        self._inline: Final = inline
+        self._comma: Final = inline
         # Every name a set or remove clears, tested once per header of the request.
         self._names: Final = frozenset(remove) | frozenset(name for name, _ in set)
 
@@ -90,7 +90,7 @@ class HeaderOps:
                 headers = [h for h in headers if h[0] != name]
                 headers.append((name, value))
         for name, value in self.add:
-            _append(headers, name, value, self._inline)
+            _append(headers, name, value, self._comma)
         if self.then is not None:
             headers = self.then.apply(headers)
         return headers

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shadowmesh.routing.decision import Forward
+from shadowmesh.routing.decision import Endpoint, Forward, Upstream
 from shadowmesh.routing.policy import (
     DEFAULT_RETRY,
     INLINE_RESPONSE,
@@ -284,11 +284,19 @@ def test_no_policy_carries_istio_defaults_only() -> None:
     assert POLICY_OFF.describe()["retries"] == {"attempts": 0}
 
 
+class _Balancer:
+    def pick(self) -> Endpoint | None:
+        return None
+
+    def release(self, endpoint: Endpoint) -> None:
+        pass
+
+
 def test_forward_defaults_to_no_policy() -> None:
-    forward = Forward(None, (), None)  # type: ignore[arg-type]
-    assert forward.policy is NO_POLICY
+    upstream = Upstream("outbound|80||a.default", Endpoint("::1", 80), _Balancer())
+    assert Forward(upstream, (), None).policy is NO_POLICY
     policy = RoutePolicy(timeout=2.0)
-    assert Forward(None, (), 2.0, "r", policy).policy is policy  # type: ignore[arg-type]
+    assert Forward(upstream, (), 2.0, "r", policy).policy is policy
 
 
 def test_describe_shows_what_is_set() -> None:
