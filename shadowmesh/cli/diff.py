@@ -79,6 +79,12 @@ _COLOURS = {"regression": "red", "difference": "yellow", "ok": "green"}
     help=f"Smallest field effect, % of the requests [spec, or {100 * _D.min_excess:g}].",
 )
 @click.option(
+    "--min-field-relative",
+    type=float,
+    help="Smallest field effect as Diffy's relative figure, % "
+    f"[spec, or {100 * _D.min_relative:g}: off].",
+)
+@click.option(
     "--latency-min-effect",
     type=float,
     help=f"Smallest latency effect, % slower [spec, or {100 * _D.latency_min_relative:g}].",
@@ -107,6 +113,7 @@ def diff(
     alpha: float | None,
     min_pairs: int | None,
     min_field_effect: float | None,
+    min_field_relative: float | None,
     latency_min_effect: float | None,
     latency_min_ms: float | None,
     latency_min_seconds: float | None,
@@ -122,9 +129,15 @@ def diff(
         _check(status, answer)
         click.echo(f"comparison.shadowmesh.io/{name} reset")
         return
-    params = _params(alpha, min_pairs, min_field_effect, latency_min_effect, latency_min_ms)
-    if latency_min_seconds is not None:
-        params["latency_min_seconds"] = repr(latency_min_seconds)
+    params = _params(
+        alpha=alpha,
+        min_pairs=min_pairs,
+        min_excess=_fraction(min_field_effect),
+        min_relative=_fraction(min_field_relative),
+        latency_min_relative=_fraction(latency_min_effect),
+        latency_min_absolute_ms=latency_min_ms,
+        latency_min_seconds=latency_min_seconds,
+    )
     if since:
         params["since"] = repr(since_epoch(since))
     names = [name] if name else _names(client, namespace)
@@ -171,21 +184,13 @@ def since_epoch(text: str, now: float | None = None) -> float:
     return value
 
 
-def _params(
-    alpha: float | None,
-    min_pairs: int | None,
-    min_field_effect: float | None,
-    latency_min_effect: float | None,
-    latency_min_ms: float | None,
-) -> dict[str, str]:
-    """The thresholds to override, as the admin API takes them (fractions, not percent)."""
-    values: dict[str, float | None] = {
-        "alpha": alpha,
-        "min_pairs": min_pairs,
-        "min_excess": None if min_field_effect is None else min_field_effect / 100,
-        "latency_min_relative": None if latency_min_effect is None else latency_min_effect / 100,
-        "latency_min_absolute_ms": latency_min_ms,
-    }
+def _fraction(percent: float | None) -> float | None:
+    return None if percent is None else percent / 100
+
+
+def _params(**values: float | None) -> dict[str, str]:
+    """The thresholds to override, as the admin API takes them (``Thresholds``' names,
+    fractions, not percent)."""
     return {k: repr(v) for k, v in values.items() if v is not None}
 
 

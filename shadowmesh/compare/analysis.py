@@ -31,11 +31,16 @@ from shadowmesh.compare.diff import (
 from shadowmesh.compare.normalise import BodyKind, Redactor, normalise
 from shadowmesh.compare.paths import field_of, matches, names
 from shadowmesh.compare.volatile import alike, volatile_match
-from shadowmesh.model.comparison import Comparison, IgnoreRule, Path, Pattern, format_path
+from shadowmesh.model.comparison import (
+    DEFAULT_MAX_EXAMPLE_CHARS,
+    Comparison,
+    IgnoreRule,
+    Path,
+    Pattern,
+    format_path,
+)
 
 MAX_EXAMPLE_CHARS = 400
-# A drill-down sample's responses (redacted, normalised) are cut at this many characters each.
-MAX_SAMPLE_CHARS = 8_000
 # An example's array diff lists at most this many moved, changed, added and removed indices each.
 ARRAY_ENTRIES_SHOWN = 20
 # Request headers a replay should not copy: hop-by-hop, framing, and the proxy's own.
@@ -120,6 +125,7 @@ def describe_spec(comparison: Comparison) -> dict[str, Any]:
         "baseline": comparison.baseline,
         "samplePercentage": comparison.sample_percentage,
         "maxBodyBytes": comparison.max_body_bytes,
+        "maxExampleChars": comparison.max_example_chars,
         "ignore": [
             {"path": r.text, **({"pattern": r.pattern} if r.pattern is not None else {})}
             for r in comparison.ignore
@@ -210,10 +216,11 @@ class Outcome:
     # The primary's and the candidate's trees as they were diffed (unordered arrays sorted):
     # the examples' paths and their array diffs refer to these.
     compared: tuple[Any, Any] | None = None
+    sample_chars: int = DEFAULT_MAX_EXAMPLE_CHARS  # the Comparison's maxExampleChars
 
     def sample(self) -> dict[str, Any]:
         responses = {
-            role: _capped(tree)
+            role: _capped(tree, self.sample_chars)
             for role, tree in zip(("primary", "candidate", "baseline"), self.trees, strict=False)
             if tree is not None
         }
@@ -307,6 +314,7 @@ def analyse(
         request_body=_request_body(exchange, rules),
         trees=(trees[0].tree, trees[1].tree, None if base_tree is None else base_tree),
         compared=(left, right),
+        sample_chars=rules.comparison.max_example_chars,
     )
 
 
@@ -327,10 +335,11 @@ def _request_body(exchange: CapturedExchange, rules: Rules) -> str | None:
     return json.dumps(rules.redactor.body(tree), ensure_ascii=False)
 
 
-def _capped(tree: dict[str, Any]) -> str:
+def _capped(tree: dict[str, Any], limit: int) -> str:
+    """A drill-down response: the normalised tree as JSON, cut at ``limit`` characters."""
     text = json.dumps(tree, ensure_ascii=False, sort_keys=True, indent=1, default=str)
-    if len(text) > MAX_SAMPLE_CHARS:
-        return text[: MAX_SAMPLE_CHARS - 40] + f"\n... (cut at {MAX_SAMPLE_CHARS} characters)"
+    if len(text) > limit:
+        return text[: limit - 40] + f"\n... (cut at {limit} characters)"
     return text
 
 

@@ -12,6 +12,7 @@ Our own API group, so Istio's kinds stay exactly as Istio has them::
       baseline: {subset: v1b}       # optional: the primary's version again, mirrored too
       sample: {percentage: 100}
       maxBodyBytes: 1048576
+      maxExampleChars: 8000         # each drill-down response is cut at this many characters
       ignore: [header.date, {path: body.origin, pattern: "[0-9.]+"}]
       redact: [x-session, body.user.ssn]
       thresholds:                   # the verdicts' knobs; these are the defaults
@@ -58,6 +59,7 @@ SPEC_FIELDS = (
     "baseline",
     "sample",
     "maxBodyBytes",
+    "maxExampleChars",
     "ignore",
     "redact",
     "thresholds",
@@ -76,6 +78,10 @@ THRESHOLD_FIELDS = (
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 # Bodies are held in memory twice or three times per compared request.
 MAX_BODY_BYTES_LIMIT = 64 * 1_048_576
+# A drill-down example keeps each (redacted) response cut at this many characters; stored with
+# every kept example (five per field), so bounded.
+DEFAULT_MAX_EXAMPLE_CHARS = 8_000
+MAX_EXAMPLE_CHARS_RANGE = (200, 1_000_000)
 SENSITIVE_HEADERS = ("authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key")
 _SENSITIVE_BODY_KEYS = (
     *SENSITIVE_HEADERS,
@@ -251,6 +257,7 @@ class Comparison:
     baseline: str | None = None
     sample_percentage: float = 100.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_example_chars: int = DEFAULT_MAX_EXAMPLE_CHARS
     ignore: tuple[IgnoreRule, ...] = ()
     # The defaults first, then the user's: what the analysis applies.
     redact: tuple[RedactRule, ...] = DEFAULT_REDACTIONS
@@ -309,6 +316,7 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
     _distinct_subsets(spec, {"primary": primary, "candidate": candidate, "baseline": baseline})
     percentage = _percentage(spec, issues)
     max_body = _max_body(spec, issues)
+    max_example = _max_example_chars(spec, issues)
     ignore = _ignore_rules(spec, issues)
     redact = _redact_rules(spec, issues)
     thresholds = _thresholds(spec, issues)
@@ -325,6 +333,7 @@ def parse_comparison(spec: Obj, meta: Meta | None, issues: Issues) -> Comparison
         baseline=baseline,
         sample_percentage=percentage,
         max_body_bytes=max_body,
+        max_example_chars=max_example,
         ignore=ignore,
         redact=DEFAULT_REDACTIONS + redact,
         thresholds=thresholds,
@@ -484,6 +493,16 @@ def _max_body(spec: Obj, issues: Issues) -> int:
             spec.path("maxBodyBytes"),
             f"must be between 1 and {MAX_BODY_BYTES_LIMIT} (64 MiB), got {value}",
         )
+    return value
+
+
+def _max_example_chars(spec: Obj, issues: Issues) -> int:
+    value = spec.integer("maxExampleChars")
+    if value is None:
+        return DEFAULT_MAX_EXAMPLE_CHARS
+    low, high = MAX_EXAMPLE_CHARS_RANGE
+    if not low <= value <= high:
+        issues.error(spec.path("maxExampleChars"), f"must be between {low} and {high}, got {value}")
     return value
 
 

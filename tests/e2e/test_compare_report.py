@@ -321,11 +321,20 @@ def test_diff_reset_and_threshold_overrides(stack: Stack, tmp_path: Path) -> Non
     assert loose["thresholds"]["min_pairs"] == 10 and loose["verdict"] == "regression"
     strict = run(
         stack, "diff", "httpbin-v2", "--min-pairs", "100", "--alpha", "0.001",
-        "--latency-min-seconds", "5", "-o", "json",
+        "--latency-min-seconds", "5", "--min-field-effect", "2", "--min-field-relative", "40",
+        "--latency-min-effect", "30", "--latency-min-ms", "4", "-o", "json",
     )  # fmt: skip
     answer = json.loads(strict.stdout)
-    assert answer["thresholds"]["min_pairs"] == 100 and answer["thresholds"]["alpha"] == 0.001
-    assert answer["thresholds"]["latency_min_seconds"] == 5
+    assert answer["thresholds"] == {
+        **loose["thresholds"],
+        "min_pairs": 100,
+        "alpha": 0.001,
+        "latency_min_seconds": 5,
+        "min_excess": 0.02,
+        "min_relative": 0.4,
+        "latency_min_relative": 0.3,
+        "latency_min_absolute_ms": 4,
+    }
     latency = {e["endpoint"]: e["latency"]["verdict"] for e in answer["endpoints"]}
     assert latency["GET /json"] == "insufficient data"
     assert get(stack, "/comparisons/default/httpbin-v2?alpha=2")[0] == 400

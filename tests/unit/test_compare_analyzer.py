@@ -967,6 +967,35 @@ def test_the_drill_down_has_the_request_the_responses_and_curl_lines(make: Any) 
     assert "reproduce request" in page and "http://$CANDIDATE" in page
 
 
+def test_the_drill_down_responses_are_cut_at_max_example_chars(make: Any) -> None:
+    small_key = ("default", "small")
+    small = comparison(max_example_chars=1_000, meta=Meta(small_key[1], small_key[0]))
+    analyzer = make(comparison(), small)
+    big = {"items": [{"n": i, "text": "x" * 40} for i in range(200)], "total": 1}
+    changed = {**big, "total": 2}
+    feed(
+        analyzer,
+        [
+            exchange("/big", reply(big), reply(changed), reply(big), key=key)
+            for key in (KEY, small_key)
+        ],
+    )
+
+    def kept(key: tuple[str, str]) -> dict[str, str]:
+        report = analyzer.report(*key)
+        assert report is not None
+        [example] = field(report, "GET /big", "body.total").examples
+        return example.responses
+
+    default = kept(KEY)
+    assert all(len(text) <= 8_000 for text in default.values())
+    assert "(cut at 8000 characters)" in default["primary"]
+    cut = kept(small_key)
+    assert all(len(text) <= 1_000 for text in cut.values()), {k: len(v) for k, v in cut.items()}
+    assert "(cut at 1000 characters)" in cut["candidate"]
+    assert analyzer.report(*small_key).spec["maxExampleChars"] == 1_000
+
+
 def test_latency_is_not_judged_when_the_shadows_queue(make: Any) -> None:
     analyzer = make(comparison())
     same = {"a": 1}

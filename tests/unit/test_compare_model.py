@@ -42,6 +42,7 @@ spec:
   baseline: {subset: v1b}
   sample: {percentage: 25}
   maxBodyBytes: 4096
+  maxExampleChars: 2000
   ignore:
   - header.date
   - {path: body.origin, pattern: "[0-9.]+"}
@@ -91,6 +92,7 @@ def test_full_spec_is_parsed() -> None:
     assert (c.host, c.primary, c.candidate, c.baseline) == ("httpbin", "v1", "v2", "v1b")
     assert c.sample_percentage == 25.0
     assert c.max_body_bytes == 4096
+    assert c.max_example_chars == 2000
     assert c.ignore == (
         IgnoreRule(("header", "date")),
         IgnoreRule(("body", "origin"), "[0-9.]+"),
@@ -125,6 +127,7 @@ def test_defaults() -> None:
     assert c.baseline is None
     assert c.sample_percentage == 100.0
     assert c.max_body_bytes == 1_048_576
+    assert c.max_example_chars == 8_000
     assert c.ignore == ()
     assert c.redact == DEFAULT_REDACTIONS
     assert c.thresholds == DEFAULT_THRESHOLDS
@@ -164,6 +167,10 @@ def test_defaults() -> None:
         (
             "host: httpbin\nprimary: {subset: v1}\ncandidate: {subset: v2}\nmaxBodyBytes: 0\n",
             "field spec.maxBodyBytes: must be between 1 and",
+        ),
+        (
+            "host: httpbin\nprimary: {subset: v1}\ncandidate: {subset: v2}\nmaxExampleChars: 10\n",
+            "field spec.maxExampleChars: must be between 200 and 1000000, got 10",
         ),
         (
             "host: httpbin\nprimary: {subset: v1}\ncandidate: {subset: v2}\nmaxBodyBytes: '1MB'\n",
