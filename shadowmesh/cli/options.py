@@ -15,6 +15,8 @@ from typing import Any, TypeVar, overload
 
 import click
 
+from shadowmesh.model import validate
+
 T = TypeVar("T")
 C = TypeVar("C", bound=Callable[..., Any])
 
@@ -157,6 +159,34 @@ class Address(Formatted):
             return self.off
         host, port = value
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Labels(Formatted):
+    """``app=sleep,version=v1`` as ``(("app", "sleep"), ("version", "v1"))``, each key and
+    value as Kubernetes labels allow; an empty value is none."""
+
+    name = "KEY=VALUE,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value  # a default, already converted
+        pairs: dict[str, str] = {}
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            key, sep, val = item.strip().partition("=")
+            problem = (
+                f"expected KEY=VALUE, got {item.strip()!r}"
+                if not sep
+                else validate.label_key(key) or validate.label_value(val)
+            )
+            if problem:
+                self.fail(problem, param, ctx)
+            pairs[key] = val
+        return tuple(pairs.items())
+
+    def format(self, value: Any) -> str:
+        return ",".join(f"{k}={v}" for k, v in value)
 
 
 def _drop_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -24,7 +24,7 @@ from shadowmesh import compiled, hot_path
 from shadowmesh.admin.auth import TokenError, serve_token
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.client import read_sources
-from shadowmesh.cli.options import Address, click_options, from_params, option, to_argv
+from shadowmesh.cli.options import Address, Labels, click_options, from_params, option, to_argv
 from shadowmesh.cli.workers import (
     ParentLink,
     Workers,
@@ -123,6 +123,15 @@ class ServeOptions:
         help="Apply these files at start.",
     )  # fmt: skip
     namespace: str = option("-n", "--namespace", default="default", inherited=False)
+    workload_labels: tuple[tuple[str, str], ...] = option(
+        "--workload-labels",
+        default=(),
+        type=Labels(),
+        show_default="none",
+        help="The labels of the workload whose sidecar this proxy is, e.g. app=sleep,version=v1: "
+        "a route match whose sourceLabels they do not all hold never applies (Istio's "
+        "sourceLabels). Without them, no match with sourceLabels applies.",
+    )
     access_log: str = option(
         "--access-log",
         default="-",
@@ -381,7 +390,7 @@ async def serve_forever(
     # Config work (the stored config at start, -f, the admin API's changes, a worker following
     # the store) runs on one thread beside the serving loop, never on it; see control.offload.
     config = ConfigThread(asyncio.get_running_loop())
-    controller = Controller(store, config.on_loop(plane.swap))
+    controller = Controller(store, config.on_loop(plane.swap), dict(options.workload_labels))
     controller.own_listeners = own_listeners(options)
     # ServiceEntry names are resolved in a thread of their own; a changed answer recompiles
     # the table on the config thread, as every other config change.
@@ -482,6 +491,11 @@ async def _serve(
             f", Gateway ports on {options.gateway_bind}: "
             + ", ".join(str(p) for p in sorted(plane.table.ingress))
             if plane.table.ingress
+            else ""
+        )
+        + (
+            f", as workload {Labels().format(options.workload_labels)}"
+            if options.workload_labels
             else ""
         ),
         err=True,

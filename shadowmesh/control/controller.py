@@ -76,7 +76,14 @@ class GetOutcome:
 
 
 class Controller:
-    def __init__(self, store: Store, on_table: Callable[[RouteTable], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_table: Callable[[RouteTable], None],
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """``labels``: the proxy's workload labels (``serve --workload-labels``), which the
+        routes' ``sourceLabels`` select at compile time."""
         self._store = store
         self._on_table = on_table
         # Where the proxy listens, so an apply can warn of an endpoint that is the proxy itself;
@@ -89,7 +96,7 @@ class Controller:
         self._resources: dict[Key, Resource] = {}
         self._versions: dict[Key, int] = {}  # the stored revision of each row last read
         self._loaded = False
-        self._compiler = RouteCompiler()
+        self._compiler = RouteCompiler(labels=labels or {})
         self._table: RouteTable | None = None
 
     @property

@@ -53,6 +53,8 @@ def _match(path: str, value: Any, issues: Issues) -> HTTPMatchRequest | None:
     if obj is None:
         return None
     _not_acted_on(obj, issues)
+    source_labels = obj.string_map("sourceLabels")
+    check_labels(source_labels, obj.path("sourceLabels"), issues)
     gateways = obj.texts("gateways")
     for index, gateway in enumerate(gateways):
         check_gateway_name(gateway, item(obj.path("gateways"), index), issues)
@@ -68,15 +70,14 @@ def _match(path: str, value: Any, issues: Issues) -> HTTPMatchRequest | None:
         ignore_uri_case=bool(obj.flag("ignoreUriCase")),
         port=_port(obj, issues),
         gateways=gateways,
+        source_labels=source_labels,
     )
 
 
 def _not_acted_on(obj: Obj, issues: Issues) -> None:
-    labels = obj.string_map("sourceLabels")
-    check_labels(labels, obj.path("sourceLabels"), issues)
     obj.text("sourceNamespace")
     obj.text("statPrefix")
-    for name in ("sourceLabels", "sourceNamespace", "statPrefix"):
+    for name in ("sourceNamespace", "statPrefix"):
         if obj.has(name):
             issues.not_acted_on(obj.path(name), _SELECTORS_TAIL)
 

@@ -131,6 +131,9 @@ class HTTPMatchRequest:
     # ``gateways``: the match applies only to traffic through these (namespace/name or
     # ``mesh``), a config-time selector; empty means the VirtualService's own gateways.
     gateways: tuple[str, ...] = ()
+    # ``sourceLabels``: the match applies only in a proxy whose workload labels hold all of
+    # these (``serve --workload-labels``), a config-time selector too; empty: every proxy.
+    source_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,14 @@ from collections.abc import Iterable, Mapping
 from shadowmesh.model.resources import Resource, VirtualService, resource_key
 from shadowmesh.routing.clusters import ClusterSet
 from shadowmesh.routing.inventory import build_inventory
-from shadowmesh.routing.table import MESH, HostUnit, RouteTable, delegates_of, host_unit
+from shadowmesh.routing.table import (
+    MESH,
+    NO_LABELS,
+    HostUnit,
+    RouteTable,
+    delegates_of,
+    host_unit,
+)
 
 Key = tuple[str, str, str]
 
@@ -38,8 +45,13 @@ class RouteCompiler:
     Not thread-safe: one owner (the Controller, under its lock).
     """
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, rng: random.Random | None = None, labels: Mapping[str, str] = NO_LABELS
+    ) -> None:
+        """``labels``: the proxy's workload labels (``sourceLabels`` select them), fixed for
+        the compiler's life, so a unit compiled once stays right."""
         self._rng = rng if rng is not None else random.Random()
+        self._labels = dict(labels)
         self._others: dict[Key, Resource] = {}
         self._clusters: ClusterSet | None = None
         self._units: dict[UnitKey, _Unit] = {}
@@ -76,7 +88,7 @@ class RouteCompiler:
                 unit = cached.unit
                 reused += 1
             else:
-                unit = host_unit(vs, clusters, delegates, gateway)
+                unit = host_unit(vs, clusters, delegates, gateway, self._labels)
             units[key] = _Unit(vs, named, unit)
             return unit
 

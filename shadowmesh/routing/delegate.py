@@ -120,6 +120,7 @@ def _merge_match(root: HTTPMatchRequest, leaf: HTTPMatchRequest) -> HTTPMatchReq
         headers={**root.headers, **leaf.headers},
         without_headers={**root.without_headers, **leaf.without_headers},
         query_params={**root.query_params, **leaf.query_params},
+        source_labels={**root.source_labels, **leaf.source_labels},
         port=leaf.port or root.port,
         gateways=leaf.gateways or root.gateways,
     )

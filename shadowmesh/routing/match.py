@@ -7,7 +7,11 @@ Rules (Istio's, translated to Envoy by istiod):
 - the uri is matched on the path without its query string;
 - ``headers: {name: {}}`` means "present"; ``withoutHeaders`` holds when the header is absent or
   does not match;
-- query parameters are percent-decoded, and the first occurrence of a name is the one matched.
+- query parameters are percent-decoded, and the first occurrence of a name is the one matched;
+- ``gateways`` and ``sourceLabels`` are no runtime matches but selectors (Istio's API: "not a
+  runtime match, but is a selector"): istiod leaves a match out of a proxy's config unless the
+  proxy is one of its gateways and its labels hold all of ``sourceLabels``. ``selects`` decides
+  that at compile time, so a match for other clients costs nothing per request.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from shadowmesh.model.resources import HTTPMatchRequest, StringMatch
+from shadowmesh.model.resources import HTTPMatchRequest, StringMatch, gateway_key
 from shadowmesh.routing.decision import RequestView
 
 Predicate = Callable[[str], bool]
@@ -74,6 +78,23 @@ def string_predicate(match: StringMatch, *, ignore_case: bool = False) -> Predic
 
 
 Check = Callable[[RequestFacts], bool]
+
+
+def selects(
+    m: HTTPMatchRequest, gateway: str, namespace: str, labels: Mapping[str, str]
+) -> bool:
+    """Whether match ``m`` of a VirtualService in ``namespace`` applies in a proxy that is
+    ``gateway`` (``mesh``, or a Gateway's ``namespace/name``) with workload ``labels``.
+
+    Istio's ``sourceMatchHTTP`` (pilot/pkg/networking/core/route): the proxy's labels are a
+    superset of ``sourceLabels`` (none: every proxy), and ``gateways``, when set, names it.
+    """
+    if m.gateways and gateway not in [gateway_key(g, namespace) for g in m.gateways]:
+        return False
+    for key, value in m.source_labels.items():
+        if labels.get(key) != value:
+            return False
+    return True
 
 
 class MatchBlock:
@@ -179,6 +200,10 @@ def describe_match(m: HTTPMatchRequest) -> dict[str, Any]:
         out["ignoreUriCase"] = True
     if m.port is not None:
         out["port"] = m.port
+    if m.source_labels:
+        out["sourceLabels"] = dict(m.source_labels)
+    if m.gateways:
+        out["gateways"] = list(m.gateways)
     return out
 
 

@@ -34,7 +34,6 @@ from shadowmesh.model.resources import (
     ServiceEntry,
     VirtualService,
     fqdn,
-    gateway_key,
 )
 from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
 from shadowmesh.routing.decision import Decision, Failure, Forward, RequestView, Upstream
@@ -48,10 +47,13 @@ from shadowmesh.routing.ingress import (
     ingress_ports,
 )
 from shadowmesh.routing.inventory import Inventory, ServiceInfo, build_inventory, host_namespace
-from shadowmesh.routing.match import RequestFacts, RouteMatch, describe_match
+from shadowmesh.routing.match import RequestFacts, RouteMatch, describe_match, selects
 
 NO_ROUTE = Failure(404, "NR")
 MESH = "mesh"
+# A proxy's workload labels when it is given none (``serve --workload-labels``): a match with
+# ``sourceLabels`` then applies nowhere.
+NO_LABELS: Mapping[str, str] = {}
 NO_HEALTHY_UPSTREAM = b"no healthy upstream"
 
 
@@ -177,15 +179,23 @@ class RouteTable:
         *,
         rng: random.Random | None = None,
         dns: Mapping[str, tuple[str, ...]] | None = None,
+        labels: Mapping[str, str] = NO_LABELS,
     ) -> RouteTable:
-        """``dns``: each name a ServiceEntry resolves, to the addresses it resolved to last."""
+        """``dns``: each name a ServiceEntry resolves, to the addresses it resolved to last;
+        ``labels``: the proxy's workload labels, which ``sourceLabels`` select."""
         rng = rng if rng is not None else random.Random()
         resources = list(resources)
         inventory = build_inventory(resources, dns)
         clusters = ClusterSet(inventory, rng)
         delegates = delegates_of(inventory)
-        units = [host_unit(vs, clusters, delegates) for vs in inventory.virtual_services]
-        return cls.assemble(resources, inventory, clusters, units, rng)
+        units = [
+            host_unit(vs, clusters, delegates, MESH, labels) for vs in inventory.virtual_services
+        ]
+
+        def gateway_unit(vs: VirtualService, gateway: str) -> HostUnit:
+            return host_unit(vs, clusters, delegates, gateway, labels)
+
+        return cls.assemble(resources, inventory, clusters, units, rng, gateway_unit)
 
     @classmethod
     def assemble(
@@ -376,6 +386,7 @@ def host_unit(
     clusters: ClusterSet,
     delegates: Mapping[tuple[str, str], VirtualService],
     gateway: str = MESH,
+    labels: Mapping[str, str] = NO_LABELS,
 ) -> HostUnit:
     """The hosts of one VirtualService bound to ``gateway`` -> its compiled routes.
 
@@ -392,7 +403,7 @@ def host_unit(
         if not vs.visible_in(host_namespace(name) or vs.meta.namespace):
             continue
         if routes is None:
-            routes = _compile_routes(vs, clusters, gateway, delegates)
+            routes = _compile_routes(vs, clusters, gateway, delegates, labels)
         source = f"VirtualService {vs.meta.namespace}/{vs.meta.name}"
         unit.append((name, VirtualHost(name, source, routes)))
     return tuple(unit)
@@ -421,18 +432,16 @@ def _compile_routes(
     clusters: ClusterSet,
     gateway: str,
     delegates: Mapping[tuple[str, str], VirtualService],
+    labels: Mapping[str, str],
 ) -> tuple[CompiledRoute, ...]:
-    """Routes with delegates merged; a match bound to other gateways is left out, and a route
-    whose every match is, too (``match.gateways`` selects at config time, as in Istio)."""
+    """Routes with delegates merged; a match bound to other gateways or for other workloads
+    is left out, and a route whose every match is, too (``match.gateways`` and
+    ``sourceLabels`` select at config time, as in Istio: ``routing.match.selects``)."""
     ns = vs.meta.namespace
     out = []
     for route in expand(vs, delegates, []):
         if route.match:
-            kept = tuple(
-                m
-                for m in route.match
-                if not m.gateways or gateway in [gateway_key(g, ns) for g in m.gateways]
-            )
+            kept = tuple(m for m in route.match if selects(m, gateway, ns, labels))
             if not kept:
                 continue
             route = dataclasses.replace(route, match=kept)

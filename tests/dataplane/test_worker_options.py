@@ -36,6 +36,7 @@ def test_a_worker_gets_every_inherited_option(
         "--outbound", f"127.0.0.1:{free_port()}",
         "--gateway-bind", "127.0.0.2",
         "--credentials-dir", str(credentials),
+        "--workload-labels", "app=sleep,version=v1",
         "--access-log-format", "json",
         "--no-shadow-host-suffix",
         "--shadow-timeout", "2.5",

@@ -1045,10 +1045,18 @@ def test_match_gateways_are_kept_for_routing() -> None:
     assert warnings_of(vs([route(match=[{"gateways": ["mesh"]}])])) == ()
 
 
-@pytest.mark.parametrize("field", ["sourceLabels", "sourceNamespace", "statPrefix"])
+def test_match_source_labels_are_kept_for_routing() -> None:
+    labels = {"app": "sleep", "version": "v1"}
+    http = http0(vs([route(match=[{"sourceLabels": labels}])]))
+    assert http.match[0].source_labels == labels
+    assert warnings_of(vs([route(match=[{"sourceLabels": labels}])])) == ()
+    error = only_error(vs([route(match=[{"sourceLabels": {"app": "a b"}}])]))
+    assert error.field == "spec.http[0].match[0].sourceLabels.app"
+
+
+@pytest.mark.parametrize("field", ["sourceNamespace", "statPrefix"])
 def test_match_selectors_warn(field: str) -> None:
-    value = {"sourceLabels": {"app": "sleep"}, "gateways": ["mesh"]}.get(field, "x")
-    (warning,) = warnings_of(vs([route(match=[{field: value}])]))
+    (warning,) = warnings_of(vs([route(match=[{field: "x"}])]))
     assert warning == (
         f"VirtualService ns/httpbin: spec.http[0].match[0].{field} is not acted on by shadowmesh "
         "yet; the match ignores it"

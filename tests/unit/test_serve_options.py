@@ -22,6 +22,10 @@ GIVEN: dict[str, tuple[list[str], object]] = {
     "credentials_dir": (["--credentials-dir", "/tmp/creds"], "/tmp/creds"),
     "files": (["-f", "a.yaml", "-f", "b.yaml"], ("a.yaml", "b.yaml")),
     "namespace": (["-n", "shop"], "shop"),
+    "workload_labels": (
+        ["--workload-labels", "app=sleep,version=v1"],
+        (("app", "sleep"), ("version", "v1")),
+    ),
     "access_log": (["--access-log", "/tmp/access.log"], "/tmp/access.log"),
     "access_log_format": (["--access-log-format", "istio-json"], "istio-json"),
     "shadow_host_suffix": (["--no-shadow-host-suffix"], False),
@@ -112,3 +116,12 @@ def test_a_bad_address_is_refused_with_the_option_named() -> None:
     out = CliRunner().invoke(serve, ["--admin", "nowhere"])
     assert out.exit_code == 2
     assert "--admin" in out.output and "expected HOST:PORT, got 'nowhere'" in out.output
+
+
+def test_workload_labels_are_refused_as_kubernetes_refuses_them() -> None:
+    assert parse(["--workload-labels", ""]).workload_labels == ()
+    assert parse(["--workload-labels", "a=1,,b="]).workload_labels == (("a", "1"), ("b", ""))
+    out = CliRunner().invoke(serve, ["--workload-labels", "app"])
+    assert out.exit_code == 2 and "expected KEY=VALUE, got 'app'" in out.output
+    out = CliRunner().invoke(serve, ["--workload-labels", "app=a b"])
+    assert out.exit_code == 2 and 'invalid label value "a b"' in out.output
