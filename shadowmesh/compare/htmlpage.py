@@ -15,7 +15,13 @@ from shadowmesh.compare.render import (
     percent,
     transitions,
 )
-from shadowmesh.compare.report import EndpointReport, ExampleReport, FieldReport, Report
+from shadowmesh.compare.report import (
+    EndpointReport,
+    ExampleReport,
+    FieldReport,
+    LatencyReport,
+    Report,
+)
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
@@ -35,6 +41,9 @@ pre { margin: 0; white-space: pre-wrap; word-break: break-all; max-width: 40em; 
 tr.drill td { background: #fafafa; }
 p.array { margin: 0 0 0.5em; font-size: 12px; color: #7a4b00; }
 svg.timeline { background: #f4f4f4; vertical-align: middle; } svg.timeline rect { fill: #b00020; }
+svg.latency rect.baseline { fill: #8a8f99; } svg.latency rect.candidate { fill: #e07b00; }
+div.top { border-left: 4px solid #b00020; padding: 0 1em; margin: 1em 0; }
+div.top ol { margin: .3em 0; } div.top .risk { font-weight: bold; }
 """
 
 
@@ -65,6 +74,7 @@ def _report(report: Report) -> str:
         f"{report.compared} requests compared, {report.differing} differing, "
         f"{sum(report.skipped.values())} skipped, {_e(dropped(report))}</p>",
         *[f'<p class="assumption">assumes: {_e(a)}</p>' for a in report.assumptions],
+        _top(report),
         _largest(report),
         _endpoint_table(report.endpoints),
     ]
@@ -77,31 +87,76 @@ def _largest(report: Report) -> str:
     """The few endpoints with the most compared requests, most first."""
     if not report.largest:
         return ""
-    items = "".join(
+    items = [
         f'<li class="{_cls(str(e["verdict"]))}"><code>{_e(e["endpoint"])}</code>: '
         f"{int(e['requests'])} requests ({percent(float(e['share']))})</li>"
         for e in report.largest
-    )
-    return (
-        f'<div class="largest"><h3>largest of {len(report.endpoints)} endpoints</h3>'
-        f"<ol>{items}</ol></div>"
-    )
+    ]
+    return _listing("largest", f"largest of {len(report.endpoints)} endpoints", items)
+
+
+def _listing(cls: str, title: str, items: Sequence[str]) -> str:
+    return f'<div class="{cls}"><h3>{title}</h3><ol>{"".join(items)}</ol></div>'
 
 
 def _endpoint_table(endpoints: Sequence[EndpointReport]) -> str:
     rows = [
         "<tr><th>endpoint</th><th>verdict</th><th>requests</th><th>differing</th>"
-        "<th>status</th><th>latency candidate/baseline</th><th>latency test</th></tr>"
+        "<th>status</th><th>latency candidate/baseline</th>"
+        "<th>p50 / p90 / p99: baseline grey, candidate orange</th><th>latency test</th></tr>"
     ]
     for e in endpoints:
         rows.append(
             f'<tr class="{_cls(e.verdict)}"><td><code>{_e(e.endpoint)}</code></td>'
             f'<td class="verdict">{e.verdict}</td><td class="num">{e.requests}</td>'
             f'<td class="num">{percent(e.difference_rate)}</td><td>{_e(transitions(e))}</td>'
-            f"<td>{_e(latency_cell(e.latency))}</td>"
+            f"<td>{_e(latency_cell(e.latency))}</td><td>{_latency_bars(e.latency)}</td>"
             f"<td>{_e(e.latency.reason)}</td></tr>"
         )
     return "<table>" + "".join(rows) + "</table>"
+
+
+_QUANTILES = ("p50", "p90", "p99")
+
+
+def _latency_bars(latency: LatencyReport) -> str:
+    """The baseline's and the candidate's latency distributions (p50, p90, p99), side by side
+    in inline SVG, on the row's own scale: both are shadows of the same requests, so this is
+    the fair picture; the primary is never set against the candidate. Nothing without a
+    baseline."""
+    sides = [("baseline", latency.baseline), ("candidate", latency.candidate)]
+    values = [getattr(side, q) for _, side in sides if side is not None for q in _QUANTILES]
+    if latency.baseline is None or latency.candidate is None or not any(values):
+        return ""
+    top = max(v for v in values if v is not None)
+    width, height, bar = 132, 30, 10
+    rects = []
+    for qi, q in enumerate(_QUANTILES):
+        for si, (name, side) in enumerate(sides):
+            value = getattr(side, q) or 0.0
+            h = max(1.0, value / top * height)
+            x = qi * 44 + si * (bar + 1)
+            rects.append(
+                f'<rect class="{name}" x="{x}" y="{height - h:.1f}" width="{bar}" '
+                f'height="{h:.1f}"><title>{name} {q}: {value:.1f} ms</title></rect>'
+            )
+    return (
+        f'<svg class="latency" width="{width}" height="{height}" viewBox="0 0 {width} '
+        f'{height}" role="img" aria-label="latency of baseline and candidate">'
+        f"{''.join(rects)}</svg>"
+    )
+
+
+def _top(report: Report) -> str:
+    """The worst regressions, first on the page."""
+    if not report.top:
+        return ""
+    items = [
+        f"<li><code>{_e(t['endpoint'])}</code> <code>{_e(t['field'])}</code> "
+        f'<span class="risk">{_e(t["risk"])}</span>: {_e(t["detail"])}</li>'
+        for t in report.top
+    ]
+    return _listing("top", "top regressions", items)
 
 
 def _endpoint_detail(endpoint: EndpointReport, baseline: bool) -> str:

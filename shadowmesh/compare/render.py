@@ -42,6 +42,10 @@ def _report(report: Report, style: Style) -> str:
     lines += [f"assumes: {a}" for a in report.assumptions]
     if report.largest:
         lines.append(f"largest of {len(report.endpoints)} endpoints: " + largest(report))
+    if report.top:
+        lines.append("top regressions:")
+        rows = [[t["endpoint"], t["field"], t["risk"], t["detail"]] for t in report.top]
+        lines.append(_indent(table(rows), "  "))
     if report.endpoints:
         lines += ["", table(_endpoint_rows(report.endpoints, style))]
     for endpoint in report.endpoints:

@@ -58,6 +58,7 @@ ENDPOINT_VERDICTS = ("regression", INSUFFICIENT, "difference", "ok")
 LATENCY_VERDICTS = ("regression", INSUFFICIENT, "ok", "not judged")
 RISKS = ("high", "medium", "low", "none")
 LARGEST_SHOWN = 5  # the report's "largest endpoints": where the traffic is, before the verdicts
+TOP_SHOWN = 5  # the report's "top regressions": what to look at first, on one screen
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,9 @@ class Report:
     # most first: the endpoint table is sorted by verdict, and a template that did not collapse
     # ids shows here as many endpoints of a request or two each.
     largest: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The worst regressions ({endpoint, field ("latency" for a latency one), risk, detail}),
+    # worst first, at most TOP_SHOWN: the whole report's verdict on one screen.
+    top: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -345,6 +349,7 @@ def build_report(
         reason=reason,
         assumptions=_assumptions(row.spec),
         largest=largest_endpoints(endpoints),
+        top=top_regressions(endpoints),
     )
 
 
@@ -362,6 +367,43 @@ def largest_endpoints(
         }
         for e in ranked
     ]
+
+
+def top_regressions(
+    endpoints: Sequence[EndpointReport], shown: int = TOP_SHOWN
+) -> list[dict[str, Any]]:
+    """The regressions to look at first, worst first: by risk (a removed field, a changed type
+    or status before a changed value), then by the share of requests the candidate differs in
+    beyond the baseline; a latency regression is a medium risk, ranked by its median ratio."""
+    ranked: list[tuple[tuple[int, float, str, str], dict[str, Any]]] = []
+    for e in endpoints:
+        for f in e.fields:
+            if f.verdict != "regression":
+                continue
+            excess = (f.n10 - f.n01) / e.requests if e.requests else 0.0
+            what = ", ".join(f.kinds) or "value"
+            detail = (
+                f"{what}: differs in {f.raw} of {e.requests} requests, the baseline in {f.noise}"
+            )
+            if f.with_status:
+                detail += f" (and in {f.with_status} with the status)"
+            key = (RISKS.index(f.risk), -excess, e.endpoint, f.field)
+            ranked.append((key, _top(e, f.field, f.risk, detail)))
+        latency = e.latency
+        if latency.flagged:
+            ratio = latency.median_ratio or 1.0
+            detail = (
+                f"latency: x{ratio:.2f} ({latency.delta_ms or 0.0:+.1f} ms) candidate against "
+                f"baseline, {latency.pairs} pairs"
+            )
+            key = (RISKS.index("medium"), 1.0 - ratio, e.endpoint, "latency")
+            ranked.append((key, _top(e, "latency", "medium", detail)))
+    ranked.sort(key=lambda item: item[0])
+    return [entry for _, entry in ranked[:shown]]
+
+
+def _top(endpoint: EndpointReport, field: str, risk: str, detail: str) -> dict[str, Any]:
+    return {"endpoint": endpoint.endpoint, "field": field, "risk": risk, "detail": detail}
 
 
 def _overall(

@@ -404,7 +404,8 @@ def test_the_html_report_in_a_browser(
     browser: Callable[[], Any], stack: Stack, tmp_path: Path
 ) -> None:
     """``diff -o html`` as a person sees it in headless chromium: the verdict and regressions
-    stand out, noise is grey, the largest endpoints and the timeline are drawn, a drill-down
+    stand out, the top regressions come first, noise is grey, the largest endpoints, each
+    endpoint's baseline and candidate latency and the timeline are drawn, a drill-down
     opens to its curl lines, nothing overflows the width; a full-page screenshot is left in
     the tmp dir and at REPORT_SCREENSHOT_COPY."""
     configure(stack, tmp_path)
@@ -430,6 +431,16 @@ def test_the_html_report_in_a_browser(
     noise = page.locator("tr.noise", has=page.locator("code", has_text="body.uuid")).first
     assert noise.is_visible()
     assert noise.evaluate("e => getComputedStyle(e).color") == "rgb(153, 153, 153)"
+
+    top = page.locator("div.top li")
+    assert top.count() >= 1 and top.first.is_visible()
+    assert top.first.locator(".risk").inner_text() == "high"  # a removed field, or a status
+    # Baseline and candidate latency, per endpoint: three quantiles, two bars each, drawn.
+    latency = page.locator("svg.latency").first
+    assert latency.locator("rect.baseline").count() == 3
+    assert latency.locator("rect.candidate").count() == 3
+    box = latency.bounding_box()
+    assert box is not None and box["width"] == 132 and box["height"] == 30
 
     largest = page.locator("div.largest li")
     assert largest.count() == 4 and all(largest.nth(i).is_visible() for i in range(4))

@@ -117,6 +117,12 @@ def test_the_page_shows_the_comparison_its_regressions_and_the_mirrors(
         assert row.get_attribute("data-verdict") == "regression", (endpoint, field)
         assert "verdict-regression" in (row.get_attribute("class") or "")
         assert row.locator(".badge").inner_text().lower() == "regression"
+    # The worst first, on one screen: the top regressions, as the report ranks them.
+    top = card.locator(".top-regressions li")
+    assert top.count() >= 3 and top.first.is_visible()
+    tops = {(top.nth(i).get_attribute("data-endpoint"), top.nth(i).get_attribute("data-field"))
+            for i in range(top.count())}  # fmt: skip
+    assert {("GET /get", "status"), ("GET /json", "body.slideshow.author")} <= tops, tops
     get_row = card.locator('tr.endpoint[data-endpoint="GET /get"]')
     assert "200 → 500" in get_row.inner_text()
     json_row = card.locator('tr.endpoint[data-endpoint="GET /json"]')

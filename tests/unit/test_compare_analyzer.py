@@ -439,6 +439,22 @@ def test_report_formats(make: Any) -> None:
     assert "REGRESSION" in text and "200->500 x30" in text
     assert "body.slideshow.author" in text and '"Yours Truly"' in text
 
+    # The worst first, on one screen: removed fields and status changes before added fields,
+    # the latency regression among them; in text, JSON and HTML.
+    top = [(t["endpoint"], t["field"], t["risk"]) for t in report.top]
+    assert set(top[:2]) == {
+        ("GET /json", "body.slideshow.author", "high"),
+        ("GET /status/{id}", "status", "high"),
+    }, top
+    assert ("GET /json", "latency", "medium") in top and top[-1][2] == "low", top
+    assert data["top"] == report.top
+    assert "top regressions:" in text and "latency: x" in text
+    assert '<div class="top"><h3>top regressions</h3><ol><li><code>' in page
+    # Each endpoint's latency, baseline and candidate (never the primary): p50, p90, p99.
+    assert page.count('<svg class="latency"') == len(report.endpoints)
+    assert page.count('<rect class="baseline"') == page.count('<rect class="candidate"')
+    assert page.count('<rect class="candidate"') == 3 * len(report.endpoints)
+
 
 def test_examples_carry_array_diffs_in_every_format(make: Any) -> None:
     """A list in another order names what moved; a line inserted before a changed one is an

@@ -467,6 +467,7 @@
       { class: `card comparison verdict-${vclass(report.verdict)}`, dataset: { comparison: key, verdict: report.verdict } },
       comparisonHead(report),
       comparisonFigures(report),
+      topRegressions(report.top),
       report.configured ? null : h("p", { class: "note" }, "This Comparison was deleted; its data is kept until it ages out."),
       skippedNote(report.skipped),
       report.endpoints.length
@@ -510,6 +511,33 @@
       figure("unexplained differences", fmtCount(report.differences), report.differences ? "warn" : ""),
       figure("pairs dropped", fmtCount(report.dropped), report.dropped ? "warn" : ""),
       figure("last compared", fmtTime(report.last_seen)),
+    );
+  }
+
+  // The worst regressions (the report ranks them), first in the card: the verdict on one screen.
+  function topRegressions(top) {
+    if (!top || !top.length) return null;
+    return h(
+      "div",
+      { class: "top-regressions" },
+      h("h4", {}, "Top regressions"),
+      h(
+        "ol",
+        {},
+        top.map((t) =>
+          h(
+            "li",
+            { dataset: { endpoint: t.endpoint, field: t.field } },
+            h("code", {}, t.endpoint),
+            " ",
+            h("code", { class: "field-name" }, t.field),
+            " ",
+            h("span", { class: `risk r-${t.risk}` }, t.risk),
+            " ",
+            h("span", { class: "detail" }, t.detail),
+          ),
+        ),
+      ),
     );
   }
 
