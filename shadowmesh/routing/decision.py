@@ -39,7 +39,8 @@ class RequestView(Protocol):
 # Endpoint, Upstream and Forward are made or hashed for every request: plain classes with
 # __slots__ and a hand-written __init__, not frozen dataclasses, whose generated __init__ sets
 # each field through object.__setattr__ and whose __hash__ builds a tuple on every call (and which
-# mypyc leaves interpreted). ``Final`` keeps them immutable for the type checker.
+# mypyc leaves interpreted). ``Final`` keeps them immutable for the type checker. The hot path's
+# rules, with their reasons, are in one place: the docstring of ``shadowmesh/_hotpath.py``.
 
 
 def host_port(host: str, port: object) -> str:
