@@ -140,7 +140,8 @@ class ClusterSet:
         if port in by_port:
             return  # a subset name repeated in one rule: the first one defines it
         endpoints = tuple(m.endpoint for m in members)
-        balancer = make_balancer(lb, endpoints, self._rng)
+        weights = tuple(m.weight for m in members)
+        balancer = make_balancer(lb, endpoints, self._rng, weights)
         cluster = Cluster(name, host, port, subset, members, balancer, rule, discovery)
         by_port[port] = cluster
         if entry is None:

@@ -4,9 +4,9 @@ The route table and ``analyze()`` read the same inventory, so a subset that ``an
 empty is exactly the subset that answers 503 UH at run time.
 
 DestinationRules apply by host with Istio's precedence (``applicable_rules``), wildcard hosts
-included. WorkloadEntry ``weight`` is not used: every endpoint of a cluster counts the same.
-Envoy would use it as the endpoint's load-balancing weight; shadowmesh's balancers are
-unweighted for now.
+included. A WorkloadEntry's (or ServiceEntry endpoint's) ``weight`` is its endpoints'
+load-balancing weight, unset or 0 meaning 1 (Istio's ``GetLoadBalancingWeight``); each address
+a DNS endpoint resolves to carries the endpoint's weight, as Envoy's STRICT_DNS hosts do.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Member:
     endpoint: Endpoint
     labels: Mapping[str, str]
     workload: str  # namespace/name, for describe()
+    weight: int = 1  # load-balancing weight, >= 1
 
 
 @dataclass(frozen=True)
@@ -197,32 +198,34 @@ def _entry_info(
         found = dns.get(name, ())
         return found[:1] if entry.resolution == "DNS_ROUND_ROBIN" else found
 
-    sources: list[tuple[str, Mapping[str, int], Mapping[str, str], str]] = []
+    sources: list[tuple[str, Mapping[str, int], Mapping[str, str], str, int]] = []
     if entry.workload_selector is not None:
         for w in workloads:
             if w.meta.namespace == entry.meta.namespace and _superset(
                 w.labels, entry.workload_selector
             ):
-                sources.append((w.address, w.ports, w.labels, f"{w.meta.namespace}/{w.meta.name}"))
+                origin = f"{w.meta.namespace}/{w.meta.name}"
+                sources.append((w.address, w.ports, w.labels, origin, w.weight or 1))
     elif entry.endpoints:
         # Istio names an inline endpoint as a WorkloadEntry ``<entry>-<index>`` (its metrics'
         # destination_workload; serviceentry/conversion.go).
         sources = [
-            (e.address, e.ports, e.labels, f"{label}-{i}") for i, e in enumerate(entry.endpoints)
+            (e.address, e.ports, e.labels, f"{label}-{i}", e.weight or 1)
+            for i, e in enumerate(entry.endpoints)
         ]
     elif entry.resolution != "STATIC":
-        sources = [(host, {}, {}, label)]
+        sources = [(host, {}, {}, label, 1)]
     members: dict[int, tuple[Member, ...]] = {}
     for port in entry.ports:
         found: list[Member] = []
         seen: set[Endpoint] = set()
-        for address, own_ports, labels, origin in sources:
+        for address, own_ports, labels, origin, weight in sources:
             number = own_ports.get(port.name) or port.target_port or port.number
             for ip in addresses(address):
                 endpoint = Endpoint(ip, number)
                 if endpoint not in seen:
                     seen.add(endpoint)
-                    found.append(Member(endpoint, labels, origin))
+                    found.append(Member(endpoint, labels, origin, weight))
         members[port.number] = tuple(found)
     ports = tuple(p.number for p in entry.ports)
     return ServiceInfo(service=entry, fqdn=host, members=members, ports=ports)
@@ -248,7 +251,7 @@ def _members(port: ServicePort, workloads: list[WorkloadEntry]) -> tuple[Member,
         if endpoint in seen:
             continue
         seen.add(endpoint)
-        found.append(Member(endpoint, w.labels, f"{w.meta.namespace}/{w.meta.name}"))
+        found.append(Member(endpoint, w.labels, f"{w.meta.namespace}/{w.meta.name}", w.weight or 1))
     return tuple(found)
 
 

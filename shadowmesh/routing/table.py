@@ -612,6 +612,7 @@ def _describe_cluster(cluster: Cluster) -> dict[str, Any]:
                 "address": m.endpoint.address,
                 "port": m.endpoint.port,
                 "workload": m.workload,
+                "weight": m.weight,
                 "activeRequests": balancer.in_flight(m.endpoint),
             }
             for m in cluster.members

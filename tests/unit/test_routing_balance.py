@@ -100,3 +100,61 @@ def test_release_never_goes_below_zero_and_ignores_strangers() -> None:
     assert balancer.in_flight(A) == 0
     assert balancer.pick() == A
     assert balancer.in_flight(A) == 1
+
+
+# Endpoint weights, as Envoy's balancers use them.
+
+
+def _shares(balancer: object, picks: int, hold: bool = False) -> Counter[Endpoint]:
+    counts: Counter[Endpoint] = Counter()
+    for _ in range(picks):
+        e = balancer.pick()  # type: ignore[attr-defined]
+        assert e is not None
+        counts[e] += 1
+        if not hold:
+            balancer.release(e)  # type: ignore[attr-defined]
+    return counts
+
+
+@pytest.mark.parametrize("policy", ["LEAST_REQUEST", "ROUND_ROBIN"])
+def test_weighted_balancers_share_by_weight(policy: str) -> None:
+    balancer = make_balancer(policy, (A, B, C), random.Random(11), (3, 1, 1))  # type: ignore[arg-type]
+    counts = _shares(balancer, 5000)
+    assert within_binomial(counts[A], 5000, 3 / 5)
+    assert within_binomial(counts[B], 5000, 1 / 5)
+    assert within_binomial(counts[C], 5000, 1 / 5)
+
+
+def test_weighted_round_robin_is_a_fixed_schedule() -> None:
+    # Envoy's EDF: with weights 3:1, every window of 4 picks holds 3 A and 1 B.
+    balancer = RoundRobinBalancer((A, B), random.Random(12), (3, 1))
+    picks = [balancer.pick() for _ in range(40)]
+    for start in range(0, 40, 4):
+        assert Counter(picks[start : start + 4]) == {A: 3, B: 1}
+
+
+def test_weighted_least_request_divides_the_weight_by_what_is_in_flight() -> None:
+    # Requests never finish: A (weight 3) holding n is put back at deadline + (n+1)/3, B at
+    # + (m+1)/1. After k picks of A its deadline is about k^2/6, after m of B m^2/2: the EDF
+    # keeps them level, so A holds sqrt(3) times as many as B (not 3: in-flight requests weigh
+    # on both), and B is never starved.
+    balancer = LeastRequestBalancer((A, B), random.Random(13), (3, 1))
+    counts = _shares(balancer, 400, hold=True)
+    assert 1.6 <= counts[A] / counts[B] <= 1.9
+    assert balancer.in_flight(A) == counts[A]
+
+
+def test_random_ignores_weights_as_envoy_does() -> None:
+    balancer = RandomBalancer((A, B), random.Random(14), (9, 1))
+    counts = _shares(balancer, 4000)
+    assert within_binomial(counts[A], 4000, 0.5)
+
+
+def test_equal_weights_keep_the_unweighted_algorithms() -> None:
+    balancer = LeastRequestBalancer((A, B), random.Random(15), (5, 5))
+    assert balancer.pick() is not None  # one in flight somewhere
+    busy = A if balancer.in_flight(A) else B
+    idle = B if busy is A else A
+    for _ in range(50):  # P2C over two distinct endpoints: the idle one always wins
+        assert balancer.pick() == idle
+        balancer.release(idle)
