@@ -96,6 +96,7 @@ MODULES = (
     "shadowmesh.routing.table",
     "shadowmesh.routing.match",
     "shadowmesh.routing.balance",
+    "shadowmesh.routing.outlier",
     "shadowmesh.routing.clusters",
     "shadowmesh.routing.hosts",
     "shadowmesh.routing.decision",
