@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,13 +25,8 @@ from shadowmesh.admin.auth import TokenError, serve_token
 from shadowmesh.admin.server import AdminServer
 from shadowmesh.cli.client import read_sources
 from shadowmesh.cli.options import Address, Labels, click_options, from_params, option, to_argv
-from shadowmesh.cli.workers import (
-    ParentLink,
-    Workers,
-    die_with_parent,
-    follow_store,
-    process_report,
-)
+from shadowmesh.cli.process import on_signals, run
+from shadowmesh.cli.workers import Workers, die_with_parent, process_report, serve_as_worker
 from shadowmesh.compare.analyzer import Analyzer
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.dns import Resolver
@@ -42,10 +37,9 @@ from shadowmesh.dataplane.server import DataPlane, DownstreamLimits
 from shadowmesh.errors import ConfigError, ConfigErrors, ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.observe.accesslog import DEFAULT_REDACTED_QUERY, FORMATS, AccessLog, Format
-from shadowmesh.observe.fleet import Fleet, encode
+from shadowmesh.observe.fleet import Fleet
 from shadowmesh.observe.logfile import open_log, reopen_log
-from shadowmesh.observe.otlp import Exporter, traces_url
-from shadowmesh.observe.spans import Spans
+from shadowmesh.observe.otlp import start_exporter, traces_url
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.table import RouteTable
@@ -330,33 +324,6 @@ def serve(**params: Any) -> None:
         store.close()
 
 
-def start_tracing(
-    options: ServeOptions, plane: DataPlane, dispatcher: Dispatcher
-) -> Exporter | None:
-    """With ``--otlp-endpoint``: the span queue the data plane fills and its exporter thread."""
-    if options.otlp_endpoint is None:
-        return None
-    spans = Spans(options.otlp_sampling, options.otlp_shadow_spans)
-    exporter = Exporter(spans, options.otlp_endpoint)
-    try:
-        exporter.start()
-    except ImportError as exc:
-        raise ShadowmeshError(
-            f"--otlp-endpoint needs opentelemetry-proto ({exc}): pip install 'shadowmesh[otlp]'"
-        ) from None
-    plane.spans = dispatcher.spans = spans
-    return exporter
-
-
-def run(main: object) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(main)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(main)  # type: ignore[arg-type]
-
-
 async def serve_forever(
     options: ServeOptions,
     store: Store,
@@ -386,7 +353,12 @@ async def serve_forever(
     plane.gateway_bind = options.gateway_bind
     plane.credentials_dir = options.credentials_dir
     plane.spawn(plane.sweep())
-    exporter = start_tracing(options, plane, dispatcher)
+    exporter = None
+    if options.otlp_endpoint is not None:
+        spans, exporter = start_exporter(
+            options.otlp_endpoint, options.otlp_sampling, options.otlp_shadow_spans
+        )
+        plane.spans = dispatcher.spans = spans
     # Config work (the stored config at start, -f, the admin API's changes, a worker following
     # the store) runs on one thread beside the serving loop, never on it; see control.offload.
     config = ConfigThread(asyncio.get_running_loop())
@@ -429,7 +401,10 @@ async def _serve(
     dispatcher: Dispatcher,
 ) -> None:
     if options.worker:
-        await serve_as_worker(options, config, controller, plane)
+        reopen = functools.partial(reopen_log, options.access_log, plane.access_log, warn)
+        await serve_as_worker(
+            plane, config, controller, options.outbound, options.drain_timeout, reopen, warn
+        )
         await config.close()
         return
     if sources:
@@ -482,24 +457,7 @@ async def _serve(
     # Pure Python (a failed compile, a stale build, SHADOWMESH_PURE=1) serves about half the
     # requests a second, and nothing else shows it: say which one runs.
     click.echo(f"shadowmesh hot path: {hot_path()}", err=True)
-    click.echo(
-        f"shadowmesh serving: admin http://{options.admin[0]}:{admin.bound_port}"
-        + (f", outbound proxy {options.outbound[0]}:{outbound_port}" if options.outbound else "")
-        + f", Service ports on {options.bind}: "
-        + (", ".join(str(p) for p in sorted(plane.table.ports)) or "none yet")
-        + (
-            f", Gateway ports on {options.gateway_bind}: "
-            + ", ".join(str(p) for p in sorted(plane.table.ingress))
-            if plane.table.ingress
-            else ""
-        )
-        + (
-            f", as workload {Labels().format(options.workload_labels)}"
-            if options.workload_labels
-            else ""
-        ),
-        err=True,
-    )
+    click.echo(serving_line(options, admin.bound_port, outbound_port, plane.table), err=True)
 
     def hangup() -> None:
         reopen_log(options.access_log, plane.access_log, warn)
@@ -523,18 +481,25 @@ async def _serve(
     await config.close()
 
 
-def on_signals(hangup: Callable[[], None]) -> asyncio.Event:
-    """SIGTERM and SIGINT set the event returned (a drain follows); SIGHUP calls ``hangup``."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, hangup)
-    return stop
-
-
 def warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
+
+
+def serving_line(
+    options: ServeOptions, admin_port: int, outbound_port: int | None, table: RouteTable
+) -> str:
+    """The line that says where this proxy serves, once it does."""
+    parts = [f"admin http://{options.admin[0]}:{admin_port}"]
+    if options.outbound is not None:
+        parts.append(f"outbound proxy {options.outbound[0]}:{outbound_port}")
+    ports = ", ".join(str(p) for p in sorted(table.ports)) or "none yet"
+    parts.append(f"Service ports on {options.bind}: {ports}")
+    if table.ingress:
+        ingress = ", ".join(str(p) for p in sorted(table.ingress))
+        parts.append(f"Gateway ports on {options.gateway_bind}: {ingress}")
+    if options.workload_labels:
+        parts.append(f"as workload {Labels().format(options.workload_labels)}")
+    return "shadowmesh serving: " + ", ".join(parts)
 
 
 def own_listeners(
@@ -545,20 +510,6 @@ def own_listeners(
     if options.outbound is not None:
         others.append((options.outbound[0], outbound_port or options.outbound[1]))
     return OwnListeners(options.bind, tuple(others), options.gateway_bind)
-
-
-async def serve_as_worker(
-    options: ServeOptions, config: ConfigThread, controller: Controller, plane: DataPlane
-) -> None:
-    stop = on_signals(lambda: reopen_log(options.access_log, plane.access_log, warn))
-    link = ParentLink(lambda answered: encode(process_report(plane, answered)))
-    await link.open(stop)
-    if options.outbound is not None:
-        await plane.start_outbound(*options.outbound)
-    plane.spawn(follow_store(config, controller, lambda w: click.echo(f"Warning: {w}", err=True)))
-    await stop.wait()
-    await plane.shutdown(options.drain_timeout)
-    await link.close()
 
 
 def worker_argv(options: ServeOptions) -> list[str]:

@@ -24,11 +24,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+from shadowmesh.cli.process import on_signals
 from shadowmesh.control.controller import Controller
 from shadowmesh.control.offload import ConfigThread
 from shadowmesh.dataplane.server import DataPlane
 from shadowmesh.errors import ShadowmeshError
-from shadowmesh.observe.fleet import PUSH, Fleet, Report, decode
+from shadowmesh.observe.fleet import PUSH, Fleet, Report, decode, encode
 
 POLL = 0.1
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -291,3 +292,25 @@ async def follow_store(
             if str(exc) != failed:
                 failed = str(exc)
                 warn(f"keeping the current config: {exc}")
+
+
+async def serve_as_worker(
+    plane: DataPlane,
+    config: ConfigThread,
+    controller: Controller,
+    outbound: tuple[str, int] | None,
+    drain_timeout: float,
+    reopen_log: Callable[[], None],
+    warn: Callable[[str], None],
+) -> None:
+    """An extra worker's life: its own outbound listener, the store followed, the first
+    process watched (its end, or SIGTERM, drains this one), SIGHUP reopening the log."""
+    stop = on_signals(reopen_log)
+    link = ParentLink(lambda answered: encode(process_report(plane, answered)))
+    await link.open(stop)
+    if outbound is not None:
+        await plane.start_outbound(*outbound)
+    plane.spawn(follow_store(config, controller, warn))
+    await stop.wait()
+    await plane.shutdown(drain_timeout)
+    await link.close()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from shadowmesh.errors import ShadowmeshError
 from shadowmesh.observe.spans import SpanRecord, Spans
 
 log = logging.getLogger("shadowmesh.error")
@@ -49,6 +50,20 @@ def traces_url(endpoint: str) -> str:
     if parts.path in ("", "/"):
         parts = parts._replace(path="/v1/traces")
     return urlunsplit(parts)
+
+
+def start_exporter(url: str, sampling: float, shadow_spans: bool) -> tuple[Spans, Exporter]:
+    """The span queue the data plane fills (``sampling`` percent of new traces; shadows'
+    spans or not) and its exporter thread, started, POSTing to ``url``."""
+    spans = Spans(sampling, shadow_spans)
+    exporter = Exporter(spans, url)
+    try:
+        exporter.start()
+    except ImportError as exc:
+        raise ShadowmeshError(
+            f"--otlp-endpoint needs opentelemetry-proto ({exc}): pip install 'shadowmesh[otlp]'"
+        ) from None
+    return spans, exporter
 
 
 class Exporter:

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from shadowmesh.cli.options import options_of, to_argv
-from shadowmesh.cli.serve import ServeOptions, serve, worker_argv
+from shadowmesh.cli.serve import ServeOptions, serve, serving_line, worker_argv
+from shadowmesh.routing.table import RouteTable
 
 # A value other than the default for every option: (what is typed, what the settings hold).
 GIVEN: dict[str, tuple[list[str], object]] = {
@@ -125,3 +126,12 @@ def test_workload_labels_are_refused_as_kubernetes_refuses_them() -> None:
     assert out.exit_code == 2 and "expected KEY=VALUE, got 'app'" in out.output
     out = CliRunner().invoke(serve, ["--workload-labels", "app=a b"])
     assert out.exit_code == 2 and 'invalid label value "a b"' in out.output
+
+
+def test_the_serving_line_names_every_listener_and_the_workload() -> None:
+    options = parse(["--outbound", "127.0.0.1:15001", "--workload-labels", "app=sleep,version=v1"])
+    line = serving_line(options, 15000, 15001, RouteTable.compile([]))
+    assert line == (
+        "shadowmesh serving: admin http://127.0.0.1:15000, outbound proxy 127.0.0.1:15001, "
+        "Service ports on 127.0.0.1: none yet, as workload app=sleep,version=v1"
+    )
