@@ -114,7 +114,7 @@ class OutlierConfig:
             "consecutive5xx": self.consecutive_5xx,
             "consecutiveGatewayFailure": self.consecutive_gateway,
             "consecutiveLocalOriginFailure": self.consecutive_local,
-            "enforcing": dict(zip(KINDS, (100 if e else 0 for e in self.enforce), strict=True)),
+            "enforcing": {kind: 100 if e else 0 for kind, e in zip(KINDS, self.enforce, strict=True)},
             "splitExternalLocalOriginErrors": self.split,
             "interval": self.interval,
             "baseEjectionTime": self.base_ejection,
