@@ -144,9 +144,94 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class HeaderOperations:
+    """``set`` / ``add`` (name, value pairs as written) and ``remove`` of one direction."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Headers:
+    """``headers`` of a route or of one destination."""
+
+    request: HeaderOperations = HeaderOperations()
+    response: HeaderOperations = HeaderOperations()
+
+
+@dataclass(frozen=True)
 class RouteDestination:
     destination: Destination
     weight: int = 0
+    headers: Headers | None = None
+
+
+@dataclass(frozen=True)
+class HTTPRetry:
+    """``retries`` as written (durations in seconds; None: unset)."""
+
+    attempts: int = 0
+    per_try_timeout: float | None = None
+    retry_on: str = ""
+    retry_remote_localities: bool | None = None
+    retry_ignore_previous_hosts: bool | None = None
+    backoff: float | None = None
+
+
+@dataclass(frozen=True)
+class Percent:
+    """A chance as Envoy's ``FractionalPercent``: ``numerator`` out of ``denominator``."""
+
+    numerator: int
+    denominator: int  # 100 or 1_000_000
+
+
+@dataclass(frozen=True)
+class HTTPFault:
+    """``fault``, resolved as istiod's ``TranslateFault``: a delay or abort dropped there is
+    None here; a missing percentage is a chance of 0."""
+
+    delay: float | None = None  # fixedDelay in seconds
+    delay_chance: Percent = Percent(0, 100)
+    abort_status: int | None = None  # httpStatus
+    abort_grpc: str | None = None  # grpcStatus, a name of Istio's list
+    abort_chance: Percent = Percent(0, 100)
+
+
+@dataclass(frozen=True)
+class HTTPRewrite:
+    uri: str = ""
+    uri_regex: tuple[str, str] | None = None  # (match, rewrite) in RE2 syntax
+    authority: str = ""
+
+
+@dataclass(frozen=True)
+class HTTPRedirect:
+    uri: str = ""
+    authority: str = ""
+    port: int | None = None  # an explicit ``port``
+    derive_port: str = ""  # FROM_PROTOCOL_DEFAULT, FROM_REQUEST_PORT, or ""
+    scheme: str = ""
+    code: int = 301
+    prefix_rewrite: str = ""
+
+
+@dataclass(frozen=True)
+class HTTPDirectResponse:
+    status: int
+    body: bytes | None = None  # ``body.string`` encoded, or ``body.bytes`` decoded
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    allow_origins: tuple[StringMatch, ...] = ()  # ``allowOrigin`` (deprecated) as exact matches
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None  # whole seconds
+    allow_credentials: bool | None = None
+    unmatched_preflights: str = "UNSPECIFIED"
 
 
 @dataclass(frozen=True)
@@ -172,6 +257,13 @@ class HTTPRoute:
     # ``delegate``: (name, namespace or "" for the root's own); the route's matches and
     # unset fields are merged into the delegate VirtualService's routes at compile time.
     delegate: tuple[str, str] | None = None
+    headers: Headers | None = None
+    retries: HTTPRetry | None = None  # None: Istio's default policy
+    fault: HTTPFault | None = None
+    rewrite: HTTPRewrite | None = None
+    redirect: HTTPRedirect | None = None
+    direct_response: HTTPDirectResponse | None = None
+    cors_policy: CorsPolicy | None = None
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ means 100; an explicit 0 is kept as 0.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from shadowmesh.model import shapes, validate
+from shadowmesh.model import httppolicy, shapes, validate
 from shadowmesh.model.fields import Issues, Obj, type_error
 from shadowmesh.model.gateway import check_gateway_name
 from shadowmesh.model.matches import parse_matches
@@ -43,18 +44,9 @@ HTTP_ROUTE_FIELDS = (
     "cors_policy",
     "headers",
 )
-_ROUTE_NOT_ACTED_ON: dict[str, shapes.Shape] = {
-    "retries": shapes.RETRIES,
-    "fault": shapes.FAULT,
-    "headers": shapes.HEADERS,
-    "rewrite": shapes.REWRITE,
-    "corsPolicy": shapes.CORS_POLICY,
-    "redirect": shapes.REDIRECT,
-    "directResponse": shapes.DIRECT_RESPONSE,
-}
-# Route actions other than forwarding: without them the route has nowhere to send a request.
-_ACTIONS = ("redirect", "directResponse")
-_ACTION_TAIL = "this route has no destination to send requests to"
+# Policy fields read, validated and compiled, that the data plane does not act on yet: each
+# draws one warning until its wiring lands (redirect and directResponse are answered already).
+ROUTE_NOT_ACTED_ON = ("retries", "fault", "headers", "rewrite", "corsPolicy")
 DEPRECATED_MIRROR_PERCENT = (
     'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead'
 )
@@ -178,21 +170,48 @@ def _http_route(path: str, value: Any, issues: Issues, in_delegate: bool) -> HTT
     route = Obj.of(value, path, issues, HTTP_ROUTE_FIELDS, proto=True)
     if route is None:
         return None
-    for name, shape in _ROUTE_NOT_ACTED_ON.items():
-        if route.has(name):
-            shapes.check(route.get(name), shape, route.path(name), issues)
-            issues.not_acted_on(route.path(name), _ACTION_TAIL if name in _ACTIONS else "")
     if in_delegate and route.has("delegate"):
         issues.error(route.at, "delegate HTTP route cannot contain delegate")
     _check_conflicts(route, issues)
+    matches = parse_matches(route, issues)
+    headers = _part(route, "headers", httppolicy.parse_headers, issues)
+    rewrite = _part(route, "rewrite", httppolicy.parse_rewrite, issues)
+    httppolicy.check_authority_rewrite(rewrite, headers, route.at, issues)
+    redirect = None
+    if route.has("redirect"):
+        redirect = httppolicy.parse_redirect(
+            route.get("redirect"), route.path("redirect"), matches, issues
+        )
+    for name in ROUTE_NOT_ACTED_ON:
+        if route.has(name):
+            issues.not_acted_on(route.path(name))
     return HTTPRoute(
         name=route.text("name") or "",
-        match=parse_matches(route, issues),
+        match=matches,
         route=_destinations(route, issues),
         mirrors=_mirrors(route, issues),
         timeout=_timeout(route, issues),
         delegate=_delegate(route, issues),
+        headers=headers,
+        retries=_part(route, "retries", httppolicy.parse_retries, issues),
+        fault=_part(route, "fault", httppolicy.parse_fault, issues),
+        rewrite=rewrite,
+        redirect=redirect,
+        direct_response=_part(route, "directResponse", httppolicy.parse_direct_response, issues),
+        cors_policy=_part(route, "corsPolicy", httppolicy.parse_cors, issues),
     )
+
+
+_T = TypeVar("_T")
+
+
+def _part(
+    route: Obj, name: str, parse: Callable[[Any, str, Issues], _T], issues: Issues
+) -> _T | None:
+    """A policy field read by its parser (``model.httppolicy``); None when absent."""
+    if not route.has(name):
+        return None
+    return parse(route.get(name), route.path(name), issues)
 
 
 def _delegate(route: Obj, issues: Issues) -> tuple[str, str] | None:
@@ -240,8 +259,8 @@ def _destinations(route: Obj, issues: Issues) -> tuple[RouteDestination, ...]:
         entry = Obj.of(value, path, issues, ("destination", "weight", "headers"), proto=True)
         if entry is None:
             continue
-        if entry.has("headers"):
-            shapes.check(entry.get("headers"), shapes.HEADERS, entry.path("headers"), issues)
+        headers = _part(entry, "headers", httppolicy.parse_headers, issues)
+        if headers is not None:
             issues.not_acted_on(entry.path("headers"))
         weight = _weight(entry, issues)
         total += weight
@@ -250,7 +269,7 @@ def _destinations(route: Obj, issues: Issues) -> tuple[RouteDestination, ...]:
             continue
         destination = parse_destination(entry.get("destination"), entry.path("destination"), issues)
         if destination is not None:
-            out.append(RouteDestination(destination=destination, weight=weight))
+            out.append(RouteDestination(destination=destination, weight=weight, headers=headers))
     if len(entries) > 1 and total == 0:
         issues.error(route.path("route"), "total destination weight = 0")
     return tuple(out)
