@@ -129,7 +129,15 @@ class Exchange:
         decision = plane.table.route(self.client.listener_port, RouteView(self.head))
         if isinstance(decision, Failure):
             location = decision.location.encode() if decision.location else b""
-            self.fail(decision.status, decision.flag, decision.body, decision.cluster, location)
+            self.route_name = decision.route_name
+            self.fail(
+                decision.status,
+                decision.flag,
+                decision.body,
+                decision.cluster,
+                location,
+                decision.headers,
+            )
             return
         self.forward(decision)
 
@@ -508,7 +516,13 @@ class Exchange:
         self.client.close()
 
     def fail(
-        self, status: int, flag: str, body: bytes, cluster: str = "", location: bytes = b""
+        self,
+        status: int,
+        flag: str,
+        body: bytes,
+        cluster: str = "",
+        location: bytes = b"",
+        headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         """Answer locally, as Envoy does when there is no route, cluster or upstream."""
         if not self.request_done and self.head.has_body and self.received == 0:
@@ -520,7 +534,8 @@ class Exchange:
         self.sent = len(body)
         keep_alive = not self.client.last_answer(self)
         head_only = self.head.method == b"HEAD"
-        self.client.write(resp.local_reply(status, body, keep_alive, head_only, location))
+        reply = resp.local_reply(status, body, keep_alive, head_only, location, headers)
+        self.client.write(reply)
         self.cluster = cluster
         self.finish()
 

@@ -30,14 +30,33 @@ def reason_phrase(status: int) -> bytes:
 
 
 def local_reply(
-    status: int, body: bytes, keep_alive: bool, head_only: bool = False, location: bytes = b""
+    status: int,
+    body: bytes,
+    keep_alive: bool,
+    head_only: bool = False,
+    location: bytes = b"",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> bytes:
-    """A complete response the proxy answers itself (404 NR, 503 UH, 504 UT, 400, 301...)."""
+    """A complete response the proxy answers itself (404 NR, 503 UH, 504 UT, 400, 301...).
+
+    ``headers`` (a route's Location and response header ops) are written as given; with a body,
+    ``content-type: text/plain`` unless they set one (Envoy's ``sendLocalReply``)."""
+    typed = False
+    extra = b""
+    for name, value in headers:
+        if name == b"content-type":
+            if not body:
+                continue  # no body: Envoy removes content-type and content-length
+            typed = True
+        elif name == b"content-length":
+            continue
+        extra += b"%s: %s\r\n" % (name, value)
     parts = [
         b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status)),
         b"location: %s\r\n" % location if location else b"",
+        extra,
         b"content-length: %d\r\n" % len(body),
-        b"content-type: text/plain\r\n" if body else b"",
+        b"content-type: text/plain\r\n" if body and not typed else b"",
         b"server: shadowmesh\r\n",
         b"" if keep_alive else b"connection: close\r\n",
         b"\r\n",

@@ -6,7 +6,7 @@ Everything here is pure: no sockets, no asyncio. The data plane asks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from shadowmesh.routing.policy import NO_POLICY, RoutePolicy
@@ -91,6 +91,11 @@ class Failure:
     body: bytes = b""
     cluster: str = ""  # the cluster name when one was chosen (NC, UH), else ""
     location: str = ""  # a redirect's Location (an ingress's httpsRedirect), else ""
+    # More response headers, written as they are (a route's redirect or directResponse: its
+    # Location and its response header ops); a content-type here replaces text/plain.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    # The route that answered, for the access log ("" when none did); not part of the answer.
+    route_name: str = field(default="", compare=False)
 
 
 class Upstream:

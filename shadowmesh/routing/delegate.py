@@ -4,7 +4,8 @@ Istio (``pilot/pkg/model/virtualservice.go``, ``virtualservice_controller.go``, 
 route with ``delegate`` is replaced by the delegate's routes. Each delegate match must fit
 inside some root match (``hasConflict``), or that delegate route is dropped; merged matches
 take the delegate's value where set and the root's otherwise, maps merged; the delegate's
-unset fields (timeout, mirrors) take the root's. One level only; a delegate not found, or not
+unset fields (timeout, mirrors, rewrite, directResponse, retries, fault, corsPolicy,
+headers) take the root's. One level only; a delegate not found, or not
 exported to the root's namespace, drops that root route.
 
 Hosts are resolved to FQDNs here, each in the namespace of the VirtualService that wrote it,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 from shadowmesh.model.resources import (
     Destination,
@@ -84,7 +86,20 @@ def merge(root: HTTPRoute, delegate: HTTPRoute) -> HTTPRoute | None:
         timeout=delegate.timeout if delegate.timeout is not None else root.timeout,
         mirrors=delegate.mirrors or root.mirrors,
         delegate=None,
+        rewrite=_either(delegate.rewrite, root.rewrite),
+        direct_response=_either(delegate.direct_response, root.direct_response),
+        retries=_either(delegate.retries, root.retries),
+        fault=_either(delegate.fault, root.fault),
+        cors_policy=_either(delegate.cors_policy, root.cors_policy),
+        headers=_either(delegate.headers, root.headers),
     )
+
+
+_T = TypeVar("_T")
+
+
+def _either(mine: _T | None, root: _T | None) -> _T | None:
+    return mine if mine is not None else root
 
 
 def _join(root: str, delegate: str) -> str:

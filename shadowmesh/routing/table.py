@@ -35,7 +35,9 @@ from shadowmesh.model.resources import (
     VirtualService,
     fqdn,
 )
+from shadowmesh.routing.answers import Answer
 from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
+from shadowmesh.routing.compile_policy import answer, block_lengths, route_policy
 from shadowmesh.routing.decision import Decision, Failure, Forward, RequestView, Upstream
 from shadowmesh.routing.delegate import expand
 from shadowmesh.routing.hosts import build_aliases, default_port, split_authority, wildcard_keys
@@ -48,6 +50,7 @@ from shadowmesh.routing.ingress import (
 )
 from shadowmesh.routing.inventory import Inventory, ServiceInfo, build_inventory, host_namespace
 from shadowmesh.routing.match import RequestFacts, RouteMatch, describe_match, selects
+from shadowmesh.routing.policy import NO_POLICY, RoutePolicy
 
 NO_ROUTE = Failure(404, "NR")
 MESH = "mesh"
@@ -70,6 +73,14 @@ class CompiledRoute:
     destinations: WeightedTargets
     mirrors: tuple[Mirror, ...]
     timeout: float | None
+    # The compiled policy (routing.policy) when every destination and match block gets the
+    # same one, the common case; else ``policies``: per match block (only when a prefix
+    # rewrite's matched portion differs between blocks), each destination's.
+    policy: RoutePolicy = NO_POLICY
+    policies: tuple[Mapping[Target, RoutePolicy], ...] | None = None
+    # A redirect or directResponse, answered here (per match block as ``policies``).
+    answers: tuple[Answer, ...] | None = None
+    per_block: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -250,11 +261,17 @@ class RouteTable:
             return _redirect(request)
         routes = vhost.routes
         if routes and not routes[0].match.blocks:
-            return self._forward(routes[0], port)  # the common case: a route that fits all
+            route = routes[0]  # the common case: a route that fits all
+            if route.answers is not None:
+                return route.answers[0].answer(request, port)
+            return self._forward(route, port, 0)
         facts = RequestFacts(request, port)
         for route in routes:
             if route.match.fits(facts):
-                return self._forward(route, port)
+                block = _block(route, facts) if route.per_block else 0
+                if route.answers is not None:
+                    return route.answers[block].answer(request, port)
+                return self._forward(route, port, block)
         return NO_ROUTE
 
     def _lookup(
@@ -290,19 +307,21 @@ class RouteTable:
             vhost = self._fallback.get(port)
         return vhost
 
-    def _forward(self, route: CompiledRoute, port: int) -> Decision:
+    def _forward(self, route: CompiledRoute, port: int, block: int) -> Decision:
         target = route.destinations.pick(self._rng)
         if target is None:  # a route with no destination: validation refuses it, Envoy 404s
             return NO_ROUTE
         name, cluster = target.resolve(port)
         if cluster is None:
-            return Failure(503, "NC", cluster=name)
+            return Failure(503, "NC", cluster=name, route_name=route.name)
         endpoint = cluster.balancer.pick()
         if endpoint is None:
-            return Failure(503, "UH", NO_HEALTHY_UPSTREAM, cluster=name)
+            return Failure(503, "UH", NO_HEALTHY_UPSTREAM, cluster=name, route_name=route.name)
         primary = Upstream(name, endpoint, cluster.balancer)
         shadows = self._shadows(route.mirrors, port) if route.mirrors else ()
-        return Forward(primary, shadows, route.timeout, route.name)
+        policies = route.policies
+        policy = route.policy if policies is None else policies[block][target]
+        return Forward(primary, shadows, route.timeout, route.name, policy)
 
     def _shadows(self, mirrors: tuple[Mirror, ...], port: int) -> tuple[Upstream, ...]:
         chosen: list[Upstream] = []
@@ -458,7 +477,48 @@ def _compile_route(route: HTTPRoute, namespace: str, clusters: ClusterSet) -> Co
         for m in route.mirrors
         if m.percentage > 0
     )
-    return CompiledRoute(route.name, RouteMatch(route.match), destinations, mirrors, route.timeout)
+    match = RouteMatch(route.match)
+    lengths = block_lengths(route)
+    prefixed = (route.rewrite is not None and bool(route.rewrite.uri)) or (
+        route.redirect is not None and bool(route.redirect.prefix_rewrite)
+    )
+    per_block = prefixed and len(set(lengths)) > 1
+    blocks = lengths if per_block else lengths[:1]
+    if route.redirect is not None or route.direct_response is not None:
+        answers = tuple(answer(route, length) for length in blocks)
+        return CompiledRoute(
+            route.name,
+            match,
+            destinations,
+            mirrors,
+            route.timeout,
+            answers=answers,
+            per_block=per_block,
+        )
+    weighted = len(route.route) > 1
+    if not per_block and not (weighted and any(d.headers for d in route.route)):
+        single = route.route[0] if len(route.route) == 1 else None
+        policy = route_policy(route, single, weighted, lengths[0])
+        return CompiledRoute(route.name, match, destinations, mirrors, route.timeout, policy)
+    policies = tuple(
+        {
+            target: route_policy(route, d, weighted, length)
+            for (target, _), d in zip(destinations.entries, route.route, strict=True)
+        }
+        for length in blocks
+    )
+    first = next(iter(policies[0].values()), NO_POLICY)
+    return CompiledRoute(
+        route.name, match, destinations, mirrors, route.timeout, first, policies, None, per_block
+    )
+
+
+def _block(route: CompiledRoute, facts: RequestFacts) -> int:
+    """The index of the first match block that fits (the route fits, so one does)."""
+    for index, block in enumerate(route.match.blocks):
+        if block.fits(facts):
+            return index
+    return 0
 
 
 def _service_hosts(
@@ -581,6 +641,21 @@ def _describe_route(route: CompiledRoute) -> dict[str, Any]:
             {**_describe_target(m.target), "percentage": m.percentage} for m in route.mirrors
         ],
         "timeout": route.timeout,
+        **_describe_policy(route),
+    }
+
+
+def _describe_policy(route: CompiledRoute) -> dict[str, Any]:
+    """The compiled policy: one for the route, or each destination's (per match block)."""
+    if route.answers is not None:
+        return {"answer": [a.describe() for a in route.answers]}
+    if route.policies is None:
+        return {"policy": route.policy.describe()}
+    return {
+        "policies": [
+            [{"cluster": _describe_target(t)["cluster"], **p.describe()} for t, p in by.items()]
+            for by in route.policies
+        ]
     }
 
 
