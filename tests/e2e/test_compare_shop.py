@@ -160,3 +160,11 @@ def test_the_planted_changes_are_found_and_fail_the_gate(
             if c.find("failure") is not None
         }
         assert ("default.shop-v2.GET /api/slow", "latency") in failures
+        # The other states' exit codes: a difference fails --fail-on difference; after a
+        # reset nothing is compared, and insufficient data fails the gate unless allowed.
+        assert gate(s.admin, "--fail-on", "difference").returncode == 1
+        assert gate(s.admin, "--reset").returncode == 0
+        empty = gate(s.admin, "--fail-on", "regression")
+        assert empty.returncode == 1 and "INSUFFICIENT DATA" in empty.stdout, empty.stdout
+        allowed = gate(s.admin, "--fail-on", "regression", "--allow-insufficient")
+        assert allowed.returncode == 0, allowed.stdout

@@ -129,7 +129,8 @@ def test_the_page_shows_the_comparison_its_regressions_and_the_mirrors(
     assert "slower" in json_row.inner_text().lower()
     json_chart = card.locator('tr[data-detail-for="GET /json"] svg.bars')
     assert json_chart.locator("rect.bar.side-candidate").count() == 3
-    assert json_chart.locator("rect.bar.side-primary").count() == 3
+    assert json_chart.locator("rect.bar.side-baseline").count() == 3
+    assert json_chart.locator("rect.bar.side-primary").count() == 0  # never against the primary
 
     # /uuid: a new value on every call, on every side: noise, greyed out, never a regression.
     # (Its latency is the analyzer's to judge, on a loaded machine: not asserted here.)

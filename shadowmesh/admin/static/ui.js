@@ -835,9 +835,15 @@
   }
 
   // Bars of p50 / p90 / p99 for each side, on one scale; the report keeps quantiles, not buckets.
+  // With a baseline, candidate against baseline only: both are shadows of the same requests,
+  // while the primary answers live, ahead of their queues (setting it against the candidate is
+  // what made unchanged endpoints look slower). Without one, latency is not judged: the
+  // primary and the candidate are drawn, and the caption says so.
   function latencyChart(latency, hasBaseline) {
-    const sides = SIDES.filter((s) => latency[s] && (s !== "baseline" || hasBaseline));
-    const wrap = h("figure", { class: "chart" }, h("figcaption", {}, "Latency (ms)", latency.flagged ? h("span", { class: "badge v-regression" }, "flagged") : null));
+    const shown = hasBaseline ? ["candidate", "baseline"] : ["primary", "candidate"];
+    const sides = shown.filter((s) => latency[s]);
+    const caption = hasBaseline ? "Latency (ms)" : "Latency (ms), not judged: no baseline";
+    const wrap = h("figure", { class: "chart" }, h("figcaption", {}, caption, latency.flagged ? h("span", { class: "badge v-regression" }, "flagged") : null));
     if (!sides.length) {
       wrap.append(h("p", { class: "empty" }, "No latency yet."));
       return wrap;
