@@ -61,7 +61,7 @@ class HeaderOps:
     (``keep_empty_value`` false), so the compile leaves such entries out.
     """
 
-    __slots__ = ("set", "add", "remove", "then", "_comma", "_names")
+    __slots__ = ("set", "add", "remove", "then", "_comma", "_names", "_sets")
 
     def __init__(
         self,
@@ -79,16 +79,17 @@ class HeaderOps:
         self._comma: Final = inline
         # Every name a set or remove clears, tested once per header of the request.
         self._names: Final = frozenset(remove) | frozenset(name for name, _ in set)
+        # setReferenceKey removes every entry of the name and adds the new one last, so of sets
+        # of one name only the last stays, at its place: what one pass over the headers gives.
+        last = {name: index for index, (name, _) in enumerate(set)}
+        self._sets: Final = tuple(pair for index, pair in enumerate(set) if last[pair[0]] == index)
 
     def apply(self, headers: list[Header]) -> list[Header]:
         """The headers after these ops; ``headers`` itself may be changed and returned."""
-        if self._names:
-            removed = frozenset(self.remove)
-            headers = [h for h in headers if h[0] not in removed] if removed else headers
-            for name, value in self.set:
-                # setReferenceKey: every entry of the name goes, the new one is added last.
-                headers = [h for h in headers if h[0] != name]
-                headers.append((name, value))
+        names = self._names
+        if names:
+            headers = [h for h in headers if h[0] not in names]
+            headers.extend(self._sets)
         for name, value in self.add:
             _append(headers, name, value, self._comma)
         if self.then is not None:

@@ -41,6 +41,12 @@ def test_set_replaces_every_entry_and_goes_last() -> None:
     assert out == [(b"y", b"y"), (b"x-a", b"new")]
 
 
+def test_of_two_sets_of_one_name_the_later_stays_at_its_place() -> None:
+    # A single destination's set after the route's: each set removes the name and adds last.
+    ops = HeaderOps(set=((b"x", b"route"), (b"y", b"2"), (b"x", b"dest")))
+    assert ops.apply([(b"x", b"client")]) == [(b"y", b"2"), (b"x", b"dest")]
+
+
 def test_add_to_an_inline_header_comma_joins_else_second_entry() -> None:
     ops = HeaderOps(add=((b"user-agent", b"extra"), (b"x-custom", b"two")))
     out = ops.apply([(b"user-agent", b"curl"), (b"x-custom", b"one")])
