@@ -1,6 +1,6 @@
 """Resolving the names ServiceEntries need, in a thread of its own, never on a request's path.
 
-A ServiceEntry with ``resolution: DNS`` (or DNS_ROUND_ROBIN, or NONE) names its endpoints by
+A ServiceEntry with ``resolution: DNS`` (or DNS_ROUND_ROBIN) names its endpoints by
 host name. Envoy resolves such a cluster in the background and balances over what it found
 (STRICT_DNS); requests use the last answer and never wait for a lookup. This does the same:
 the route table is compiled from the last addresses each name resolved to (``snapshot()``);

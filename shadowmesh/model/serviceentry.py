@@ -3,9 +3,9 @@
 Validation and wording follow Istio 1.31's ``ValidateServiceEntry`` (``pkg/config/validation``).
 ``resolution`` is read as Istio's cluster types are: STATIC takes ``endpoints`` (or the
 WorkloadEntries ``workloadSelector`` selects), DNS and DNS_ROUND_ROBIN resolve each endpoint
-address (or each host when there are none) off the request path, NONE forwards to the address
-the host resolves to (shadowmesh has no original destination to pass through to) and
-DYNAMIC_DNS is accepted and warned about.
+address (or each host when there are none) off the request path, NONE forwards to the
+request's own destination, as Envoy's ORIGINAL_DST (``routing.table``), and DYNAMIC_DNS is
+accepted and warned about.
 """
 
 from __future__ import annotations

@@ -40,6 +40,11 @@ class Cluster:
     balancer: ClusterBalancer
     rule: str = ""  # the DestinationRule that shapes it, "name.namespace" as istioctl shows it
     discovery: str = "EDS"  # Envoy's cluster type, as istioctl shows it (``DISCOVERY``)
+    # ORIGINAL_DST (a ServiceEntry's resolution NONE): a mesh request goes where it was going,
+    # the host and port it names, the port replaced by ``target_port`` when set (Envoy's
+    # ``upstream_port_override``, which istiod sets from the entry port's targetPort).
+    original_dst: bool = False
+    target_port: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -113,13 +118,17 @@ class ClusterSet:
         by = f"{rule.meta.name}.{rule.meta.namespace}" if rule is not None else ""
         service = info.service
         kind = DISCOVERY[service.resolution] if isinstance(service, ServiceEntry) else "EDS"
+        overrides: dict[int, int] = {}
+        if kind == "ORIGINAL_DST" and isinstance(service, ServiceEntry):
+            overrides = {p.number: p.target_port or 0 for p in service.ports}
         for port in info.ports:
             members = info.members.get(port, ())
-            self._add(info.fqdn, port, "", members, rule_lb, by, kind, entry)
+            override = overrides.get(port)
+            self._add(info.fqdn, port, "", members, rule_lb, by, kind, entry, override)
             for subset in rule.subsets if rule is not None else ():
                 members = info.subset_members(port, subset.labels)
                 lb = subset.load_balancer or rule_lb
-                self._add(info.fqdn, port, subset.name, members, lb, by, kind, entry)
+                self._add(info.fqdn, port, subset.name, members, lb, by, kind, entry, override)
 
     def _add(
         self,
@@ -131,6 +140,7 @@ class ClusterSet:
         rule: str = "",
         discovery: str = "EDS",
         entry: tuple[str, str] | None = None,
+        original_dst: int | None = None,  # ORIGINAL_DST: its port override, 0 for none
     ) -> None:
         name = cluster_name(port, subset, host)
         if entry is None:
@@ -142,7 +152,10 @@ class ClusterSet:
         endpoints = tuple(m.endpoint for m in members)
         weights = tuple(m.weight for m in members)
         balancer = make_balancer(lb, endpoints, self._rng, weights)
-        cluster = Cluster(name, host, port, subset, members, balancer, rule, discovery)
+        cluster = Cluster(
+            name, host, port, subset, members, balancer, rule, discovery,
+            original_dst is not None, original_dst or 0,
+        )  # fmt: skip
         by_port[port] = cluster
         if entry is None:
             self.by_name[name] = cluster

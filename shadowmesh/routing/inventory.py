@@ -69,7 +69,7 @@ class Inventory:
     rules: Mapping[str, DestinationRule]  # by host FQDN: the one rule that applies to it
     virtual_services: tuple[VirtualService, ...]  # sorted by (namespace, name)
     all_rules: tuple[DestinationRule, ...]  # sorted by (namespace, name)
-    # Names a ServiceEntry needs resolved (DNS, DNS_ROUND_ROBIN, NONE), for the resolver.
+    # Names a ServiceEntry needs resolved (DNS, DNS_ROUND_ROBIN), for the resolver.
     dns_names: frozenset[str] = frozenset()
     gateways: tuple[Gateway, ...] = ()  # sorted by (namespace, name)
     # A host that several ServiceEntries declare (and no Service has): every one of them,
@@ -183,9 +183,11 @@ def _entry_info(
 
     STATIC: ``endpoints`` (or the WorkloadEntries ``workloadSelector`` selects in its
     namespace). DNS: every address each endpoint (or, without endpoints, the host) resolved to;
-    DNS_ROUND_ROBIN: the first. NONE: what the host resolves to. A name not resolved yet has no
-    endpoint (503 UH) until the resolver has it. An endpoint's port is its own port of the
-    port's name, else the port's ``targetPort``, else its number.
+    DNS_ROUND_ROBIN: the first. A name not resolved yet has no endpoint (503 UH) until the
+    resolver has it. NONE: none (its WorkloadEntries' if it selects any): its clusters are
+    ORIGINAL_DST, forwarding to the request's own destination, and a Gateway, which has none,
+    falls back to these endpoints, as istiod's ``convertResolution`` does. An endpoint's port
+    is its own port of the port's name, else the port's ``targetPort``, else its number.
     """
     label = f"{entry.meta.namespace}/{entry.meta.name}"
 
@@ -213,7 +215,7 @@ def _entry_info(
             (e.address, e.ports, e.labels, f"{label}-{i}", e.weight or 1)
             for i, e in enumerate(entry.endpoints)
         ]
-    elif entry.resolution != "STATIC":
+    elif entry.resolution not in ("STATIC", "NONE"):
         sources = [(host, {}, {}, label, 1)]
     members: dict[int, tuple[Member, ...]] = {}
     for port in entry.ports:

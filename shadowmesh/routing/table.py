@@ -38,7 +38,14 @@ from shadowmesh.model.resources import (
 from shadowmesh.routing.answers import Answer
 from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
 from shadowmesh.routing.compile_policy import answer, block_lengths, route_policy
-from shadowmesh.routing.decision import Decision, Failure, Forward, RequestView, Upstream
+from shadowmesh.routing.decision import (
+    Decision,
+    Endpoint,
+    Failure,
+    Forward,
+    RequestView,
+    Upstream,
+)
 from shadowmesh.routing.delegate import expand
 from shadowmesh.routing.hosts import build_aliases, default_port, split_authority, wildcard_keys
 from shadowmesh.routing.ingress import (
@@ -181,7 +188,7 @@ class RouteTable:
         # (listener port, authority as sent) -> (virtual host, service port). Clients send few
         # distinct authorities, so parsing and the alias lookups happen once per table, not
         # per request. Bounded: past the cap, lookups still work, uncached.
-        self._hosts: dict[tuple[int | None, str, str], tuple[VirtualHost | None, int]] = {}
+        self._hosts: dict[tuple[int | None, str, str], tuple[VirtualHost | None, int, str]] = {}
 
     @classmethod
     def compile(
@@ -254,7 +261,7 @@ class RouteTable:
             found = self._lookup(listener_port, key[1], key[2])
             if len(self._hosts) < _HOST_CACHE_SIZE:
                 self._hosts[key] = found
-        vhost, port = found
+        vhost, port, origin = found
         if vhost is None:
             return NO_ROUTE
         if vhost is HTTPS_REDIRECT:
@@ -264,28 +271,31 @@ class RouteTable:
             route = routes[0]  # the common case: a route that fits all
             if route.answers is not None:
                 return route.answers[0].answer(request, port)
-            return self._forward(route, port, 0)
+            return self._forward(route, port, 0, origin)
         facts = RequestFacts(request, port)
         for route in routes:
             if route.match.fits(facts):
                 block = _block(route, facts) if route.per_block else 0
                 if route.answers is not None:
                     return route.answers[block].answer(request, port)
-                return self._forward(route, port, block)
+                return self._forward(route, port, block, origin)
         return NO_ROUTE
 
     def _lookup(
         self, listener_port: int | None, authority: str, scheme: str
-    ) -> tuple[VirtualHost | None, int]:
+    ) -> tuple[VirtualHost | None, int, str]:
+        """The virtual host, the port routed on, and the host the request is going to (its
+        original destination, for ORIGINAL_DST clusters; "" on a Gateway, which has none)."""
         host, authority_port = split_authority(authority)
         if listener_port is not None and listener_port >= GATEWAY_KEY:
             port = listener_port - GATEWAY_KEY
-            return self._ingress_host(port, host), port
+            return self._ingress_host(port, host), port, ""
         if listener_port is None:
             port = authority_port or default_port(scheme)
         else:
             port = listener_port
-        return self._virtual_host(host, port, listener_port is not None), port
+        vhost = self._virtual_host(host, port, listener_port is not None)
+        return vhost, port, host.strip("[]")
 
     def _ingress_host(self, port: int, host: str) -> VirtualHost | None:
         ingress = self._ingress.get(port)
@@ -307,23 +317,25 @@ class RouteTable:
             vhost = self._fallback.get(port)
         return vhost
 
-    def _forward(self, route: CompiledRoute, port: int, block: int) -> Decision:
+    def _forward(self, route: CompiledRoute, port: int, block: int, origin: str) -> Decision:
         target = route.destinations.pick(self._rng)
         if target is None:  # a route with no destination: validation refuses it, Envoy 404s
             return NO_ROUTE
         name, cluster = target.resolve(port)
         if cluster is None:
             return Failure(503, "NC", cluster=name, route_name=route.name)
-        endpoint = cluster.balancer.pick()
+        endpoint = _original_dst(cluster, origin, port)
+        if endpoint is None:
+            endpoint = cluster.balancer.pick()
         if endpoint is None:
             return Failure(503, "UH", NO_HEALTHY_UPSTREAM, cluster=name, route_name=route.name)
         primary = Upstream(name, endpoint, cluster.balancer)
-        shadows = self._shadows(route.mirrors, port) if route.mirrors else ()
+        shadows = self._shadows(route.mirrors, port, origin) if route.mirrors else ()
         policies = route.policies
         policy = route.policy if policies is None else policies[block][target]
         return Forward(primary, shadows, route.timeout, route.name, policy)
 
-    def _shadows(self, mirrors: tuple[Mirror, ...], port: int) -> tuple[Upstream, ...]:
+    def _shadows(self, mirrors: tuple[Mirror, ...], port: int, origin: str) -> tuple[Upstream, ...]:
         chosen: list[Upstream] = []
         for mirror in mirrors:
             # One independent draw per policy and request, as Envoy's runtime_fraction.
@@ -333,7 +345,9 @@ class RouteTable:
             if cluster is None:
                 self.shadow_skipped["no_cluster"] += 1
                 continue
-            endpoint = cluster.balancer.pick()
+            endpoint = _original_dst(cluster, origin, port)
+            if endpoint is None:
+                endpoint = cluster.balancer.pick()
             if endpoint is None:
                 self.shadow_skipped["no_endpoint"] += 1
                 continue
@@ -545,6 +559,19 @@ def _service_hosts(
         for port in info.ports:
             by_port.setdefault(port, {})[info.fqdn] = vhost
     return by_port
+
+
+def _original_dst(cluster: Cluster, origin: str, port: int) -> Endpoint | None:
+    """An ORIGINAL_DST cluster's endpoint for a mesh request: where the request was going.
+
+    Envoy forwards to the address the client dialed (traffic-policy.md 3.1: NONE); a client of
+    the outbound port dials nothing, it names the host and port, so that is where this goes,
+    the name looked up as the connection opens, as the client would have looked it up. On a
+    Gateway (``origin`` "") there is no original destination: istiod falls back to EDS.
+    """
+    if not cluster.original_dst or not origin:
+        return None
+    return Endpoint(origin, cluster.target_port or port)
 
 
 def _wildcard_for(host: str, wildcards: Mapping[str, VirtualHost]) -> VirtualHost | None:

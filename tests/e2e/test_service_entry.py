@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from shadowmesh.demo import processes
+
 if TYPE_CHECKING:
     from conftest import Mesh
 
@@ -105,3 +107,30 @@ def test_a_dns_service_entry_is_resolved_off_the_request_path(mesh: Mesh) -> Non
     assert body["headers"]["Host"] == authority
     cluster = f"outbound|{mesh.v1.port}||local.example"
     assert cluster in {r.upstream_cluster for r in mesh.proxy.records_settled(len(statuses) + 1)}
+
+
+# resolution NONE (the default): Envoy's ORIGINAL_DST, to where the client was going. Here the
+# client names the entry's address and a port no one listens on; targetPort sends it to v1.
+PASSTHROUGH = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: passthrough}}
+spec:
+  hosts: [nowhere.invalid]
+  addresses: [127.0.0.1]
+  ports:
+  - {{number: {port}, name: http, protocol: HTTP, targetPort: {target}}}
+"""
+
+
+def test_resolution_none_goes_to_the_request_s_own_destination(mesh: Mesh) -> None:
+    port = processes.free_port()
+    mesh.apply(mesh.write("none.yaml", PASSTHROUGH.format(port=port, target=mesh.v1.port)))
+
+    body = json.loads(mesh.curl_body("/get", authority=f"127.0.0.1:{port}"))
+
+    assert body["headers"]["Host"] == f"127.0.0.1:{port}"
+    (record,) = mesh.proxy.records_settled(1)
+    # Not what nowhere.invalid resolves to (nothing): the address the request named.
+    assert record.upstream_cluster == f"outbound|{port}||nowhere.invalid"
+    assert record.upstream_host == f"127.0.0.1:{mesh.v1.port}"

@@ -20,6 +20,7 @@ from shadowmesh.errors import ConfigErrors
 from shadowmesh.model.load import load_text
 from shadowmesh.model.resources import ServiceEntry
 from shadowmesh.routing.decision import Failure, Forward
+from shadowmesh.routing.ingress import GATEWAY_KEY
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.routing.testing import SimpleRequest
 
@@ -145,6 +146,54 @@ def test_round_robin_takes_the_first_address_and_static_takes_endpoints() -> Non
     ).replace("{number: 80, name: http, protocol: HTTP}", "{number: 80, name: http, targetPort: 9}")
     table = RouteTable.compile([d.resource for d in load_text(static, "s").documents])
     assert route(table, "httpbin.org") == "outbound|80||httpbin.org 127.0.0.7:8081"
+
+
+# Istio's egress-gateway task's wildcard entry: resolution NONE, as most NONE entries are.
+WIKIPEDIA = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: wikipedia}
+spec:
+  hosts: ["*.wikipedia.org"]
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+  - {number: 8000, name: http-alt, protocol: HTTP, targetPort: 8080}
+  resolution: NONE
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: egress}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8081, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: via-gateway}
+spec:
+  hosts: [en.wikipedia.org]
+  gateways: [egress]
+  http:
+  - route:
+    - destination: {host: "*.wikipedia.org", port: {number: 80}}
+"""
+
+
+def test_resolution_none_forwards_to_the_request_s_own_destination_never_a_lookup() -> None:
+    table = RouteTable.compile([d.resource for d in load_text(WIKIPEDIA, "se.yaml").documents])
+    # Nothing to resolve: Envoy's ORIGINAL_DST goes where the client was going.
+    assert table.dns_names == frozenset()
+    assert route(table, "de.wikipedia.org") == "outbound|80||*.wikipedia.org de.wikipedia.org:80"
+    assert route(table, "EN.wikipedia.org:80") == "outbound|80||*.wikipedia.org en.wikipedia.org:80"
+    # targetPort replaces the port (Envoy's upstream_port_override).
+    assert route(table, "en.wikipedia.org:8000") == (
+        "outbound|8000||*.wikipedia.org en.wikipedia.org:8080"
+    )
+    # A Gateway has no original destination: istiod falls back to EDS, which has none here.
+    decision = table.route(GATEWAY_KEY + 8081, SimpleRequest(authority="en.wikipedia.org"))
+    assert isinstance(decision, Failure) and (decision.status, decision.flag) == (503, "UH")
 
 
 def test_a_workload_selector_selects_workload_entries_of_its_namespace() -> None:

@@ -130,7 +130,7 @@ def config_of(table: RouteTable) -> dict[str, Any]:
 
 def _where(table: RouteTable, port: int | None, request: SimpleRequest) -> str:
     """The virtual host a request reaches (the cluster then picked may be a random draw)."""
-    vhost, _ = table._lookup(port, request.authority, request.scheme)  # noqa: SLF001
+    vhost, _, _ = table._lookup(port, request.authority, request.scheme)  # noqa: SLF001
     return "none" if vhost is None else f"{vhost.source} {vhost.name}"
 
 
