@@ -80,9 +80,7 @@ def string_predicate(match: StringMatch, *, ignore_case: bool = False) -> Predic
 Check = Callable[[RequestFacts], bool]
 
 
-def selects(
-    m: HTTPMatchRequest, gateway: str, namespace: str, labels: Mapping[str, str]
-) -> bool:
+def selects(m: HTTPMatchRequest, gateway: str, namespace: str, labels: Mapping[str, str]) -> bool:
     """Whether match ``m`` of a VirtualService in ``namespace`` applies in a proxy that is
     ``gateway`` (``mesh``, or a Gateway's ``namespace/name``) with workload ``labels``.
 

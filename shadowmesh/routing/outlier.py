@@ -114,7 +114,9 @@ class OutlierConfig:
             "consecutive5xx": self.consecutive_5xx,
             "consecutiveGatewayFailure": self.consecutive_gateway,
             "consecutiveLocalOriginFailure": self.consecutive_local,
-            "enforcing": {kind: 100 if e else 0 for kind, e in zip(KINDS, self.enforce, strict=True)},
+            "enforcing": {
+                kind: 100 if e else 0 for kind, e in zip(KINDS, self.enforce, strict=True)
+            },
             "splitExternalLocalOriginErrors": self.split,
             "interval": self.interval,
             "baseEjectionTime": self.base_ejection,

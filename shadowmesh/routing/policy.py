@@ -448,6 +448,17 @@ class FaultPolicy:
         return out
 
 
+def overwrite(headers: list[Header], pairs: list[Header]) -> list[Header]:
+    """``headers`` with each of ``pairs`` set (every entry of its name replaced), as Envoy's
+    ``setInline`` does for the CORS response headers."""
+    if not pairs:
+        return headers
+    names = frozenset(name for name, _ in pairs)
+    kept = [h for h in headers if h[0] not in names]
+    kept.extend(pairs)
+    return kept
+
+
 OriginMatch = Callable[[bytes], bool]
 
 
@@ -539,6 +550,11 @@ class CorsPolicy:
         return dict(self._describe)
 
 
+# Where Envoy keeps what a rewrite replaced (its router's headers, not suppressed by Istio).
+ORIGINAL_PATH: Final = b"x-envoy-original-path"
+ORIGINAL_HOST: Final = b"x-envoy-original-host"
+
+
 class RoutePolicy:
     """Everything a route (and the destination chosen for this request) asks of the stream.
 
@@ -573,6 +589,28 @@ class RoutePolicy:
         self.response_ops: Final = response_ops
         self.rewrite: Final = rewrite
         self.cors: Final = cors
+
+    def finalize_request(
+        self, path: bytes, authority: bytes, headers: list[Header]
+    ) -> tuple[bytes, bytes, list[Header]]:
+        """The request the upstream (and a shadow) gets: Envoy's ``finalizeRequestHeaders``,
+        in its order: the header ops, then the host rewrite (the old value kept in
+        ``x-envoy-original-host``), then the path rewrite (the old path and query kept in
+        ``x-envoy-original-path``). Call it only when ``request_ops`` or ``rewrite`` is set."""
+        ops = self.request_ops
+        if ops is not None:
+            headers = ops.apply(headers)
+        rewrite = self.rewrite
+        if rewrite is not None:
+            if rewrite.authority:
+                headers = [h for h in headers if h[0] != ORIGINAL_HOST]
+                headers.append((ORIGINAL_HOST, authority))
+                authority = rewrite.authority
+            if rewrite.rewrites_path:
+                headers = [h for h in headers if h[0] != ORIGINAL_PATH]
+                headers.append((ORIGINAL_PATH, path))
+                path = rewrite.path(path)
+        return path, authority, headers
 
     def describe(self) -> dict[str, object]:
         """The compiled policy as ``/config_dump`` shows it."""

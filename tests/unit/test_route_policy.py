@@ -19,6 +19,7 @@ from shadowmesh.routing.policy import (
     RetryPolicy,
     Rewrite,
     RoutePolicy,
+    overwrite,
 )
 from shadowmesh.routing.testing import within_binomial
 
@@ -317,3 +318,35 @@ def test_describe_shows_what_is_set() -> None:
         "fault": {"abort": {"httpStatus": 400, "percent": 100.0}},
         "rewrite": {"uri": "/v1", "matchedLength": 4},
     }
+
+
+def test_finalize_request_runs_ops_then_host_then_path_rewrite() -> None:
+    policy = RoutePolicy(
+        request_ops=HeaderOps(set=((b"x-env", b"canary"),), remove=(b"cookie",)),
+        rewrite=Rewrite(prefix=b"/v1", matched=len(b"/ratings"), authority=b"ratings.internal"),
+    )
+    path, authority, headers = policy.finalize_request(
+        b"/ratings/0?u=1", b"ratings:9080", [(b"cookie", b"c"), (b"accept", b"*/*")]
+    )
+    assert (path, authority) == (b"/v1/0?u=1", b"ratings.internal")
+    assert headers == [
+        (b"accept", b"*/*"),
+        (b"x-env", b"canary"),
+        (b"x-envoy-original-host", b"ratings:9080"),
+        (b"x-envoy-original-path", b"/ratings/0?u=1"),
+    ]
+
+
+def test_finalize_request_without_a_path_rewrite_keeps_the_path_and_adds_nothing() -> None:
+    policy = RoutePolicy(request_ops=HeaderOps(add=((b"x-a", b"1"),)))
+    assert policy.finalize_request(b"/p", b"h", []) == (b"/p", b"h", [(b"x-a", b"1")])
+
+
+def test_overwrite_replaces_the_upstream_s_values() -> None:
+    upstream = [(b"access-control-allow-origin", b"*"), (b"x", b"1")]
+    decorated = [(b"access-control-allow-origin", b"https://ok.example")]
+    assert overwrite(upstream, decorated) == [
+        (b"x", b"1"),
+        (b"access-control-allow-origin", b"https://ok.example"),
+    ]
+    assert overwrite(upstream, []) is upstream
