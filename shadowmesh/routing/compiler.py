@@ -94,6 +94,7 @@ class RouteCompiler:
 
         mesh = [unit_for(vs, MESH) for vs in inventory.virtual_services]
         table = RouteTable.assemble(resources, inventory, clusters, mesh, self._rng, unit_for)
+        table.workload_labels = self._labels
         self._others, self._clusters, self._units, self.reused = others, clusters, units, reused
         self._dns = dns
         return table

@@ -180,6 +180,8 @@ class RouteTable:
         self._fallback = fallback
         self._ports = frozenset(by_port) if ports is None else ports
         self.dns_names: frozenset[str] = frozenset()  # what the DNS resolver must look up
+        # Whose sidecar this proxy is, as compiled for (``sourceLabels`` selected these).
+        self.workload_labels: Mapping[str, str] = NO_LABELS
         # Ingress ports (Istio Gateways' servers): what each listener must be, and its hosts.
         self.ingress: Mapping[int, IngressPlan] = {}
         self._ingress: Mapping[int, IngressHosts] = {}
@@ -213,7 +215,9 @@ class RouteTable:
         def gateway_unit(vs: VirtualService, gateway: str) -> HostUnit:
             return host_unit(vs, clusters, delegates, gateway, labels)
 
-        return cls.assemble(resources, inventory, clusters, units, rng, gateway_unit)
+        table = cls.assemble(resources, inventory, clusters, units, rng, gateway_unit)
+        table.workload_labels = labels
+        return table
 
     @classmethod
     def assemble(
@@ -369,6 +373,8 @@ class RouteTable:
             "listeners": [self._describe_listener(p) for p in sorted(self._ports)],
             "virtualHosts": _describe_vhosts(self._vhost_domains()),
             "ingress": [_describe_ingress(i) for _, i in sorted(self._ingress.items())],
+            # Envoy's bootstrap node labels: what the routes' sourceLabels were matched with.
+            "node": {"labels": dict(self.workload_labels)},
         }
 
     def describe_state(self) -> dict[str, Any]:

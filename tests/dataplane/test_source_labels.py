@@ -3,7 +3,9 @@ traffic of the proxy whose labels it selects, and of no other (it used to take e
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.request
 from collections.abc import Callable
 
 from tests.support.serve import Served, mesh_yaml
@@ -40,6 +42,9 @@ def test_only_the_selected_workload_s_proxy_takes_the_source_labels_route(
     sleep = serve(config(v1.port, v2.port), "--workload-labels", "app=sleep,version=v1,team=a")
     assert gets(sleep.port, 5) == ["200"] * 5
     assert (len(v1.requests), len(v2.requests)) == (0, 5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{sleep.admin}/config_dump", timeout=5) as r:
+        dump = json.loads(r.read())
+    assert dump["node"]["labels"] == {"app": "sleep", "version": "v1", "team": "a"}
     other = serve(config(v1.port, v2.port), "--workload-labels", "app=sleep,version=v2")
     assert gets(other.port, 5) == ["200"] * 5
     nobody = serve(config(v1.port, v2.port))  # no labels: serve's default
