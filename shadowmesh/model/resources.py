@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
 
+from shadowmesh.model.trafficpolicy import LbPolicy, TrafficPolicy
+
 if TYPE_CHECKING:  # comparison.py imports this module; the union only needs the name
     from shadowmesh.model.comparison import Comparison
 
 CLUSTER_DOMAIN = "svc.cluster.local"
 
-LbPolicy = Literal["ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"]
+__all__ = ["LbPolicy"]  # re-exported: where the routing layer has always found it
 MatchKind = Literal["exact", "prefix", "regex"]
 
 
@@ -297,8 +299,13 @@ class VirtualService:
 class Subset:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
-    # The subset's own trafficPolicy.loadBalancer.simple; None inherits the rule's.
-    load_balancer: LbPolicy | None = None
+    # The subset's own trafficPolicy; its blocks replace the rule's (routing.upstreampolicy).
+    traffic_policy: TrafficPolicy | None = None
+
+    @property
+    def load_balancer(self) -> LbPolicy | None:
+        """Its own ``trafficPolicy.loadBalancer.simple``; None inherits the rule's."""
+        return _simple(self.traffic_policy)
 
 
 @dataclass(frozen=True)
@@ -306,8 +313,7 @@ class DestinationRule:
     meta: Meta
     host: str
     subsets: tuple[Subset, ...] = ()
-    # trafficPolicy.loadBalancer.simple; None means Istio's default, LEAST_REQUEST.
-    load_balancer: LbPolicy | None = None
+    traffic_policy: TrafficPolicy | None = None
     export_to: tuple[str, ...] = ()  # as written; empty is "*"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     api_version: str = "networking.istio.io/v1"
@@ -315,6 +321,16 @@ class DestinationRule:
 
     def visible_in(self, namespace: str) -> bool:
         return exported_to(self.export_to, self.meta.namespace, namespace)
+
+    @property
+    def load_balancer(self) -> LbPolicy | None:
+        """``trafficPolicy.loadBalancer.simple``; None means Istio's default, LEAST_REQUEST."""
+        return _simple(self.traffic_policy)
+
+
+def _simple(policy: TrafficPolicy | None) -> LbPolicy | None:
+    lb = policy.load_balancer if policy is not None else None
+    return lb.simple if lb is not None else None
 
 
 Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]

@@ -20,6 +20,10 @@ Istio's ``GetLoadBalancingWeight``) count as Envoy counts them
 - RANDOM: uniform. Envoy's RandomLoadBalancer ignores weights (``hosts[random % size]``), so
   shadowmesh's does too.
 
+Consistent hashing (``routing.hashring``): RING_HASH and MAGLEV look the request's hash key up
+in a table over the usable endpoints, rebuilt when that set changes; without a key they pick
+at random, as Envoy does. The other balancers ignore a key.
+
 Outlier detection (``routing.outlier``) takes ejected endpoints out of the set a balancer
 picks from; in panic (too few healthy ones) all are used again, as Envoy does.
 """
@@ -32,6 +36,13 @@ from typing import ClassVar
 
 from shadowmesh.model.resources import LbPolicy
 from shadowmesh.routing.decision import Endpoint
+from shadowmesh.routing.hashring import (
+    DEFAULT_MAGLEV_SIZE,
+    DEFAULT_RING_SIZE,
+    NO_HASH,
+    Maglev,
+    RingHash,
+)
 from shadowmesh.routing.outlier import NO_OUTCOME, OutlierDetector
 
 # Envoy randomises where an EDF schedule starts by that many picks (lb-edf init fix, #32233);
@@ -75,7 +86,7 @@ class _Counted:
         "_edf",
         "outlier",
     )
-    policy: ClassVar[LbPolicy]
+    policy: ClassVar[str]  # as Envoy's lb_policy names it
     weighs: ClassVar[bool] = True  # whether endpoint weights change what it picks
 
     def __init__(
@@ -139,6 +150,14 @@ class _Counted:
         if self.outlier is not None and outcome != NO_OUTCOME:
             self.outlier.report(i, outcome)
 
+    def pick(self) -> Endpoint | None:
+        raise NotImplementedError
+
+    def pick_hashed(self, key: int) -> Endpoint | None:
+        """A pick for a request with hash ``key`` (NO_HASH: none): only the hash balancers
+        read it; Envoy's other balancers ignore a route's hash policy too."""
+        return self.pick()
+
     def _take(self, i: int) -> Endpoint:
         self._active[i] += 1
         return self.endpoints[i]
@@ -151,7 +170,7 @@ class _Counted:
 
 class LeastRequestBalancer(_Counted):
     __slots__ = ()
-    policy: ClassVar[LbPolicy] = "LEAST_REQUEST"
+    policy: ClassVar[str] = "LEAST_REQUEST"
 
     def _weight(self, i: int) -> float:
         # Envoy's hostWeight: weight / (active + 1) ^ active_request_bias (1.0).
@@ -172,7 +191,7 @@ class LeastRequestBalancer(_Counted):
 
 class RoundRobinBalancer(_Counted):
     __slots__ = ("_next",)
-    policy: ClassVar[LbPolicy] = "ROUND_ROBIN"
+    policy: ClassVar[str] = "ROUND_ROBIN"
 
     def __init__(
         self,
@@ -206,7 +225,7 @@ class RoundRobinBalancer(_Counted):
 
 class RandomBalancer(_Counted):
     __slots__ = ()
-    policy: ClassVar[LbPolicy] = "RANDOM"
+    policy: ClassVar[str] = "RANDOM"
     weighs: ClassVar[bool] = False
 
     def pick(self) -> Endpoint | None:
@@ -215,7 +234,64 @@ class RandomBalancer(_Counted):
         return self._take(live[self._rng.randrange(n)]) if n else None
 
 
-ClusterBalancer = LeastRequestBalancer | RoundRobinBalancer | RandomBalancer
+class _HashBalancer(_Counted):
+    """RING_HASH or MAGLEV: the hash key picks, through a table over the usable endpoints."""
+
+    __slots__ = ("_table", "table_size")
+    weighs: ClassVar[bool] = False  # the table carries the weights
+
+    def __init__(
+        self,
+        endpoints: tuple[Endpoint, ...],
+        rng: random.Random,
+        weights: tuple[int, ...] = (),
+        outlier: OutlierDetector | None = None,
+        table_size: int = 0,
+    ) -> None:
+        self.table_size = table_size
+        self._table: RingHash | Maglev | None = None
+        super().__init__(endpoints, rng, weights, outlier)
+
+    def refresh(self) -> None:
+        super().refresh()
+        keys = [str(e) for e in self.endpoints]
+        self._table = self._build(keys, self._live)
+
+    def _build(self, keys: list[str], live: tuple[int, ...]) -> RingHash | Maglev:
+        raise NotImplementedError
+
+    def pick(self) -> Endpoint | None:
+        return self.pick_hashed(NO_HASH)
+
+    def pick_hashed(self, key: int) -> Endpoint | None:
+        live = self._before_pick()
+        if not live:
+            return None
+        table = self._table
+        if key == NO_HASH or table is None:
+            return self._take(live[self._rng.randrange(len(live))])
+        return self._take(table.lookup(key))
+
+
+class RingHashBalancer(_HashBalancer):
+    __slots__ = ()
+    policy: ClassVar[str] = "RING_HASH"
+
+    def _build(self, keys: list[str], live: tuple[int, ...]) -> RingHash | Maglev:
+        return RingHash(keys, self.weights, live, self.table_size or DEFAULT_RING_SIZE)
+
+
+class MaglevBalancer(_HashBalancer):
+    __slots__ = ()
+    policy: ClassVar[str] = "MAGLEV"
+
+    def _build(self, keys: list[str], live: tuple[int, ...]) -> RingHash | Maglev:
+        return Maglev(keys, self.weights, live, self.table_size or DEFAULT_MAGLEV_SIZE)
+
+
+ClusterBalancer = (
+    LeastRequestBalancer | RoundRobinBalancer | RandomBalancer | RingHashBalancer | MaglevBalancer
+)
 
 _BALANCERS: dict[LbPolicy, type[ClusterBalancer]] = {
     "LEAST_REQUEST": LeastRequestBalancer,
@@ -233,3 +309,16 @@ def make_balancer(
 ) -> ClusterBalancer:
     """``weights``: one per endpoint (empty: all 1)."""
     return _BALANCERS[policy or "LEAST_REQUEST"](endpoints, rng, weights, outlier)
+
+
+def make_hash_balancer(
+    maglev: bool,
+    table_size: int,
+    endpoints: tuple[Endpoint, ...],
+    rng: random.Random,
+    weights: tuple[int, ...] = (),
+    outlier: OutlierDetector | None = None,
+) -> ClusterBalancer:
+    """``table_size``: Maglev's table size or the ring's minimum size (0: Envoy's default)."""
+    kind = MaglevBalancer if maglev else RingHashBalancer
+    return kind(endpoints, rng, weights, outlier, table_size)

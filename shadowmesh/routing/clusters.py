@@ -13,9 +13,17 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shadowmesh.model.resources import Destination, LbPolicy, ServiceEntry, export_rank, fqdn
-from shadowmesh.routing.balance import ClusterBalancer, make_balancer
+from shadowmesh.model.resources import (
+    Destination,
+    DestinationRule,
+    ServiceEntry,
+    export_rank,
+    fqdn,
+)
+from shadowmesh.routing.balance import ClusterBalancer, make_balancer, make_hash_balancer
 from shadowmesh.routing.inventory import Inventory, Member, ServiceInfo
+from shadowmesh.routing.outlier import OutlierDetector
+from shadowmesh.routing.upstreampolicy import NO_UPSTREAM_POLICY, UpstreamPolicy, upstream_policy
 
 # Envoy's cluster type per ServiceEntry resolution, as istiod builds them (a Service's: EDS).
 DISCOVERY = {
@@ -45,6 +53,12 @@ class Cluster:
     # ``upstream_port_override``, which istiod sets from the entry port's targetPort).
     original_dst: bool = False
     target_port: int = 0
+    # The rule's traffic policy that applies to it (``routing.upstreampolicy``), compiled.
+    policy: UpstreamPolicy = NO_UPSTREAM_POLICY
+
+    @property
+    def outlier(self) -> OutlierDetector | None:
+        return self.balancer.outlier
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -114,8 +128,6 @@ class ClusterSet:
 
     def _add_service(self, info: ServiceInfo, entry: tuple[str, str] | None = None) -> None:
         rule = self._inventory.rules.get(info.fqdn)
-        rule_lb = rule.load_balancer if rule is not None else None
-        by = f"{rule.meta.name}.{rule.meta.namespace}" if rule is not None else ""
         service = info.service
         kind = DISCOVERY[service.resolution] if isinstance(service, ServiceEntry) else "EDS"
         overrides: dict[int, int] = {}
@@ -124,11 +136,10 @@ class ClusterSet:
         for port in info.ports:
             members = info.members.get(port, ())
             override = overrides.get(port)
-            self._add(info.fqdn, port, "", members, rule_lb, by, kind, entry, override)
+            self._add(info.fqdn, port, "", members, rule, kind, entry, override)
             for subset in rule.subsets if rule is not None else ():
                 members = info.subset_members(port, subset.labels)
-                lb = subset.load_balancer or rule_lb
-                self._add(info.fqdn, port, subset.name, members, lb, by, kind, entry, override)
+                self._add(info.fqdn, port, subset.name, members, rule, kind, entry, override)
 
     def _add(
         self,
@@ -136,8 +147,7 @@ class ClusterSet:
         port: int,
         subset: str,
         members: tuple[Member, ...],
-        lb: LbPolicy | None,
-        rule: str = "",
+        rule: DestinationRule | None,
         discovery: str = "EDS",
         entry: tuple[str, str] | None = None,
         original_dst: int | None = None,  # ORIGINAL_DST: its port override, 0 for none
@@ -149,16 +159,32 @@ class ClusterSet:
             by_port = self._by_entry.setdefault((*entry, host, subset), {})
         if port in by_port:
             return  # a subset name repeated in one rule: the first one defines it
-        endpoints = tuple(m.endpoint for m in members)
-        weights = tuple(m.weight for m in members)
-        balancer = make_balancer(lb, endpoints, self._rng, weights)
+        policy = upstream_policy(rule, subset, port)
+        balancer = _balancer(policy, members, self._rng)
+        by = f"{rule.meta.name}.{rule.meta.namespace}" if rule is not None else ""
         cluster = Cluster(
-            name, host, port, subset, members, balancer, rule, discovery,
-            original_dst is not None, original_dst or 0,
+            name, host, port, subset, members, balancer, by, discovery,
+            original_dst is not None, original_dst or 0, policy,
         )  # fmt: skip
         by_port[port] = cluster
         if entry is None:
             self.by_name[name] = cluster
+
+
+def _balancer(
+    policy: UpstreamPolicy, members: tuple[Member, ...], rng: random.Random
+) -> ClusterBalancer:
+    """The cluster's balancer, with its own outlier detector (each cluster, subsets included,
+    has its own state in Envoy)."""
+    endpoints = tuple(m.endpoint for m in members)
+    weights = tuple(m.weight for m in members)
+    config = policy.outlier
+    outlier = OutlierDetector(config, len(endpoints)) if config is not None else None
+    if policy.hashing is not None:
+        return make_hash_balancer(
+            policy.maglev, policy.table_size, endpoints, rng, weights, outlier
+        )
+    return make_balancer(policy.lb, endpoints, rng, weights, outlier)
 
 
 def _visible_entry(infos: tuple[ServiceInfo, ...], namespace: str) -> ServiceInfo | None:
@@ -184,10 +210,11 @@ class WeightedTargets:
     none; if all are 0 (which validation refuses), they share equally rather than fail.
     """
 
-    __slots__ = ("entries", "_effective", "_targets", "_cumulative", "_total")
+    __slots__ = ("entries", "single", "_effective", "_targets", "_cumulative", "_total")
 
     def __init__(self, entries: tuple[tuple[Target, int], ...]) -> None:
         self.entries = entries
+        self.single = len(entries) == 1  # one destination: the only kind Istio hashes for
         self._effective = _effective_weights(tuple(w for _, w in entries))
         live = [(t, w) for (t, _), w in zip(entries, self._effective, strict=True) if w > 0]
         self._targets = tuple(t for t, _ in live)

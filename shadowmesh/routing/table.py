@@ -275,14 +275,14 @@ class RouteTable:
             route = routes[0]  # the common case: a route that fits all
             if route.answers is not None:
                 return route.answers[0].answer(request, port)
-            return self._forward(route, port, 0, origin)
+            return self._forward(route, port, 0, origin, request)
         facts = RequestFacts(request, port)
         for route in routes:
             if route.match.fits(facts):
                 block = _block(route, facts) if route.per_block else 0
                 if route.answers is not None:
                     return route.answers[block].answer(request, port)
-                return self._forward(route, port, block, origin)
+                return self._forward(route, port, block, origin, request)
         return NO_ROUTE
 
     def _lookup(
@@ -321,7 +321,9 @@ class RouteTable:
             vhost = self._fallback.get(port)
         return vhost
 
-    def _forward(self, route: CompiledRoute, port: int, block: int, origin: str) -> Decision:
+    def _forward(
+        self, route: CompiledRoute, port: int, block: int, origin: str, request: RequestView
+    ) -> Decision:
         target = route.destinations.pick(self._rng)
         if target is None:  # a route with no destination: validation refuses it, Envoy 404s
             return NO_ROUTE
@@ -330,7 +332,12 @@ class RouteTable:
             return Failure(503, "NC", cluster=name, route_name=route.name)
         endpoint = _original_dst(cluster, origin, port)
         if endpoint is None:
-            endpoint = cluster.balancer.pick()
+            # consistentHash: Istio sets a route hash policy on single-destination routes only.
+            hashing = cluster.policy.hashing
+            if hashing is None or not route.destinations.single:
+                endpoint = cluster.balancer.pick()
+            else:
+                endpoint = cluster.balancer.pick_hashed(hashing.key(request))
         if endpoint is None:
             return Failure(503, "UH", NO_HEALTHY_UPSTREAM, cluster=name, route_name=route.name)
         primary = Upstream(name, endpoint, cluster.balancer)
@@ -715,6 +722,7 @@ def _describe_cluster(cluster: Cluster) -> dict[str, Any]:
         "destinationRule": cluster.rule,
         "type": cluster.discovery,
         "lbPolicy": balancer.policy,
+        "trafficPolicy": cluster.policy.describe(),
         "endpoints": [
             {
                 "address": m.endpoint.address,
@@ -722,7 +730,9 @@ def _describe_cluster(cluster: Cluster) -> dict[str, Any]:
                 "workload": m.workload,
                 "weight": m.weight,
                 "activeRequests": balancer.in_flight(m.endpoint),
+                "ejected": balancer.ejected(m.endpoint),
             }
             for m in cluster.members
         ],
+        **({"outlierStats": outlier.stats()} if (outlier := cluster.outlier) is not None else {}),
     }

@@ -1104,13 +1104,6 @@ def test_snake_case_traffic_policy() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        (
-            "connectionPool",
-            {"tcp": {"maxConnections": 100}, "http": {"http1MaxPendingRequests": 1}},
-        ),
-        ("outlierDetection", {"consecutive5xxErrors": 7, "interval": "5m"}),
-        ("tls", {"mode": "ISTIO_MUTUAL"}),
-        ("portLevelSettings", [{"port": {"number": 80}, "loadBalancer": {"simple": "RANDOM"}}]),
         ("tunnel", {"protocol": "CONNECT", "targetHost": "a", "targetPort": 80}),
         ("proxyProtocol", {"version": "V1"}),
     ],
@@ -1124,10 +1117,8 @@ def test_not_acted_on_traffic_policy_fields_warn(field: str, value: Any) -> None
 
 
 def test_not_acted_on_load_balancer_fields() -> None:
-    (warning,) = one(
-        dr(trafficPolicy={"loadBalancer": {"consistentHash": {"httpHeaderName": "x"}}})
-    ).warnings
-    assert "spec.trafficPolicy.loadBalancer.consistentHash is not acted on" in warning
+    (warning,) = one(dr(trafficPolicy={"loadBalancer": {"warmup": {"duration": "10s"}}})).warnings
+    assert "spec.trafficPolicy.loadBalancer.warmup is not acted on" in warning
     error = only_error(
         dr(trafficPolicy={"loadBalancer": {"simple": "RANDOM", "consistentHash": {}}})
     )

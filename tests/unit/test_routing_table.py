@@ -22,6 +22,7 @@ from shadowmesh.model.resources import (
     StringMatch,
     Subset,
 )
+from shadowmesh.model.trafficpolicy import LbPolicy, LoadBalancer, TrafficPolicy
 from shadowmesh.routing.decision import Endpoint, Failure, Forward
 from shadowmesh.routing.table import NO_ROUTE, RouteTable
 from shadowmesh.routing.testing import (
@@ -41,6 +42,10 @@ from shadowmesh.routing.testing import (
 V1 = "outbound|8000|v1|httpbin.default.svc.cluster.local"
 V2 = "outbound|8000|v2|httpbin.default.svc.cluster.local"
 ALL = "outbound|8000||httpbin.default.svc.cluster.local"
+
+
+def lb(simple: LbPolicy) -> TrafficPolicy:
+    return TrafficPolicy(load_balancer=LoadBalancer(simple=simple))
 
 
 def compile_table(resources: list[Resource], seed: int = 7) -> RouteTable:
@@ -523,8 +528,8 @@ def test_load_balancer_policy_subset_overrides_rule() -> None:
     rule = DestinationRule(
         meta=Meta("httpbin", "default"),
         host="httpbin",
-        subsets=(Subset("v1", {"version": "v1"}, "RANDOM"), Subset("v2", {"version": "v2"})),
-        load_balancer="ROUND_ROBIN",
+        subsets=(Subset("v1", {"version": "v1"}, lb("RANDOM")), Subset("v2", {"version": "v2"})),
+        traffic_policy=lb("ROUND_ROBIN"),
     )
     table = compile_table([*seed_workloads(), rule])
     policies = {c["name"]: c["lbPolicy"] for c in table.describe()["clusters"]}
@@ -540,7 +545,7 @@ def test_compile_does_not_depend_on_resource_order() -> None:
 
 def test_round_robin_from_the_destination_rule_alternates() -> None:
     rule = DestinationRule(
-        meta=Meta("httpbin", "default"), host="httpbin", load_balancer="ROUND_ROBIN"
+        meta=Meta("httpbin", "default"), host="httpbin", traffic_policy=lb("ROUND_ROBIN")
     )
     table = compile_table([*seed_workloads(), rule])
     ports = [forward(table, 8000).primary.endpoint.port for _ in range(6)]
