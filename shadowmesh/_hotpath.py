@@ -97,6 +97,7 @@ MODULES = (
     "shadowmesh.routing.match",
     "shadowmesh.routing.balance",
     "shadowmesh.routing.outlier",
+    "shadowmesh.routing.hashring",
     "shadowmesh.routing.clusters",
     "shadowmesh.routing.hosts",
     "shadowmesh.routing.decision",
