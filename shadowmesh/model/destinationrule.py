@@ -99,6 +99,11 @@ def parse_destination_rule(spec: Obj, meta: Meta | None, issues: Issues) -> Dest
         path = spec.path("workloadSelector")
         shapes.check(spec.get("workloadSelector"), shapes.WORKLOAD_SELECTOR, path, issues)
         issues.not_acted_on(path, "the rule applies to every client")
+        selector = spec.get("workloadSelector")
+        if isinstance(selector, dict) and not (
+            selector.get("matchLabels") or selector.get("match_labels")
+        ):
+            issues.note(path, "workload selector specified without labels")  # Istio's warning
     if meta is None or host is None:
         return None
     return DestinationRule(

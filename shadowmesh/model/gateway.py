@@ -139,6 +139,7 @@ def _server(path: str, value: Any, issues: Issues) -> GatewayServer | None:
         if obj.text(name) is not None:
             issues.not_acted_on(obj.path(name), "the port listens on serve --gateway-bind")
     port = obj.sub("port", _PORT_FIELDS)
+    _check_bind(obj.text("bind") or "", port, obj.path("bind"), issues)
     if port is None:
         if not obj.has("port"):
             issues.error(obj.path("port"), "port is required")
@@ -152,7 +153,9 @@ def _server(path: str, value: Any, issues: Issues) -> GatewayServer | None:
             f'invalid protocol "{written}", supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, '
             "MONGO, REDIS, MYSQL, TCP",
         )
-    if problem := validate.port_number(number):
+    if (number > 0 or not (obj.text("bind") or "").startswith(_UNIX)) and (
+        problem := validate.port_number(number)
+    ):
         issues.error(port.path("number"), problem)
     if port.integer("targetPort"):
         issues.error(port.path("targetPort"), "targetPort has no impact on Gateways")
@@ -207,11 +210,15 @@ def _server_host(host: str, path: str, issues: Issues) -> tuple[str, str] | None
     elif namespace not in ("*", ".") and not validate.istio_label(namespace):
         issues.error(path, f'invalid namespace value "{namespace}" in gateway')
         return None
+    if name != "*" and "." not in name:
+        issues.error(path, "short names (non FQDN) are not allowed")
     if name != "*":
         problem = validate.wildcard_domain(name)
         if problem and not validate.ip_address(name):
             issues.error(path, problem)
             return None
+    if "*" in name and len(name) != 1 and not name.startswith("*."):
+        issues.error(path, f'partial wildcard "{name}" not allowed')
     return namespace, name.lower()
 
 
@@ -240,6 +247,7 @@ def _tls(server: Obj, issues: Issues) -> ServerTLS | None:
     for name in _TLS_NOT_ACTED_ON:
         if tls.has(name):
             issues.not_acted_on(tls.path(name))
+    _check_ciphers(tls, versions[0], issues)
     settings = ServerTLS(
         mode=cast(TlsMode, mode),
         https_redirect=bool(tls.flag("httpsRedirect")),
@@ -254,37 +262,130 @@ def _tls(server: Obj, issues: Issues) -> ServerTLS | None:
     return settings
 
 
+_UNIX = "unix://"
+# Istio's security.ValidCipherSuites: the names Gateway.server.tls.cipherSuites accepts.
+_CIPHER_SUITES = frozenset(
+    {
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "AES128-GCM-SHA256",
+        "AES256-GCM-SHA384",
+        "AES128-SHA",
+        "AES256-SHA",
+        "DES-CBC3-SHA",
+    }
+)
+
+
+def _check_bind(bind: str, port: Obj | None, path: str, issues: Issues) -> None:
+    """Istio's ``validateServerBind``: an IP, or ``unix://`` with an absolute path and port 0."""
+    if bind.startswith(_UNIX):
+        address = bind[len(_UNIX) :]
+        if not address:
+            issues.error(path, "unix address must not be empty")
+        elif not address.startswith("@") and (not address.startswith("/") or address.endswith("/")):
+            issues.error(path, f"{address} is not an absolute path to a file")
+        if port is not None and port.integer("number"):
+            issues.error(path, "port number must be 0 for unix domain socket")
+    elif bind and not validate.ip_address(bind):
+        issues.error(path, f"{bind} is not a valid IP")
+
+
+def _check_ciphers(tls: Obj, min_version: str, issues: Issues) -> None:
+    """Istio's cipher warnings in ``validateTLSOptions``: unknown or repeated suites are ignored."""
+    suites = tls.texts("cipherSuites")
+    path = tls.path("cipherSuites")
+    if min_version in ("TLSV1_0", "TLSV1_1") and not suites:
+        issues.note(
+            tls.path("minProtocolVersion"),
+            "TLS version below TLSV1_2 require setting compatible ciphers as by default they no "
+            "longer include compatible ciphers.",
+        )
+    invalid, seen, repeated = set(), set(), set()
+    for suite in suites:
+        # "", ALL and expressions (-X, +X, !X) pass as Istio lets them (IsValidCipherSuite).
+        if suite and suite != "ALL" and suite[0].isalnum() and suite not in _CIPHER_SUITES:
+            invalid.add(suite)
+        elif suite in seen:
+            repeated.add(suite)
+        seen.add(suite)
+    if invalid:
+        issues.note(path, f"ignoring invalid cipher suites: [{' '.join(sorted(invalid))}]")
+    if repeated:
+        issues.note(path, f"ignoring duplicate cipher suites: [{' '.join(sorted(repeated))}]")
+
+
 def _check_certificates(tls: Obj, s: ServerTLS, issues: Issues) -> None:
+    """The certificate rules of Istio 1.31's ``validateTLSOptions``, in its order."""
     at = tls.at
+    names = len(tls.get("credentialNames") or ())
+    pairs = [p for p in tls.get("tlsCertificates") or () if isinstance(p, dict)]
+    crl = tls.text("caCrl") or ""
     if s.mode == "ISTIO_MUTUAL":
-        for value, what in (
+        for present, what in (
             (s.server_certificate, "server certificate"),
             (s.private_key, "private key"),
             (s.ca_certificates, "CA bundle"),
+            (pairs, "tlsCertificates"),
             (s.credential_name, "credentialName"),
+            (names, "credentialNames"),
         ):
-            if value:
+            if present:
                 issues.error(at, f"ISTIO_MUTUAL TLS cannot have associated {what}")
         return
     if s.mode in ("PASSTHROUGH", "AUTO_PASSTHROUGH"):
-        if s.server_certificate or s.private_key or s.ca_certificates or s.credential_name:
+        if (
+            crl
+            or s.server_certificate
+            or s.private_key
+            or s.ca_certificates
+            or pairs
+            or s.credential_name
+            or names
+        ):
             issues.note(
                 tls.path("mode"), f"{s.mode} mode does not use certificates, they will be ignored"
             )
-        return
-    files = bool(s.server_certificate and s.private_key)
-    if files and s.credential_name:
+    sources = sum(
+        (bool(s.server_certificate and s.private_key), bool(s.credential_name), bool(names))
+    ) + bool(pairs)
+    if sources > 1:
         issues.error(
             at,
             "only one of credential_name, credential_names, server_certificate/private_key, "
             "tls_certificates should be specified",
         )
-    if s.credential_name:
-        return
-    prefix = "SIMPLE TLS" if s.mode == "SIMPLE" else "MUTUAL TLS"
-    if s.mode in ("MUTUAL", "OPTIONAL_MUTUAL") and not s.ca_certificates:
-        issues.error(at, f"{prefix} requires a client CA bundle")
-    if not s.server_certificate:
-        issues.error(at, f"{prefix} requires a server certificate")
-    if not s.private_key:
-        issues.error(at, f"{prefix} requires a private key")
+    terminated = s.mode in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+    if terminated and (s.credential_name or names):
+        return  # the credential is fetched by name: no files are needed
+    if terminated:
+        prefix = "SIMPLE TLS" if s.mode == "SIMPLE" else "MUTUAL TLS"
+        if s.mode != "SIMPLE" and not s.ca_certificates:
+            issues.error(at, f"{prefix} requires a client CA bundle")
+        checked = [
+            (
+                p.get("serverCertificate") or p.get("server_certificate"),
+                p.get("privateKey") or p.get("private_key"),
+            )
+            for p in pairs
+        ]
+        for certificate, key in checked or [(s.server_certificate, s.private_key)]:
+            if not certificate:
+                issues.error(at, f"{prefix} requires a server certificate")
+            if not key:
+                issues.error(at, f"{prefix} requires a private key")
+    if crl and s.credential_name:
+        issues.error(
+            at,
+            "CRL is not supported with credentialName. CRL has to be specified in the credential",
+        )
+    if crl and s.mode == "SIMPLE":
+        issues.error(at, "CRL is not supported with SIMPLE TLS")

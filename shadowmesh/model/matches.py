@@ -109,7 +109,7 @@ def _match_map(
             type_error(issues, path, "a string key", key)
             continue
         if headers:
-            problem = validate.header_name(key)
+            problem = validate.match_header_name(key)
             if problem:
                 issues.error(path, problem)
             key = key.lower()

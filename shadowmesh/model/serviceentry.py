@@ -10,7 +10,6 @@ accepted and warned about.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, cast
 
 from shadowmesh.model import validate
@@ -87,6 +86,7 @@ def parse_service_entry(spec: Obj, meta: Meta | None, issues: Issues) -> Service
             spec.at, "only one of WorkloadSelector or Endpoints is allowed in Service Entry"
         )
     _resolution_rules(spec, resolution, hosts, endpoints, selector, issues)
+    _more_resolution_rules(spec, resolution, location, hosts, addresses, ports, issues)
     if resolution != "NONE" and len(hosts) > 1:
         if any(protocol_class(p.protocol) not in (*HTTP_PROTOCOLS, "HTTPS", "TLS") for p in ports):
             issues.error(spec.path("hosts"), "multiple hosts provided with non-HTTP, non-TLS ports")
@@ -146,15 +146,8 @@ def _hosts(spec: Obj, resolution: str, issues: Issues) -> tuple[str, ...]:
 def _addresses(spec: Obj, resolution: str, issues: Issues) -> tuple[str, ...]:
     addresses = spec.texts("addresses")
     for index, address in enumerate(addresses):
-        path = f"{spec.path('addresses')}[{index}]"
-        try:
-            if address.count("/") == 1:
-                ipaddress.ip_network(address, strict=False)
-            else:
-                ipaddress.ip_address(address)
-        except ValueError:
-            wording = "is not a valid CIDR block" if "/" in address else "is not a valid IP"
-            issues.error(path, f"{address} {wording}")
+        if problem := validate.ip_subnet(address):
+            issues.error(f"{spec.path('addresses')}[{index}]", problem)
     if any("/" in a for a in addresses) and resolution not in ("NONE", "STATIC"):
         issues.error(
             spec.path("addresses"),
@@ -305,3 +298,51 @@ def _resolution_rules(
                     spec.path("hosts"), f"host must be wildcarded for resolution mode {resolution}"
                 )
         issues.not_acted_on(path, "its hosts get no endpoints")
+
+
+_DYNAMIC_DNS_PROTOCOLS = frozenset({"HTTP", "TLS", "GRPC", "HTTP2"})
+
+
+def _more_resolution_rules(
+    spec: Obj,
+    resolution: str,
+    location: str,
+    hosts: tuple[str, ...],
+    addresses: tuple[str, ...],
+    ports: tuple[ServiceEntryPort, ...],
+    issues: Issues,
+) -> None:
+    """The rest of Istio 1.31's ``ValidateServiceEntry`` by resolution, with its wording."""
+    tcp = [p for p in ports if protocol_class(p.protocol) in ("TCP", "")]
+    if resolution in ("DNS", "DNS_ROUND_ROBIN") and addresses and tcp and len(hosts) > 1:
+        issues.note(
+            spec.path("hosts"),
+            "service entry can not have more than one host specified simultaneously with "
+            "address and tcp port",
+        )
+    if resolution != "DYNAMIC_DNS":
+        return
+    if addresses:
+        issues.error(
+            spec.path("addresses"),
+            f"addresses cannot be set for resolution type {resolution}. HTTP route domains will "
+            "only be generatedfrom the hosts field values",  # sic: Istio's message
+        )
+    if spec.get("endpoints") is not None:
+        issues.error(
+            spec.path("endpoints"),
+            f"endpoints cannot be set for resolution type {resolution}. Destination IP address "
+            "determined from hostsfield values",  # sic
+        )
+    for index, port in enumerate(ports):
+        if protocol_class(port.protocol) not in _DYNAMIC_DNS_PROTOCOLS:
+            issues.error(
+                f"{spec.path('ports')}[{index}].protocol",
+                "only HTTP, TLS, GRPC, and HTTP2 protocols are supported for resolution type "
+                f"{resolution}",
+            )
+    if location not in _LOCATIONS:
+        issues.error(
+            spec.path("location"),
+            f"location must be MESH_EXTERNAL or MESH_INTERNAL for resolution type {resolution}",
+        )

@@ -148,6 +148,17 @@ def ip_address(value: str) -> bool:
     return True
 
 
+def ip_subnet(subnet: str) -> str | None:
+    """Istio's ``ValidateIPSubnet``: a CIDR block (one ``/``) or an IP address."""
+    if subnet.count("/") == 1:
+        try:
+            ipaddress.ip_network(subnet, strict=False)
+        except ValueError:
+            return f"{subnet} is not a valid CIDR block"
+        return None
+    return None if ip_address(subnet) else f"{subnet} is not a valid IP"
+
+
 def label_key(key: str) -> str | None:
     """A Kubernetes qualified name, as label and selector keys must be."""
     prefix, slash, name = key.rpartition("/")
@@ -177,6 +188,30 @@ def header_name(name: str) -> str | None:
         return "header name cannot be empty"
     if not _HEADER_TOKEN_RE.fullmatch(name):
         return f"header name {name} is not a valid header"
+    return None
+
+
+_PSEUDO_HEADERS = frozenset({":method", ":scheme", ":authority", ":path", ":status"})
+_JWT_CLAIM = "@request.auth.claims"
+
+
+def jwt_claim_route(name: str) -> bool:
+    """Istio's ``jwt.ToRoutingClaim(name).Match``: ``@request.auth.claims.a`` or ``...[a][b]``."""
+    if not name.lower().startswith(_JWT_CLAIM):
+        return False
+    rest = name[len(_JWT_CLAIM) :]
+    dotted = rest.startswith(".") and len(rest) > 1
+    return dotted or rest.startswith("[") and rest.endswith("]") and len(rest) > 2
+
+
+def match_header_name(name: str) -> str | None:
+    """Istio's ``ValidateHTTPHeaderNameOrJwtClaimRoute``: a match's header name."""
+    if not name:
+        return "header name cannot be empty"
+    if jwt_claim_route(name) or name in _PSEUDO_HEADERS:
+        return None
+    if not _HEADER_TOKEN_RE.fullmatch(name):
+        return f"header name {name} is not a valid header name"
     return None
 
 

@@ -16,6 +16,7 @@ from shadowmesh.model import httppolicy, shapes, validate
 from shadowmesh.model.fields import Issues, Obj, type_error
 from shadowmesh.model.gateway import check_gateway_name
 from shadowmesh.model.matches import parse_matches
+from shadowmesh.model.meta import check_labels
 from shadowmesh.model.resources import (
     Destination,
     HTTPRoute,
@@ -70,6 +71,8 @@ def parse_virtual_service(spec: Obj, meta: Meta | None, issues: Issues) -> Virtu
         if spec.has(name):
             shapes.check(spec.get(name), [shape], spec.path(name), issues)
             issues.not_acted_on(spec.path(name), "only http routes are served")
+    check_l4_routes(spec, hosts, gateways, issues)
+    check_jwt_claim_routes(spec, to_gateway, gateways, issues)
     export_to = export_to_field(spec, meta, issues)
     if not (spec.get("http") or spec.get("tcp") or spec.get("tls")):
         issues.error(spec.path("http"), "http, tcp or tls must be provided in virtual service")
@@ -124,6 +127,8 @@ def _hosts(spec: Obj, issues: Issues, to_gateway: bool) -> tuple[str, ...]:
     for index, host in enumerate(hosts):
         path = f"{spec.path('hosts')}[{index}]"
         problem = validate.wildcard_domain(host)
+        if problem and to_gateway and host.startswith("outbound_") and _sni_routes(spec):
+            problem = _auto_sni(host)  # Istio's rule for a gateway VirtualService with SNI routes
         if problem and not validate.ip_address(host):
             issues.error(path, problem)
             valid = False
@@ -409,3 +414,197 @@ def _timeout(route: Obj, issues: Issues) -> float | None:
     if problem:
         issues.error(route.path("timeout"), problem)
     return seconds
+
+
+# --- tcp and tls routes: not acted on, validated as Istio's webhook does ---------------------
+
+
+def check_l4_routes(
+    spec: Obj, hosts: tuple[str, ...], gateways: tuple[str, ...], issues: Issues
+) -> None:
+    """Istio 1.31's ``validateTLSRoute`` and ``validateTCPRoute``, with their wording.
+
+    Their types and field names are the CRD's (``schema.py``); these are the webhook's rules.
+    """
+    to_gateway = "mesh" not in gateways  # Istio's isGateway: no gateways counts as a gateway
+    for path, value in spec.items("tls"):
+        route = Obj.of(value, path, issues, ("match", "route"), proto=True) if value else None
+        if route is None:
+            continue
+        matches = list(route.items("match"))
+        if not matches:
+            issues.error(route.path("match"), "TLS route must have at least one match condition")
+        for match_path, match in matches:
+            _l4_match(match_path, match, "TLS match may not be null", issues, hosts, to_gateway)
+        _l4_destinations(route, "TLS route is required", issues)
+    for path, value in spec.items("tcp"):
+        route = Obj.of(value, path, issues, ("match", "route"), proto=True) if value else None
+        if route is None:
+            continue
+        for match_path, match in route.items("match"):
+            _l4_match(match_path, match, "tcp match may not be nil", issues)
+        _l4_destinations(route, "TCP route is required", issues)
+
+
+_L4_MATCH_FIELDS = (
+    "destination_subnets",
+    "port",
+    "source_labels",
+    "gateways",
+    "source_namespace",
+    "source_subnet",
+    "sni_hosts",
+)
+
+
+def _l4_match(
+    path: str,
+    value: Any,
+    if_null: str,
+    issues: Issues,
+    hosts: tuple[str, ...] | None = None,
+    to_gateway: bool = False,
+) -> None:
+    """``validateTLSMatch`` (``hosts`` given: SNI hosts required) or ``validateTCPMatch``."""
+    if value is None:
+        issues.error(path, if_null)
+        return
+    match = Obj.of(value, path, issues, _L4_MATCH_FIELDS, proto=True)
+    if match is None:
+        return
+    if hosts is not None:
+        sni_hosts = list(match.items("sniHosts"))
+        if not sni_hosts:
+            issues.error(match.path("sniHosts"), "TLS match must have at least one SNI host")
+        for sni_path, sni in sni_hosts:
+            if isinstance(sni, str):
+                _sni_host(sni_path, sni, hosts, to_gateway, issues)
+    for subnet_path, subnet in match.items("destinationSubnets"):
+        if isinstance(subnet, str) and (problem := validate.ip_subnet(subnet)):
+            issues.error(subnet_path, problem)
+    port = match.integer("port")
+    if port and (problem := validate.port_number(port)):
+        issues.error(match.path("port"), problem)
+    check_labels(match.string_map("sourceLabels"), match.path("sourceLabels"), issues)
+    for index, gateway in enumerate(match.texts("gateways")):
+        check_gateway_name(gateway, f"{match.path('gateways')}[{index}]", issues)
+
+
+def _sni_host(
+    path: str, sni: str, hosts: tuple[str, ...], to_gateway: bool, issues: Issues
+) -> None:
+    """Istio's ``validateSniHost``: a valid name, covered by one of the VirtualService's hosts."""
+    if to_gateway and sni.startswith("outbound_"):
+        problem = _auto_sni(sni)
+    else:
+        problem = validate.wildcard_domain(sni)
+    if problem:
+        if validate.ip_address(sni):
+            issues.note(
+                path,
+                f'using an IP address ("{sni}") goes against SNI spec and most clients do not '
+                "support this",
+            )
+        else:
+            issues.error(path, problem)
+        return
+    if not any(_subset_of(sni, host) for host in hosts):
+        issues.error(
+            path,
+            f'SNI host "{sni}" is not a compatible subset of any of the virtual service hosts: '
+            f"[{', '.join(hosts)}]",
+        )
+
+
+_AUTO_SNI_FORMAT = "outbound_.<PORT>_._.<HOSTNAME>"
+
+
+def _sni_routes(spec: Obj) -> bool:
+    """Istio's ``isSniHost``: some tls route matches on SNI hosts."""
+    routes = spec.get("tls")
+    return isinstance(routes, list) and any(
+        isinstance(r, dict) and isinstance(m, dict) and (m.get("sniHosts") or m.get("sni_hosts"))
+        for r in routes
+        for m in (r.get("match") if isinstance(r.get("match"), list) else ())
+    )
+
+
+def check_jwt_claim_routes(
+    spec: Obj, to_gateway: bool, gateways: tuple[str, ...], issues: Issues
+) -> None:
+    """Istio's JWT claim routes (``@request.auth.claims.x`` headers): for gateways only.
+
+    shadowmesh validates no JWT, so on a gateway such a match is warned about: the header it
+    names is never in a request, the match never holds.
+    """
+    for route_path, route in spec.items("http"):
+        matches = route.get("match") if isinstance(route, dict) else None
+        for index, match in enumerate(matches if isinstance(matches, list) else ()):
+            if not isinstance(match, dict):
+                continue
+            for field in ("headers", "withoutHeaders", "without_headers"):
+                names = match.get(field)
+                for name in names if isinstance(names, dict) else ():
+                    if not isinstance(name, str) or not validate.jwt_claim_route(name):
+                        continue
+                    path = f"{route_path}.match[{index}].{field}.{name}"
+                    if to_gateway:
+                        issues.note(
+                            path,
+                            "is not acted on by shadowmesh: it validates no JWT, the match never "
+                            "holds",
+                        )
+                    else:
+                        issues.error(
+                            path,
+                            f"JWT claim based routing (key: {name}) is only supported for "
+                            f"gateway, found no gateways: [{' '.join(gateways)}]",
+                        )
+
+
+def _auto_sni(sni: str) -> str | None:
+    """An SNI name Istio generates for AUTO_PASSTHROUGH (``outbound_.80_._.httpbin.mesh``)."""
+    parts = sni.split("_")
+    if len(parts) < 4:
+        return f"domain name {sni} invalid, should follow '{_AUTO_SNI_FORMAT}' format"
+    port, hostname = parts[1].strip("."), parts[3].strip(".")
+    if parts[0] != "outbound":
+        return f'domain name "{sni}" invalid (label "{parts[0]}" invalid)'
+    for label, needs in ((port, str.isdigit), (hostname, str.isalpha)):
+        if not any(needs(c) for c in label):
+            return (
+                f'domain name "{sni}" invalid (label "{label}" invalid). should follow '
+                f"{_AUTO_SNI_FORMAT} format"
+            )
+    return None
+
+
+def _subset_of(name: str, other: str) -> bool:
+    """Istio's ``host.Name.SubsetOf``: every name ``name`` covers, ``other`` covers too."""
+    if name.startswith("*"):
+        return other.startswith("*") and len(name) >= len(other) and name[1:].endswith(other[1:])
+    if other.startswith("*"):
+        return name.endswith(other[1:])
+    return name == other
+
+
+def _l4_destinations(route: Obj, if_none: str, issues: Issues) -> None:
+    """Istio's ``validateRouteDestinations`` for a tcp or tls route."""
+    entries = list(route.items("route"))
+    if not entries:
+        issues.error(route.path("route"), if_none)
+    total = 0
+    for path, value in entries:
+        if value is None:
+            issues.error(path, "weight may not be nil")
+            continue
+        entry = Obj.of(value, path, issues, ("destination", "weight"), proto=True)
+        if entry is None:
+            continue
+        if not entry.has("destination"):
+            issues.error(entry.path("destination"), "destination is required")
+        else:
+            parse_destination(entry.get("destination"), entry.path("destination"), issues)
+        total += _weight(entry, issues)
+    if len(entries) > 1 and total == 0:
+        issues.error(route.path("route"), "total destination weight = 0")
