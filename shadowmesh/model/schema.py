@@ -686,7 +686,10 @@ def _check_string(value: Any, node: Node, path: str, issues: Issues) -> None:
         choices = ", ".join(f'"{v}"' for v in node.enum)
         issues.error(path, f'Unsupported value: "{value}": supported values: {choices}')
         return
-    if node.max_length is not None and len(value.encode()) > node.max_length:
+    if (
+        node.max_length is not None
+        and len(value.encode("utf-8", "surrogatepass")) > node.max_length
+    ):
         issues.error(path, f"Too long: may not be more than {node.max_length} bytes")
     if node.format == "duration" and not _duration_ok(value):
         issues.error(path, f'Invalid value: "string": {DURATION_RULE}')

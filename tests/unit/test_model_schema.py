@@ -520,3 +520,10 @@ def test_the_schema_and_the_reader_declare_the_same_spec_fields(kind: str) -> No
 
     declared = {json_name(name) for name in kind_info(kind).spec_fields}
     assert declared == set(schema.SPECS[kind].fields)
+
+
+def test_a_length_limit_counts_a_lone_surrogate_without_failing() -> None:
+    # JSON may carry "\ud800"; the API server counts bytes, and so must never raise here.
+    assert structural("WorkloadEntry", {"address": "1.2.3.4", "serviceAccount": "\ud800"}) == []
+    ((field, message),) = structural("WorkloadEntry", {"network": "\ud800" * 683})
+    assert (field, message) == ("spec.network", "Too long: may not be more than 2048 bytes")
