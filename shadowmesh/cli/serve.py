@@ -425,17 +425,17 @@ async def _serve(
 
     def extra() -> dict[str, object]:
         own = process_report(plane)
-        total, gauges, otlp = fleet.total(own)
-        snapshot = total.snapshot()
-        snapshot.update(gauges)
+        totals = fleet.total(own)
+        snapshot = totals.stats.snapshot()
+        snapshot.update(totals.gauges)
         snapshot["processes"] = fleet.processes(own)
         snapshot["comparison"] = analyzer.stats()
-        snapshot["shadow_skipped"] = dict(getattr(plane.table, "shadow_skipped", {}))
+        snapshot["shadow_skipped"] = totals.skipped
         snapshot["compiled"] = compiled()
         if controller.dns is not None:
             snapshot["dns"] = controller.dns.stats()
-        if otlp is not None:
-            snapshot["otlp"] = otlp
+        if totals.otlp is not None:
+            snapshot["otlp"] = totals.otlp
         return snapshot
 
     admin = AdminServer(
@@ -445,7 +445,7 @@ async def _serve(
         extra=extra,
         token=options.admin_token,
         analyzer=analyzer,
-        requests=lambda: fleet.total(process_report(plane))[0].cells,
+        requests=lambda: fleet.total(process_report(plane)).stats.cells,
         config=config,
         fresh=workers.fresh if workers is not None else None,
     )

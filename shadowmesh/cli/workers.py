@@ -210,7 +210,8 @@ def process_report(plane: DataPlane, answered: int = 0) -> Report:
         "shadow_idle": dispatcher.pool.idle_count(),
     }
     otlp = plane.spans.snapshot() if plane.spans is not None else None
-    return Report(os.getpid(), plane.stats, gauges, otlp, answered)
+    skipped = dict(getattr(plane.table, "shadow_skipped", {}))
+    return Report(os.getpid(), plane.stats, gauges, otlp, answered, skipped)
 
 
 class ParentLink:

@@ -45,6 +45,20 @@ class Report:
     gauges: dict[str, int] = field(default_factory=dict)
     otlp: dict[str, int] | None = None
     answered: int = 0  # how many of the first process's asks this frame answers
+    # Mirrors its route table could not resolve, by reason: counted per table, so, as gauges,
+    # they go with a worker that ends.
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Totals:
+    """Every process's counts summed, and their gauges, OTLP counts (None without OTLP) and
+    skipped mirrors."""
+
+    stats: Stats
+    gauges: dict[str, int]
+    otlp: dict[str, int] | None
+    skipped: dict[str, int]
 
 
 def encode(report: Report) -> bytes:
@@ -79,6 +93,7 @@ def encode(report: Report) -> bytes:
             "latency": {k: [h.counts, h.total] for k, h in list(stats.latency.items())},
             "gauges": report.gauges,
             "otlp": report.otlp,
+            "skipped": report.skipped,
         },
         separators=(",", ":"),
     ).encode()
@@ -105,7 +120,9 @@ def decode(data: bytes) -> Report:
         histogram.counts, histogram.total = [int(c) for c in counts], float(total)
     otlp = raw.get("otlp")
     gauges = dict(raw["gauges"])
-    return Report(int(raw["pid"]), stats, gauges, dict(otlp) if otlp else None, raw["answered"])
+    otlp_counts = dict(otlp) if otlp else None
+    skipped = dict(raw["skipped"])
+    return Report(int(raw["pid"]), stats, gauges, otlp_counts, raw["answered"], skipped)
 
 
 def add(into: Stats, other: Stats) -> None:
@@ -159,22 +176,23 @@ class Fleet:
         self.gone.downstream_active = 0
         summed({k: v for k, v in (report.otlp or {}).items() if k != "queued"}, self.gone_otlp)
 
-    def total(self, own: Report) -> tuple[Stats, dict[str, int], dict[str, int] | None]:
-        """Every process's counts summed (``own``: the first process's), its gauges summed,
-        and the OTLP counts summed (None without OTLP)."""
+    def total(self, own: Report) -> Totals:
+        """Every process's counts summed, ``own`` being the first process's."""
         stats = Stats()
         add(stats, own.stats)
         add(stats, self.gone)
         gauges = dict(own.gauges)
+        skipped = dict(own.skipped)
         otlp = None if own.otlp is None else {**own.otlp}
         if otlp is not None:
             summed(self.gone_otlp, otlp)
         for report in list(self.live.values()):
             add(stats, report.stats)
             summed(report.gauges, gauges)
+            summed(report.skipped, skipped)
             if otlp is not None and report.otlp is not None:
                 summed(report.otlp, otlp)
-        return stats, gauges, otlp
+        return Totals(stats, gauges, otlp, skipped)
 
     def processes(self, own: Report) -> list[dict[str, int]]:
         """Each serving process's pid, requests and open connections: the first one first."""

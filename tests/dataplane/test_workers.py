@@ -234,7 +234,10 @@ def test_every_workers_requests_are_scraped_once(
 ) -> None:
     v1, v2 = RecordingUpstream(), RecordingUpstream()
     upstreams += [v1, v2]
-    s = serve(mesh_yaml(v1.port, v2.port), "--workers", "2")
+    # A mirror to a subset no rule has: skipped, and counted by the process that skipped it.
+    s = serve(
+        mesh_yaml(v1.port, v2.port, "    mirror: {host: app, subset: v3}\n"), "--workers", "2"
+    )
     (worker,) = workers_of(s.proc.pid)
     reap.append(worker)
     time.sleep(0.5)  # the worker's own start
@@ -246,6 +249,7 @@ def test_every_workers_requests_are_scraped_once(
     assert {p["pid"] for p in processes} == {s.proc.pid, worker}
     assert all(p["requests"] > 0 for p in processes), processes  # both served some
     assert stats["requests"] == {"total": served, "2xx": served}  # type: ignore[comparison-overlap]
+    assert stats["shadow_skipped"] == {"no_cluster": served}  # type: ignore[comparison-overlap]
     samples = scrape(s)
     assert istio_total(samples, "istio_requests_total") == served
     for histogram in ("request_duration_milliseconds", "request_bytes", "response_bytes"):

@@ -23,9 +23,10 @@ def worker_stats(requests: int) -> Stats:
 
 def test_a_frame_gives_back_every_count() -> None:
     stats = worker_stats(3)
-    report = decode(encode(Report(42, stats, {"shadow_in_flight": 1}, {"exported": 3}, 7)))
-    assert (report.pid, report.gauges, report.otlp, report.answered) == (
-        42, {"shadow_in_flight": 1}, {"exported": 3}, 7,
+    sent = Report(42, stats, {"shadow_in_flight": 1}, {"exported": 3}, 7, {"no_cluster": 2})
+    report = decode(encode(sent))
+    assert (report.pid, report.gauges, report.otlp, report.answered, report.skipped) == (
+        42, {"shadow_in_flight": 1}, {"exported": 3}, 7, {"no_cluster": 2},
     )  # fmt: skip
     assert report.stats.snapshot() == stats.snapshot()
     assert set(report.stats.cells) == set(stats.cells)  # endpoints equal, Host fallbacks kept
@@ -41,11 +42,13 @@ def test_a_frame_gives_back_every_count() -> None:
 
 def test_each_worker_counts_once_alive_or_gone() -> None:
     fleet = Fleet()
-    own = Report(1, worker_stats(5), {"shadow_in_flight": 1}, None)
+    own = Report(1, worker_stats(5), {"shadow_in_flight": 1}, None, skipped={"no_cluster": 1})
     fleet.update(1, Report(2, worker_stats(1), {"shadow_in_flight": 2}))
     fleet.update(1, Report(2, worker_stats(2), {"shadow_in_flight": 2}))  # replaces, not adds
-    fleet.update(2, Report(3, worker_stats(4), {"shadow_in_flight": 4}))
-    total, gauges, _ = fleet.total(own)
+    fleet.update(2, Report(3, worker_stats(4), {"shadow_in_flight": 4}, skipped={"no_cluster": 2}))
+    totals = fleet.total(own)
+    total, gauges = totals.stats, totals.gauges
+    assert totals.skipped == {"no_cluster": 3} and totals.otlp is None
     assert total.request_totals()["total"] == (5 + 1) + (2 + 1) + (4 + 1)
     assert total.shadows["sent"] == 11 and total.requests["rejected"] == 3
     assert total.latency[CLUSTER].count == 11
@@ -53,7 +56,9 @@ def test_each_worker_counts_once_alive_or_gone() -> None:
     assert [p["requests"] for p in fleet.processes(own)] == [6, 3, 5]
     fleet.retire(2)
     fleet.retire(2)  # a second end of the same worker adds nothing
-    total, gauges, _ = fleet.total(own)
+    totals = fleet.total(own)
+    total, gauges = totals.stats, totals.gauges
+    assert totals.skipped == {"no_cluster": 1}
     assert total.request_totals()["total"] == 6 + 3 + 5
     assert gauges == {"shadow_in_flight": 3}  # a gone worker's gauges go with it
     assert total.downstream_active == 4
