@@ -255,7 +255,7 @@ def test_every_worker_exports_its_own_spans_once(
         "--otlp-sampling",
         "100",
     )
-    time.sleep(0.5)  # the worker's own start
+    assert len(served.wait_processes(2)) == 2  # the worker serves
     count = 60
     for _ in range(count):  # each on a new connection: the kernel spreads them over both
         get(served.port)

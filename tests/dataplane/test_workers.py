@@ -240,7 +240,7 @@ def test_every_workers_requests_are_scraped_once(
     )
     (worker,) = workers_of(s.proc.pid)
     reap.append(worker)
-    time.sleep(0.5)  # the worker's own start
+    assert len(s.wait_processes(2)) == 2  # the worker serves
     served = 80
     assert fresh_connection_gets(s.port, served) == ["200"] * served
     stats = s.stats()
@@ -265,7 +265,7 @@ def test_every_workers_requests_are_scraped_once(
         time.sleep(0.1)
     (again,) = workers_of(s.proc.pid)
     reap.append(again)
-    time.sleep(0.5)  # the new worker's own start
+    assert len(s.wait_processes(2)) == 2  # the new worker serves
     more = 40
     assert fresh_connection_gets(s.port, more) == ["200"] * more
     samples = scrape(s)

@@ -122,6 +122,17 @@ class Served:
             data: dict[str, object] = json.loads(r.read())
             return data
 
+    def wait_processes(self, count: int, seconds: float = 15.0) -> list[dict[str, int]]:
+        """``/stats``' processes once ``count`` of them report (a worker reports once it
+        serves): with ``--workers``, the moment every worker takes connections."""
+        end = time.monotonic() + seconds
+        while True:
+            processes = self.stats().get("processes")
+            assert isinstance(processes, list)
+            if len(processes) >= count or time.monotonic() > end:
+                return processes
+            time.sleep(0.1)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
