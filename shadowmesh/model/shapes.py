@@ -188,10 +188,12 @@ PORT_LEVEL_SETTINGS: Shape = [
 ]
 TUNNEL: Shape = {"protocol": "str", "target_host": "str", "target_port": "int"}
 PROXY_PROTOCOL: Shape = {"version": "enum:V1|V2"}
+# ``percent`` is a google.protobuf.DoubleValue (a bare number), and ``budgetInterval`` carries no
+# 1ms rule in the CRD: a cluster accepts ``percent: 20`` and ``budgetInterval: 0s``.
 RETRY_BUDGET: Shape = {
-    "percent": {"value": "pct"},
+    "percent": "pct",
     "min_retry_concurrency": "u32",
-    "budget_interval": "dur",
+    "budget_interval": "str",
 }
 WORKLOAD_SELECTOR: Shape = {"match_labels": "strmap"}
 

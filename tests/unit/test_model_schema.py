@@ -527,3 +527,26 @@ def test_a_length_limit_counts_a_lone_surrogate_without_failing() -> None:
     assert structural("WorkloadEntry", {"address": "1.2.3.4", "serviceAccount": "\ud800"}) == []
     ((field, message),) = structural("WorkloadEntry", {"network": "\ud800" * 683})
     assert (field, message) == ("spec.network", "Too long: may not be more than 2048 bytes")
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "retryBudget: {percent: 20, budgetInterval: 0s}",  # a DoubleValue; no 1ms rule here
+        "connectionPool: {tcp: {idleTimeout: 0s}}",  # no 1ms rule on this one either
+        "loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 0s}}}",
+    ],
+)
+def test_what_the_crd_accepts_in_a_traffic_policy_applies(policy: str) -> None:
+    load_text(document("DestinationRule", f"host: reviews\ntrafficPolicy: {{{policy}}}\n"), "t")
+
+
+def test_a_retry_budget_percent_written_as_a_percent_message_is_refused() -> None:
+    found = errors(
+        document(
+            "DestinationRule", "{host: r, trafficPolicy: {retryBudget: {percent: {value: 20}}}}"
+        )
+    )
+    assert found == [
+        ("spec.trafficPolicy.retryBudget.percent", "must be a finite number, got a mapping")
+    ]
