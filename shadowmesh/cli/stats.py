@@ -130,10 +130,20 @@ def _latency(latency: Mapping[str, Any]) -> str:
 
 
 def _connections(snapshot: Mapping[str, Any]) -> str:
-    return (
+    line = (
         f"connections: {snapshot.get('downstream_active', 0)} downstream active; "
         f"{snapshot.get('shadow_held_bytes', 0)} bytes held for shadows\n"
     )
+    processes = _rows(snapshot.get("processes"))
+    if len(processes) < 2:
+        return line
+    # serve --workers: the totals above are every process's; here, each one's share.
+    rows = [["PID", "REQUESTS", "CONNECTIONS"]]
+    for p in processes:
+        rows.append(
+            [str(p.get("pid", "")), str(p.get("requests", 0)), str(p.get("downstream_active", 0))]
+        )
+    return line + f"processes: {len(processes)}\n" + tabulate(rows)
 
 
 def _ms(seconds: float | None) -> str:

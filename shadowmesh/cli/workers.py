@@ -251,6 +251,8 @@ class ParentLink:
         writer = self._writer
         if writer is None or writer.is_closing():
             return
+        if writer.transport.get_write_buffer_size() > MAX_FRAME:
+            return  # the first process reads nothing (stopped?): hold no more than a frame
         frame = self.report(self.asked)
         writer.write(FRAME.pack(len(frame)) + frame)
 

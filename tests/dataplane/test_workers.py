@@ -250,6 +250,13 @@ def test_every_workers_requests_are_scraped_once(
     assert all(p["requests"] > 0 for p in processes), processes  # both served some
     assert stats["requests"] == {"total": served, "2xx": served}  # type: ignore[comparison-overlap]
     assert stats["shadow_skipped"] == {"no_cluster": served}  # type: ignore[comparison-overlap]
+    shown = subprocess.run(
+        [sys.executable, "-m", "shadowmesh", "stats", "--admin", f"127.0.0.1:{s.admin}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert f"requests: {served} total" in shown and "processes: 2" in shown
+    shares = [line.split() for line in shown.splitlines() if line.split()[:1] == [str(worker)]]
+    assert len(shares) == 1 and 0 < int(shares[0][1]) < served, shown
     samples = scrape(s)
     assert istio_total(samples, "istio_requests_total") == served
     for histogram in ("request_duration_milliseconds", "request_bytes", "response_bytes"):
