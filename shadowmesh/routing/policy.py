@@ -528,9 +528,9 @@ class CorsPolicy:
             value = method if self.methods == b"*" else self.methods
             out.append((b"access-control-allow-methods", value))
         if self.headers:
+            # "*" echoes the request's list, even an empty one (setInline of "").
             value = request_headers if self.headers == b"*" else self.headers
-            if value:
-                out.append((b"access-control-allow-headers", value))
+            out.append((b"access-control-allow-headers", value))
         if self.max_age:
             out.append((b"access-control-max-age", self.max_age))
         return out
