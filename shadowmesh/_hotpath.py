@@ -91,6 +91,7 @@ MODULES = (
     "shadowmesh.dataplane.response",
     "shadowmesh.dataplane.server",
     "shadowmesh.upstream.connection",
+    "shadowmesh.upstream.clusterpool",
     "shadowmesh.upstream.headlimit",
     "shadowmesh.upstream.wire",
     "shadowmesh.routing.table",

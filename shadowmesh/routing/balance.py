@@ -44,6 +44,7 @@ from shadowmesh.routing.hashring import (
     RingHash,
 )
 from shadowmesh.routing.outlier import NO_OUTCOME, OutlierDetector
+from shadowmesh.routing.upstreampolicy import NO_UPSTREAM_POLICY, UpstreamPolicy
 
 # Envoy randomises where an EDF schedule starts by that many picks (lb-edf init fix, #32233);
 # bounded here so a huge total weight costs no more than this at compile time.
@@ -85,6 +86,7 @@ class _Counted:
         "_weighted",
         "_edf",
         "outlier",
+        "traffic",
     )
     policy: ClassVar[str]  # as Envoy's lb_policy names it
     weighs: ClassVar[bool] = True  # whether endpoint weights change what it picks
@@ -105,6 +107,8 @@ class _Counted:
         self._weighted = False
         self._edf = _Edf()
         self.outlier = outlier
+        # The cluster's compiled DestinationRule policy, for the upstream pool (clusters.py).
+        self.traffic: UpstreamPolicy = NO_UPSTREAM_POLICY
         if outlier is not None:
             outlier.attach(self.refresh)
         self.refresh()

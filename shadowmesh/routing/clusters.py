@@ -181,10 +181,13 @@ def _balancer(
     config = policy.outlier
     outlier = OutlierDetector(config, len(endpoints)) if config is not None else None
     if policy.hashing is not None:
-        return make_hash_balancer(
+        balancer = make_hash_balancer(
             policy.maglev, policy.table_size, endpoints, rng, weights, outlier
         )
-    return make_balancer(policy.lb, endpoints, rng, weights, outlier)
+    else:
+        balancer = make_balancer(policy.lb, endpoints, rng, weights, outlier)
+    balancer.traffic = policy
+    return balancer
 
 
 def _visible_entry(infos: tuple[ServiceInfo, ...], namespace: str) -> ServiceInfo | None:

@@ -7,9 +7,12 @@ Everything here is pure: no sockets, no asyncio. The data plane asks
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from shadowmesh.routing.policy import NO_POLICY, RoutePolicy
+
+if TYPE_CHECKING:  # upstreampolicy imports this module (through hashring)
+    from shadowmesh.routing.upstreampolicy import UpstreamPolicy
 
 
 class RequestView(Protocol):
@@ -101,8 +104,10 @@ class Failure:
 class Upstream:
     """One chosen upstream: the cluster's name and the endpoint the balancer picked.
 
-    ``release()`` must be called exactly once when the request to it ends, so
-    LEAST_REQUEST sees the real number of requests in flight.
+    ``release(outcome)`` must be called exactly once when the attempt to it ends, so
+    LEAST_REQUEST sees the real number of requests in flight and outlier detection sees the
+    attempt's outcome: the response status, or ``routing.outlier``'s CONNECT_FAILURE (refused,
+    reset, TLS) or TIMEOUT; NO_OUTCOME (0) reports nothing (the client left, an overflow).
     """
 
     __slots__ = ("cluster", "endpoint", "balancer")
@@ -115,14 +120,17 @@ class Upstream:
     def __repr__(self) -> str:
         return f"Upstream(cluster={self.cluster!r}, endpoint={self.endpoint!r})"
 
-    def release(self) -> None:
-        self.balancer.release(self.endpoint)
+    def release(self, outcome: int = 0) -> None:
+        self.balancer.release(self.endpoint, outcome)
 
 
 class Balancer(Protocol):
+    # The cluster's compiled DestinationRule policy (``routing.upstreampolicy``).
+    traffic: UpstreamPolicy
+
     def pick(self) -> Endpoint | None: ...
 
-    def release(self, endpoint: Endpoint) -> None: ...
+    def release(self, endpoint: Endpoint, outcome: int = 0) -> None: ...
 
 
 class Forward:

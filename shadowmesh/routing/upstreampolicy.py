@@ -129,7 +129,7 @@ class TlsOrigination:
 class UpstreamPolicy:
     """One cluster's compiled traffic policy."""
 
-    __slots__ = ("lb", "maglev", "table_size", "limits", "outlier", "tls", "hashing")
+    __slots__ = ("lb", "maglev", "table_size", "limits", "outlier", "tls", "hashing", "guarded")
 
     def __init__(
         self,
@@ -148,6 +148,8 @@ class UpstreamPolicy:
         self.hashing: Final = hashing  # consistentHash's key; None: no consistent hashing
         self.maglev: Final = maglev
         self.table_size: Final = table_size  # Maglev's table or the ring's minimum size
+        # Whether its cluster needs a pool of its own (``upstream.clusterpool``).
+        self.guarded: Final = limits is not DEFAULT_LIMITS or tls is not None
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"connectionPool": self.limits.describe()}

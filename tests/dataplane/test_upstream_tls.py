@@ -162,3 +162,31 @@ def test_missing_files_name_themselves_and_contexts_are_shared(pki: Authority) -
     a = origination(mode="SIMPLE", ca_certificates=str(pki.cert))
     b = origination(mode="SIMPLE", ca_certificates=str(pki.cert))
     assert contexts.context(a) is contexts.context(b)
+
+
+def test_the_cluster_pool_originates_tls_and_refuses_a_san_mismatch(
+    server: TlsServer, pki: Authority
+) -> None:
+    from shadowmesh.routing.decision import Endpoint
+    from shadowmesh.routing.upstreampolicy import UpstreamPolicy
+    from shadowmesh.upstream.clusterpool import GuardedPool
+
+    async def run() -> None:
+        ep = Endpoint("127.0.0.1", server.port)
+        good = origination(mode="SIMPLE", ca_certificates=str(pki.cert))
+        pool = GuardedPool("outbound|443||api", UpstreamPolicy(tls=good), TlsContexts())
+        conn = await pool.connect(ep, "api.example.com")
+        assert conn.transport is not None
+        assert conn.transport.get_extra_info("ssl_object") is not None
+        assert server.sni[-1] == "api.example.com"
+        conn.close()
+        bad = origination(
+            mode="SIMPLE", ca_certificates=str(pki.cert), subject_alt_names=("spiffe://x",)
+        )
+        pool = GuardedPool("outbound|443||api", UpstreamPolicy(tls=bad), TlsContexts())
+        with pytest.raises(ssl.SSLCertVerificationError, match="CERTIFICATE_VERIFY_FAILED"):
+            await pool.connect(ep, "api.example.com")
+        await asyncio.sleep(0.01)
+        assert pool.connections == 0
+
+    asyncio.run(run())
