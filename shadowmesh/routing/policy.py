@@ -570,6 +570,7 @@ class RoutePolicy:
         "response_ops",
         "rewrite",
         "cors",
+        "local_headers",
     )
 
     def __init__(
@@ -589,6 +590,11 @@ class RoutePolicy:
         self.response_ops: Final = response_ops
         self.rewrite: Final = rewrite
         self.cors: Final = cors
+        # The response ops' result on a local reply (timeouts, 503s, fault aborts): Envoy's
+        # filter manager applies the route's response ops to those too. Made once here.
+        self.local_headers: Final = (
+            tuple(response_ops.apply([])) if response_ops is not None else ()
+        )
 
     def finalize_request(
         self, path: bytes, authority: bytes, headers: list[Header]

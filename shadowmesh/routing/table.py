@@ -327,9 +327,13 @@ class RouteTable:
         target = route.destinations.pick(self._rng)
         if target is None:  # a route with no destination: validation refuses it, Envoy 404s
             return NO_ROUTE
+        policies = route.policies
+        policy = route.policy if policies is None else policies[block][target]
         name, cluster = target.resolve(port)
         if cluster is None:
-            return Failure(503, "NC", cluster=name, route_name=route.name)
+            return Failure(
+                503, "NC", cluster=name, headers=policy.local_headers, route_name=route.name
+            )
         endpoint = _original_dst(cluster, origin, port)
         if endpoint is None:
             # consistentHash: Istio sets a route hash policy on single-destination routes only.
@@ -339,11 +343,16 @@ class RouteTable:
             else:
                 endpoint = cluster.balancer.pick_hashed(hashing.key(request))
         if endpoint is None:
-            return Failure(503, "UH", NO_HEALTHY_UPSTREAM, cluster=name, route_name=route.name)
+            return Failure(
+                503,
+                "UH",
+                NO_HEALTHY_UPSTREAM,
+                cluster=name,
+                headers=policy.local_headers,
+                route_name=route.name,
+            )
         primary = Upstream(name, endpoint, cluster.balancer)
         shadows = self._shadows(route.mirrors, port, origin) if route.mirrors else ()
-        policies = route.policies
-        policy = route.policy if policies is None else policies[block][target]
         return Forward(primary, shadows, route.timeout, route.name, policy)
 
     def _shadows(self, mirrors: tuple[Mirror, ...], port: int, origin: str) -> tuple[Upstream, ...]:

@@ -350,3 +350,9 @@ def test_overwrite_replaces_the_upstream_s_values() -> None:
         (b"access-control-allow-origin", b"https://ok.example"),
     ]
     assert overwrite(upstream, []) is upstream
+
+
+def test_local_headers_are_the_response_ops_on_an_empty_reply() -> None:
+    ops = HeaderOps(set=((b"x-a", b"1"),), inline=INLINE_RESPONSE)
+    assert RoutePolicy(response_ops=ops).local_headers == ((b"x-a", b"1"),)
+    assert NO_POLICY.local_headers == ()

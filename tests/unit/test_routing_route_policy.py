@@ -342,3 +342,14 @@ def test_config_dump_shows_the_compiled_policy() -> None:
     assert route["policy"]["timeout"] == 2.0
     assert route["policy"]["fault"] == {"abort": {"httpStatus": 418, "percent": 25.0}}
     assert route["policy"]["retries"]["attempts"] == 2
+
+
+def test_the_route_s_response_ops_reach_its_503s() -> None:
+    t = table(
+        """\
+        - headers: {response: {set: {x-why: route}}}
+          route: [{destination: {host: httpbin, subset: v9}}]
+        """
+    )
+    found = answer(t)
+    assert (found.status, found.flag, found.headers) == (503, "NC", ((b"x-why", b"route"),))
