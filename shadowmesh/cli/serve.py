@@ -41,6 +41,8 @@ from shadowmesh.observe.fleet import Fleet
 from shadowmesh.observe.logfile import open_log, reopen_log
 from shadowmesh.observe.otlp import start_exporter, traces_url
 from shadowmesh.observe.stats import Stats
+from shadowmesh.observe.upstreamstats import KEY as UPSTREAM_CLUSTERS
+from shadowmesh.observe.upstreamstats import cluster_stats
 from shadowmesh.routing.analyze import OwnListeners
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.upstream.connection import Pool
@@ -430,6 +432,7 @@ async def _serve(
         snapshot.update(totals.gauges)
         snapshot["processes"] = fleet.processes(own)
         snapshot["comparison"] = analyzer.stats()
+        snapshot[UPSTREAM_CLUSTERS] = cluster_stats(plane.table.clusters(), {})
         snapshot["shadow_skipped"] = totals.skipped
         snapshot["compiled"] = compiled()
         if controller.dns is not None:

@@ -22,7 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from shadowmesh.observe import istio
+from shadowmesh.observe import istio, upstreamstats
 
 Snapshot = Mapping[str, Any]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -71,6 +71,7 @@ class StatsCollector(Collector):
             snapshot.get("shadow_skipped"),
         )
         yield from _latency(snapshot.get("upstream_latency"))
+        yield from upstreamstats.families(snapshot.get(upstreamstats.KEY))
         otlp = snapshot.get("otlp")
         if isinstance(otlp, Mapping):
             family = CounterMetricFamily(

@@ -374,6 +374,10 @@ class RouteTable:
             chosen.append(Upstream(name, endpoint, cluster.balancer))
         return tuple(chosen)
 
+    def clusters(self) -> Iterable[Cluster]:
+        """Every cluster by its Envoy name (their outlier detectors: ``observe.upstreamstats``)."""
+        return self._clusters.by_name.values()
+
     def cluster(self, name: str) -> Cluster | None:
         """The cluster of that name, with its members: telemetry's labels, not the request path."""
         return self._clusters.by_name.get(name)

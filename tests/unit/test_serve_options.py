@@ -100,6 +100,7 @@ def test_every_option_reaches_the_workers() -> None:
     # The parts built from them, as the worker builds them.
     # (Read field by field: compiled, ShadowLimits is a native class, without a __dict__.)
     shadow = ("timeout", "max_in_flight", "max_in_flight_per_endpoint", "max_body_bytes")
+
     def fields(limits: object) -> list[object]:
         return [getattr(limits, a) for a in shadow]
 
