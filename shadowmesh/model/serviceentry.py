@@ -301,6 +301,7 @@ def _resolution_rules(
 
 
 _DYNAMIC_DNS_PROTOCOLS = frozenset({"HTTP", "TLS", "GRPC", "HTTP2"})
+_TCP_PROTOCOLS = frozenset({"TCP", "HTTPS", "TLS", "Mongo", "Redis", "MySQL"})
 
 
 def _more_resolution_rules(
@@ -313,7 +314,8 @@ def _more_resolution_rules(
     issues: Issues,
 ) -> None:
     """The rest of Istio 1.31's ``ValidateServiceEntry`` by resolution, with its wording."""
-    tcp = [p for p in ports if protocol_class(p.protocol) in ("TCP", "")]
+    # Istio's protocol.IsTCP: the protocols proxied as TCP (an unset one is not among them).
+    tcp = [p for p in ports if protocol_class(p.protocol) in _TCP_PROTOCOLS]
     if resolution in ("DNS", "DNS_ROUND_ROBIN") and addresses and tcp and len(hosts) > 1:
         issues.note(
             spec.path("hosts"),

@@ -25,6 +25,7 @@ from shadowmesh.model.resources import (
     RouteDestination,
     VirtualService,
 )
+from shadowmesh.model.unreachable import warn_unreachable
 
 SPEC_FIELDS = ("hosts", "gateways", "http", "tls", "tcp", "export_to")
 HTTP_ROUTE_FIELDS = (
@@ -77,6 +78,7 @@ def parse_virtual_service(spec: Obj, meta: Meta | None, issues: Issues) -> Virtu
     if not (spec.get("http") or spec.get("tcp") or spec.get("tls")):
         issues.error(spec.path("http"), "http, tcp or tls must be provided in virtual service")
     routes = [_http_route(path, value, issues, delegate) for path, value in spec.items("http")]
+    warn_unreachable(spec.data, issues)
     if meta is None or any(route is None for route in routes):
         return None
     return VirtualService(

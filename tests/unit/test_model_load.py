@@ -578,7 +578,8 @@ NOT_ACTED_ON = [
 
 @pytest.mark.parametrize(("field", "value"), NOT_ACTED_ON)
 def test_not_acted_on_route_fields_warn_with_their_path(field: str, value: Any) -> None:
-    warnings = warnings_of(vs([route(), route(**{field: value})]))
+    first = route(match=[{"uri": {"prefix": "/a"}}])  # so the second is not unreachable
+    warnings = warnings_of(vs([first, route(**{field: value})]))
     assert warnings == (
         f"VirtualService ns/httpbin: spec.http[1].{field} is not acted on by shadowmesh yet; "
         "the route works without it",
@@ -706,7 +707,8 @@ def test_mirror_percentage_resolution(fields: Any, percentage: float, deprecated
 
 
 def test_deprecation_warning_is_given_once_per_document() -> None:
-    doc = vs([route(mirror=MIRROR, mirrorPercent=10), route(mirror=MIRROR, mirror_percent=20)])
+    first = route(match=[{"uri": {"prefix": "/a"}}], mirror=MIRROR, mirrorPercent=10)
+    doc = vs([first, route(mirror=MIRROR, mirror_percent=20)])
     assert one(doc).warnings == (DEPRECATED,)
 
 

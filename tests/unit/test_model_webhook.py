@@ -425,3 +425,58 @@ def test_several_hosts_with_addresses_and_a_tcp_port_warn_as_istio_does() -> Non
 def test_destination_rule_selector_without_labels_warns_as_istio_does() -> None:
     found = warnings(document("DestinationRule", "{host: reviews, workloadSelector: {}}"))
     assert any("workload selector specified without labels" in w for w in found), found
+
+
+# --- rules and matches that can never be used (analyzeUnreachableHTTPRules) ----------------------
+
+UNREACHABLE = [
+    (
+        "http:\n- route: [{destination: {host: a}}]\n- route: [{destination: {host: b}}]\n",
+        "virtualService rule #1 not used (only the last rule can have no matches)",
+    ),
+    (
+        "http:\n- route: [{destination: {host: a}}]\n"
+        "- name: late\n  match: [{uri: {prefix: /x}}]\n  route: [{destination: {host: b}}]\n",
+        'virtualService rule "late" not used (route without matches defined before)',
+    ),
+    (
+        "http:\n- match: [{uri: {exact: /a}}]\n  route: [{destination: {host: a}}]\n"
+        "- match: [{name: again, uri: {exact: /a}}]\n  route: [{destination: {host: b}}]\n",
+        'virtualService rule #1 match "again" is not used (duplicate/overlapping match in rule #0)',
+    ),
+    (
+        "http:\n- match: [{uri: {exact: /a}}]\n  route: [{destination: {host: a}}]\n"
+        "- match: [{uri: {exact: /a}}]\n  route: [{destination: {host: b}}]\n",
+        "virtualService rule #1 not used (all matches used by prior rules)",
+    ),
+    (
+        "http:\n- match: [{uri: {prefix: /api/v1/product}}]\n  route: [{destination: {host: a}}]\n"
+        "- match: [{uri: {prefix: /api/v1/products}, method: {exact: GET}}]\n"
+        "  route: [{destination: {host: b}}]\n",
+        "virtualService rule #1 match #0 of prefix /api/v1/products is not used "
+        "(duplicate/overlapping match in rule #0 of prefix /api/v1/product on #0)",
+    ),
+    (
+        "tcp:\n- route: [{destination: {host: a}}]\n- route: [{destination: {host: b}}]\n",
+        "virtualService rule #1 not used (only the last rule can have no matches)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("routes", "message"), UNREACHABLE)
+def test_rules_that_can_never_be_used_are_warned_about_as_istio_does(
+    routes: str, message: str
+) -> None:
+    found = warnings(virtual_service(f"hosts: [foo.bar]\n{routes}"))
+    assert f"VirtualService default/r: {message}" in found, found
+
+
+def test_a_narrower_method_after_a_prefix_is_still_reachable() -> None:
+    routes = (
+        "http:\n- match: [{uri: {prefix: /api}, method: {exact: POST}}]\n"
+        "  route: [{destination: {host: a}}]\n"
+        "- match: [{uri: {prefix: /api/v1}}]\n  route: [{destination: {host: b}}]\n"
+    )
+    assert not [
+        w for w in warnings(virtual_service(f"hosts: [foo.bar]\n{routes}")) if "not used" in w
+    ]
