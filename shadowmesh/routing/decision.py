@@ -133,15 +133,31 @@ class Balancer(Protocol):
     def release(self, endpoint: Endpoint, outcome: int = 0) -> None: ...
 
 
+class Peer:
+    """The downstream connection a request came on, as consistent hashing reads it: the
+    client's IP (``useSourceIp``) and ``remote:port`` + ``local:port`` (what Envoy hashes for a
+    generated cookie). Made once per connection by the data plane."""
+
+    __slots__ = ("ip", "connection")
+
+    def __init__(self, ip: str, connection: str) -> None:
+        self.ip: Final = ip
+        self.connection: Final = connection
+
+
+NO_PEER: Final = Peer("", "")
+
+
 class Forward:
     """Send the request to ``primary``; copy it to each of ``shadows`` (already sampled).
 
     ``policy`` is the compiled policy of the route and of the destination chosen
     (``routing.policy``); ``timeout`` is its timeout too (None: none), kept while the data
-    plane reads it there.
+    plane reads it there. ``set_cookie``: a ``Set-Cookie`` value the response must carry (a
+    consistent-hash cookie made for this request), b"" for none.
     """
 
-    __slots__ = ("primary", "shadows", "timeout", "route_name", "policy")
+    __slots__ = ("primary", "shadows", "timeout", "route_name", "policy", "set_cookie")
 
     def __init__(
         self,
@@ -150,12 +166,14 @@ class Forward:
         timeout: float | None,  # route timeout in seconds; None: none
         route_name: str = "",
         policy: RoutePolicy = NO_POLICY,
+        set_cookie: bytes = b"",
     ) -> None:
         self.primary: Final = primary
         self.shadows: Final = shadows
         self.timeout: Final = timeout
         self.route_name: Final = route_name
         self.policy: Final = policy
+        self.set_cookie: Final = set_cookie
 
     def __repr__(self) -> str:
         return f"Forward(primary={self.primary!r}, shadows={self.shadows!r})"

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
-from shadowmesh.routing.decision import RequestView
+from shadowmesh.routing.decision import Peer, RequestView
 
 NO_HASH: Final = -1
 DEFAULT_RING_SIZE: Final = 1024
@@ -96,17 +96,26 @@ class HashPolicy:
             return NO_HASH if found is None else hash64(found.encode("latin-1"))
         return NO_HASH
 
+    def hash_of(self, request: RequestView, peer: Peer) -> tuple[int, bytes]:
+        """(the request's hash or NO_HASH, a ``Set-Cookie`` value to answer with or b"")."""
+        if self.cookie and self.cookie_ttl is not None:
+            found = cookie_value(request.header("cookie"), self.cookie)
+            if found is None:
+                return self.new_cookie(peer.connection)
+            return hash64(found.encode("latin-1")), b""
+        return self.key(request, peer.ip), b""
+
     def generates_cookie(self) -> bool:
         return bool(self.cookie) and self.cookie_ttl is not None
 
-    def new_cookie(self, remote: str, local: str) -> tuple[int, bytes]:
+    def new_cookie(self, connection: str) -> tuple[int, bytes]:
         """For a request without the cookie: (its hash, the ``Set-Cookie`` value to send).
 
         Envoy's addDownstreamSetCookie: the value is the hex hash of the downstream
-        connection's remote then local address, so requests racing on one connection get
-        the same cookie.
+        connection's remote then local address (``connection``), so requests racing on one
+        connection get the same cookie.
         """
-        value = f"{hash64((remote + local).encode('latin-1')):016x}"
+        value = f"{hash64(connection.encode('latin-1')):016x}"
         parts = [f'{self.cookie}="{value}"']
         ttl = self.cookie_ttl or 0.0
         if ttl:

@@ -39,10 +39,12 @@ from shadowmesh.routing.answers import Answer
 from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
 from shadowmesh.routing.compile_policy import answer, block_lengths, route_policy
 from shadowmesh.routing.decision import (
+    NO_PEER,
     Decision,
     Endpoint,
     Failure,
     Forward,
+    Peer,
     RequestView,
     Upstream,
 )
@@ -258,7 +260,9 @@ class RouteTable:
     def ports(self) -> frozenset[int]:
         return self._ports
 
-    def route(self, listener_port: int | None, request: RequestView) -> Decision:
+    def route(
+        self, listener_port: int | None, request: RequestView, peer: Peer = NO_PEER
+    ) -> Decision:
         key = (listener_port, request.authority, request.scheme)
         found = self._hosts.get(key)
         if found is None:
@@ -275,14 +279,14 @@ class RouteTable:
             route = routes[0]  # the common case: a route that fits all
             if route.answers is not None:
                 return route.answers[0].answer(request, port)
-            return self._forward(route, port, 0, origin, request)
+            return self._forward(route, port, 0, origin, request, peer)
         facts = RequestFacts(request, port)
         for route in routes:
             if route.match.fits(facts):
                 block = _block(route, facts) if route.per_block else 0
                 if route.answers is not None:
                     return route.answers[block].answer(request, port)
-                return self._forward(route, port, block, origin, request)
+                return self._forward(route, port, block, origin, request, peer)
         return NO_ROUTE
 
     def _lookup(
@@ -322,7 +326,13 @@ class RouteTable:
         return vhost
 
     def _forward(
-        self, route: CompiledRoute, port: int, block: int, origin: str, request: RequestView
+        self,
+        route: CompiledRoute,
+        port: int,
+        block: int,
+        origin: str,
+        request: RequestView,
+        peer: Peer,
     ) -> Decision:
         target = route.destinations.pick(self._rng)
         if target is None:  # a route with no destination: validation refuses it, Envoy 404s
@@ -335,13 +345,15 @@ class RouteTable:
                 503, "NC", cluster=name, headers=policy.local_headers, route_name=route.name
             )
         endpoint = _original_dst(cluster, origin, port)
+        cookie = b""
         if endpoint is None:
             # consistentHash: Istio sets a route hash policy on single-destination routes only.
             hashing = cluster.policy.hashing
             if hashing is None or not route.destinations.single:
                 endpoint = cluster.balancer.pick()
             else:
-                endpoint = cluster.balancer.pick_hashed(hashing.key(request))
+                key, cookie = hashing.hash_of(request, peer)
+                endpoint = cluster.balancer.pick_hashed(key)
         if endpoint is None:
             return Failure(
                 503,
@@ -353,7 +365,7 @@ class RouteTable:
             )
         primary = Upstream(name, endpoint, cluster.balancer)
         shadows = self._shadows(route.mirrors, port, origin) if route.mirrors else ()
-        return Forward(primary, shadows, route.timeout, route.name, policy)
+        return Forward(primary, shadows, route.timeout, route.name, policy, cookie)
 
     def _shadows(self, mirrors: tuple[Mirror, ...], port: int, origin: str) -> tuple[Upstream, ...]:
         chosen: list[Upstream] = []

@@ -8,7 +8,7 @@ from collections import Counter
 
 from shadowmesh.model.load import load_text
 from shadowmesh.model.resources import DestinationRule, Resource
-from shadowmesh.routing.decision import Forward
+from shadowmesh.routing.decision import Forward, Peer
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.routing.testing import SimpleRequest, seed_workloads
 from shadowmesh.routing.upstreampolicy import (
@@ -174,3 +174,51 @@ def test_consistent_hash_sticks_a_header_to_one_endpoint() -> None:
 def test_weighted_routes_are_never_hashed_as_in_istio() -> None:
     table = _table(HASHED)
     assert len({_endpoint(table, "/split", "alice") for _ in range(60)}) == 2
+
+
+COOKIE = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  trafficPolicy:
+    loadBalancer:
+      consistentHash:
+        httpCookie: {name: sticky, ttl: 60s, path: /}
+"""
+SOURCE_IP = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin}
+spec:
+  host: httpbin
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {useSourceIp: true}
+"""
+
+
+def test_a_generated_cookie_is_answered_and_then_sticks() -> None:
+    table = _table(COOKIE)
+    peer = Peer("127.0.0.1", "127.0.0.1:40000127.0.0.1:8000")
+    first = table.route(8000, SimpleRequest(authority="httpbin"), peer)
+    assert isinstance(first, Forward)
+    assert first.set_cookie.startswith(b'sticky="') and b"Max-Age=60; Path=/" in first.set_cookie
+    cookie = first.set_cookie.split(b";")[0].decode()
+    for _ in range(30):
+        again = table.route(8000, SimpleRequest(authority="httpbin", headers={"cookie": cookie}))
+        assert isinstance(again, Forward)
+        assert again.set_cookie == b""  # the client has it now
+        assert again.primary.endpoint == first.primary.endpoint
+
+
+def test_use_source_ip_sticks_a_client_to_one_endpoint() -> None:
+    table = _table(SOURCE_IP)
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        ends = set()
+        for _ in range(20):
+            decision = table.route(8000, SimpleRequest(authority="httpbin"), Peer(ip, ""))
+            assert isinstance(decision, Forward)
+            ends.add(decision.primary.endpoint)
+        assert len(ends) == 1
