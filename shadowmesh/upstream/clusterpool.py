@@ -19,6 +19,9 @@ circuit_breaking.rst``), with the limits per cluster, over all its endpoints:
   no keep-alive). ``maxConnectionDuration``: one older is closed when put back or found idle.
   ``idleTimeout`` (http, else tcp; 1h by default, ``0s`` none): one idle longer is closed
   when next found, before it is used.
+- ``maxRetries``: retries in flight on the cluster at once (``begin_retry``/``end_retry``);
+  one more is not made: the current response is returned, flag ``UO``
+  (``upstream_rq_retry_overflow``).
 - ``connectTimeout`` bounds the TCP connect and TLS handshake (10s by default).
 - ``tls`` SIMPLE / MUTUAL: the connection is TLS (``upstream.tls``), its SNI and certificate
   checks from the request's host; a failed handshake or SAN check is a connect failure (UF).
@@ -74,6 +77,7 @@ class GuardedPool(Pool):
         self._contexts = contexts
         self.connections = 0  # open (or opening) connections of the cluster
         self.pending = 0  # requests without a connection yet
+        self.retries = 0  # retries in flight
         self._waiting: dict[Endpoint, deque[asyncio.Future[UpstreamConnection | None]]] = {}
         self._live: set[CountedConnection] = set()
         # Envoy's cluster stats of the same names.
@@ -81,6 +85,7 @@ class GuardedPool(Pool):
             "upstream_cx_total": 0,
             "upstream_cx_overflow": 0,
             "upstream_rq_pending_overflow": 0,
+            "upstream_rq_retry_overflow": 0,
             "upstream_cx_max_requests": 0,
             "upstream_cx_idle_timeout": 0,
             "upstream_cx_max_duration_reached": 0,
@@ -143,6 +148,18 @@ class GuardedPool(Pool):
                 return
         counted.idle_since = time.monotonic()
         super().put(conn)
+
+    def begin_retry(self) -> bool:
+        """Whether a retry may start now (``maxRetries``); if so it counts until ``end_retry``."""
+        if self.retries >= self.limits.max_retries:
+            self.stats["upstream_rq_retry_overflow"] += 1
+            return False
+        self.retries += 1
+        return True
+
+    def end_retry(self) -> None:
+        if self.retries > 0:
+            self.retries -= 1
 
     # --- connections ----------------------------------------------------------------------
 
@@ -252,6 +269,17 @@ class UpstreamPools:
                 upstream.cluster, policy, self.contexts
             )
         return found
+
+    def begin_retry(self, upstream: Upstream) -> bool:
+        """Whether the cluster's ``maxRetries`` breaker lets one more retry start (True for
+        clusters without a pool of their own: Istio's default is unlimited)."""
+        pool = self.pool_for(upstream)
+        return pool.begin_retry() if isinstance(pool, GuardedPool) else True
+
+    def end_retry(self, upstream: Upstream) -> None:
+        pool = self.pool_for(upstream)
+        if isinstance(pool, GuardedPool):
+            pool.end_retry()
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return {name: pool.describe() for name, pool in sorted(self._guarded.items())}

@@ -116,3 +116,14 @@ def test_only_clusters_with_a_connection_pool_or_tls_get_their_own() -> None:
     assert isinstance(own, GuardedPool)
     assert pools.pool_for(Upstream("outbound|80||b", ep, limited)) is own
     assert list(pools.stats()) == ["outbound|80||b"]
+
+
+def test_max_retries_bounds_the_retries_in_flight() -> None:
+    pool = guarded(max_retries=2)
+    assert pool.begin_retry() and pool.begin_retry()
+    assert not pool.begin_retry()
+    assert pool.stats["upstream_rq_retry_overflow"] == 1
+    pool.end_retry()
+    assert pool.begin_retry()
+    unlimited = guarded(max_connections=3)
+    assert all(unlimited.begin_retry() for _ in range(100))
