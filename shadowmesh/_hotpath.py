@@ -18,7 +18,7 @@ compiles differently. So, in the modules of ``MODULES``:
    stay interpreted Python under mypyc; a frozen one sets each field through
    ``object.__setattr__`` and its ``__hash__`` builds a tuple on every call. Use a plain class
    with ``__slots__`` and a hand-written ``__init__`` (``routing.decision.Endpoint``,
-   ``Upstream``, ``Forward``; ``dataplane.request.RequestHead``; ``observe.accesslog.AccessRecord``;
+   ``Upstream``, ``Forward``; ``http.request.RequestHead``; ``observe.accesslog.AccessRecord``;
    ``routing.policy``), and a hand-written ``__hash__`` that caches where one is hashed per
    request (``Endpoint._hash``). A frozen dataclass is fine for what is built once per compile
    and only read (``routing.table.CompiledRoute``, with ``slots=True``).
@@ -30,7 +30,7 @@ compiles differently. So, in the modules of ``MODULES``:
    them: write ``is not None``.** ``if x:`` on an object whose class defines ``__bool__`` is a
    Python-level call (and, for a class of a module not compiled, interpreted code); on one
    that does not, it is a pointer compare. A flag read per request is a plain attribute set
-   once (``mirror.pairing.ComparePlan.active``). The same goes for policy: a policy not
+   once (``H1Message.answered``). The same goes for policy: a policy not
    configured is ``None`` on ``RoutePolicy``, tested with ``is not None``, so it costs
    nothing per request and builds nothing.
 4. **Plain base classes, not ``Protocol``, for the interfaces the hot path calls through**
@@ -86,14 +86,18 @@ WHEEL_MARKER = "_compiled_wheel"
 
 MODULES = (
     "shadowmesh.dataplane.downstream",
-    "shadowmesh.dataplane.exchange",
-    "shadowmesh.dataplane.request",
-    "shadowmesh.dataplane.response",
     "shadowmesh.dataplane.server",
+    "shadowmesh.proxy.context",
+    "shadowmesh.proxy.headers",
+    "shadowmesh.proxy.stream",
+    "shadowmesh.http.body",
+    "shadowmesh.http.ports",
+    "shadowmesh.http.request",
+    "shadowmesh.http.response",
+    "shadowmesh.http.wire",
     "shadowmesh.upstream.connection",
     "shadowmesh.upstream.clusterpool",
     "shadowmesh.upstream.headlimit",
-    "shadowmesh.upstream.wire",
     "shadowmesh.routing.table",
     "shadowmesh.routing.match",
     "shadowmesh.routing.balance",
@@ -103,6 +107,7 @@ MODULES = (
     "shadowmesh.routing.hosts",
     "shadowmesh.routing.decision",
     "shadowmesh.routing.policy",
+    "shadowmesh.routing.comparing",
     "shadowmesh.observe.trace",
     "shadowmesh.observe.accesslog",
     "shadowmesh.observe.stats",

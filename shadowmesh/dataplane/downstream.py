@@ -1,4 +1,6 @@
-"""A client connection: parses requests with httptools and runs their exchanges in order.
+"""The HTTP/1 downstream codec: a client connection that parses requests with httptools and
+answers them in order, one ``H1Message`` per request (its per-message state, and the
+``DownstreamPort`` its stream writes the response through; see ``http.ports``).
 
 Pipelined requests are parsed as they come but answered one at a time, in order: while one is
 in flight the next waits with its body buffered, and reading from the socket is paused so a
@@ -20,21 +22,22 @@ import struct
 import termios
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
-from shadowmesh.dataplane import response as resp
-from shadowmesh.dataplane.exchange import Exchange
-from shadowmesh.dataplane.request import (
+from shadowmesh.dataplane.tls import requested_server_name
+from shadowmesh.http import response as resp
+from shadowmesh.http.ports import DownstreamPort, Stream, StreamOpener, UpstreamPort
+from shadowmesh.http.request import (
     RequestHead,
     normalize_path,
     valid_authority,
     via_names,
 )
-from shadowmesh.dataplane.tls import requested_server_name
+from shadowmesh.http.wire import Header, Headers
+from shadowmesh.proxy.stream import ProxyOpener
 from shadowmesh.routing.decision import socket_address
-from shadowmesh.upstream.connection import UpstreamConnection
 from shadowmesh.upstream.headlimit import MAX_HEAD_BYTES, MAX_HEADERS, HeadLimit
 
 if TYPE_CHECKING:
@@ -68,6 +71,142 @@ def unread_bytes(transport: asyncio.Transport | None) -> int:
     return count
 
 
+class H1Message(DownstreamPort):
+    """One request of an HTTP/1 connection: what was parsed of it, and the writer of its
+    response (framing, Connection, HTTP/1.0's rules), which its stream drives."""
+
+    # No __slots__: most of this state keeps its class default (as ``ProxyStream``'s).
+    received = 0  # body bytes parsed
+    request_complete = False
+    answered = False  # the stream is done with it (answered, or given up)
+    chunked_out = False
+
+    def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
+        super().__init__(conn.peer_ip)
+        self.conn = conn
+        self.head = head
+        self.stream: Stream = _NO_STREAM  # the stream the opener made for it, set at once
+        self.out: list[bytes] = []  # response bytes gathered during one upstream read
+
+    def send_head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: Headers,
+        length: bytes | None,
+        coding: bytes | None,
+    ) -> bool:
+        conn, head = self.conn, self.head
+        if status == 101:
+            self.out = [resp.serialize_response(101, reason, headers, None, b"upgrade")]
+            return True
+        framing: tuple[bytes, bytes] | None = None
+        if status in (204, 304):
+            # No body, and no Content-Length (RFC 9110 8.6 forbids it on a 204; nginx and
+            # Envoy drop it on both).
+            pass
+        elif head.method == b"HEAD":
+            if length is not None:
+                framing = (b"content-length", length)
+        elif length is not None and coding is None:
+            framing = (b"content-length", length)
+        elif head.version == "1.1":
+            # Chunked, delimited by the close, or coded (gzip, chunked): re-chunked, codings
+            # other than chunked kept in front of it.
+            framing = (b"transfer-encoding", coding + b", chunked" if coding else b"chunked")
+            self.chunked_out = True
+        elif coding:
+            # RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client (the stream refuses).
+            return False
+        else:
+            # HTTP/1.0 client and a body of unknown length: the end of it is the close.
+            conn.keep_alive = False
+        connection = None
+        if conn.last_answer(self):
+            connection = b"close"
+        elif head.version == "1.0":
+            connection = b"keep-alive"
+        self.out = [resp.serialize_response(status, reason, headers, framing, connection)]
+        return True
+
+    def send_data(self, data: bytes) -> None:
+        self.out.append(resp.chunk(data) if self.chunked_out else data)
+
+    def send_trailers(self, trailers: Headers) -> None:
+        pass  # HTTP/1 trailers are dropped, as Envoy drops them unless told otherwise
+
+    def send_end(self) -> None:
+        if self.chunked_out:
+            self.out.append(resp.LAST_CHUNK)
+        self.flush()
+
+    def flush(self) -> None:
+        conn = self.conn
+        conn.progress += 1  # an upstream read: the stream is not idle
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.out = []
+            self.committed = True
+            conn.write(data)
+
+    def discard(self) -> None:
+        self.out = []
+
+    def send_local(
+        self, status: int, body: bytes, location: bytes, headers: tuple[Header, ...] = ()
+    ) -> None:
+        conn, head = self.conn, self.head
+        if not self.request_complete and head.has_body and self.received == 0:
+            # The client may be waiting for 100 Continue and never send the body.
+            conn.keep_alive = False
+        self.committed = True
+        keep_alive = not conn.last_answer(self)
+        head_only = head.method == b"HEAD"
+        conn.write(resp.local_reply(status, body, keep_alive, head_only, location, headers))
+
+    def send_continue(self) -> None:
+        if self.head.version == "1.1":
+            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def reset(self) -> None:
+        self.conn.close()
+
+    def last(self) -> None:
+        self.conn.keep_alive = False
+
+    def finished(self) -> None:
+        self.answered = True
+        if self.request_complete or not self.conn.keep_alive:
+            self.conn.exchange_finished(self)
+
+    def pause(self, reason: str) -> None:
+        self.conn.pause(reason)
+
+    def resume(self, reason: str) -> None:
+        self.conn.resume(reason)
+
+    def hold(self, stream: Stream) -> bool:
+        conn = self.conn
+        if not conn.parsing_read:
+            return False
+        conn.flush_later.append(stream)
+        return True
+
+    def start_tunnel(self, upstream: UpstreamPort) -> None:
+        self.conn.start_tunnel(upstream)
+
+    def send_raw(self, data: bytes) -> None:
+        self.conn.progress += 1
+        self.conn.write(data)
+
+    def addresses(self) -> tuple[str, str, str]:
+        return self.conn.addresses()
+
+
+_NO_STREAM: Final = Stream()
+
+
 class BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -76,9 +215,13 @@ class BadRequest(Exception):
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, plane: DataPlane, listener_port: int | None) -> None:
+    def __init__(
+        self, plane: DataPlane, listener_port: int | None, opener: StreamOpener | None = None
+    ) -> None:
         self.plane = plane
         self.listener_port = listener_port
+        # Makes each request's stream (a test's opener records what the codec delivers).
+        self.opener = opener if opener is not None else ProxyOpener(plane, listener_port)
         self.scheme = "http"  # "https" on an ingress port that terminates TLS
         self.transport: asyncio.Transport | None = None
         self.peer_ip = b"127.0.0.1"
@@ -86,9 +229,9 @@ class ClientConnection(asyncio.Protocol):
         self.head_limit = HeadLimit()  # holds MAX_HEAD_BYTES as the bytes of a head arrive
         self.keep_alive = True
         self.closing = False
-        self.active: Exchange | None = None
-        self.parsing: Exchange | None = None
-        self.waiting: deque[Exchange] = deque()
+        self.active: H1Message | None = None
+        self.parsing: H1Message | None = None
+        self.waiting: deque[H1Message] = deque()
         self._paused: set[str] = set()
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -100,10 +243,10 @@ class ClientConnection(asyncio.Protocol):
         # An Upgrade request's bytes after its head wait here for the upstream's 101; then
         # ``tunnel`` carries everything raw.
         self.upgrade_rest = b""
-        self.tunnel: UpstreamConnection | None = None
-        # While one read is parsed, upstream writes wait in the exchanges on ``flush_later``.
+        self.tunnel: UpstreamPort | None = None
+        # While one read is parsed, upstream writes wait in the streams on ``flush_later``.
         self.parsing_read = False
-        self.flush_later: list[Exchange] = []
+        self.flush_later: list[Stream] = []
         self.refusal = b""  # a 400 owed once the requests before the bad one are answered
         self.line_read = False  # an HTTP/0.9 request line ended (llhttp does not say it did)
         self.valid_host = b""  # the last Host this connection sent that was found valid
@@ -153,9 +296,9 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         # The exchange being parsed may already be answered (and no longer active) while its
         # body still streams to a shadow: it is aborted too.
-        for exchange in {self.active, self.parsing, *self.waiting}:
-            if exchange is not None:
-                exchange.abort()
+        for message in {self.active, self.parsing, *self.waiting}:
+            if message is not None:
+                message.stream.downstream_failed(0, "DC")
         self.active = self.parsing = None
         self.waiting.clear()
         self.held = b""
@@ -230,14 +373,14 @@ class ClientConnection(asyncio.Protocol):
 
     def slice_size(self, left: int) -> int:
         """How much of a long read to parse before looking at the queue again."""
-        exchange = self.parsing
-        if exchange is None:
+        message = self.parsing
+        if message is None:
             return FEED_SLICE  # between messages or in a head
-        length = exchange.head.content_length
+        length = message.head.content_length
         if length is None:
             return left  # a chunked body: its end is not known before it is parsed
         # The rest of a body in one go (it makes no request wait), then slices again.
-        return max(1, min(left, length - exchange.received))
+        return max(1, min(left, length - message.received))
 
     def feed_held(self) -> None:
         """The queue drained: parse what was held of the last read."""
@@ -254,16 +397,16 @@ class ClientConnection(asyncio.Protocol):
         # start no new one, or unsent answers would pile up without bound.
         self.write_paused = True
         self.pause("writing")
-        if self.active is not None and self.active.conn is not None:
-            self.active.conn.pause_reading()
+        if self.active is not None:
+            self.active.stream.downstream_writable(False)
 
     def resume_writing(self) -> None:
         self.write_paused = False
         self.progress += 1  # the client read some of its answers
         self.resume("writing")
-        if self.active is not None and self.active.conn is not None:
-            self.active.conn.resume_reading()
-        elif self.active is None and not self.closing:
+        if self.active is not None:
+            self.active.stream.downstream_writable(True)
+        elif not self.closing:
             self.advance()
 
     # --- httptools callbacks ------------------------------------------------------------
@@ -300,19 +443,22 @@ class ClientConnection(asyncio.Protocol):
         # Trailers of a chunked body come through on_header too: they land in a list of their
         # own and are dropped (as Envoy does for HTTP/1 unless told otherwise), never in the head.
         self._headers = []
-        exchange = Exchange(self, head)
-        self.parsing = exchange
+        message = H1Message(self, head)
+        message.stream = self.opener.open(message, head)
+        self.parsing = message
         if self.active is None and not self.waiting and not self.write_paused:
-            self.active = exchange
-            exchange.start()
+            self.active = message
+            message.stream.start()
         else:
-            self.waiting.append(exchange)
+            self.waiting.append(message)
             self.pause("pipeline")
 
     def on_body(self, body: bytes) -> None:
         self.head_limit.body()
-        if self.parsing is not None:
-            self.parsing.body(body)
+        message = self.parsing
+        if message is not None:
+            message.received += len(body)
+            message.stream.request_data(body)
 
     def on_chunk_header(self) -> None:
         self.head_limit.begin()  # the last chunk's is followed by the trailer section
@@ -322,9 +468,13 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.head_limit.end()
-        exchange, self.parsing = self.parsing, None
-        if exchange is not None:
-            exchange.end()
+        message, self.parsing = self.parsing, None
+        if message is not None:
+            message.request_complete = True
+            message.stream.request_end()
+            if message.answered:
+                # A local reply was written before the request body ended: now the next may go.
+                self.exchange_finished(message)
 
     # --- request head -------------------------------------------------------------------
 
@@ -417,24 +567,24 @@ class ClientConnection(asyncio.Protocol):
             looped=looped,
         )
 
-    # --- used by exchanges --------------------------------------------------------------
+    # --- used by its messages ------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def start_tunnel(self, conn: UpstreamConnection) -> None:
-        self.tunnel = conn
+    def start_tunnel(self, upstream: UpstreamPort) -> None:
+        self.tunnel = upstream
         rest, self.upgrade_rest = self.upgrade_rest, b""
         if rest:
-            conn.write(rest)
+            upstream.send_data(rest)
         self.resume("upgrade")
 
     def received_in_tunnel(self, data: bytes) -> None:
         if self.active is not None:
-            self.active.received += len(data)
-        assert self.tunnel is not None
-        self.tunnel.write(data)
+            self.active.stream.request_data(data)  # counted, and on to the tunnel
+        elif self.tunnel is not None:
+            self.tunnel.send_data(data)
 
     def pause(self, reason: str) -> None:
         if not self._paused and self.transport is not None and not self.closing:
@@ -448,14 +598,14 @@ class ClientConnection(asyncio.Protocol):
         if not self._paused and self.transport is not None and not self.closing:
             self.transport.resume_reading()
 
-    def last_answer(self, exchange: Exchange) -> bool:
+    def last_answer(self, exchange: H1Message) -> bool:
         """Whether ``exchange``'s response is this connection's last: then it says
         Connection: close and the connection closes after it. While draining, that is the
         response of a whole request with nothing more received behind it (a pipelined request
         or the start of one is answered first)."""
         if (
             self.draining
-            and exchange.request_done
+            and exchange.request_complete
             and not self.waiting
             and not self.in_head
             and not self.held
@@ -464,7 +614,7 @@ class ClientConnection(asyncio.Protocol):
             self.keep_alive = False
         return not self.keep_alive or not exchange.head.keep_alive
 
-    def exchange_finished(self, exchange: Exchange) -> None:
+    def exchange_finished(self, exchange: H1Message) -> None:
         if exchange is not self.active:
             return
         self.active = None
@@ -500,7 +650,7 @@ class ClientConnection(asyncio.Protocol):
                     # Parsed on the next turn: never inside a parser callback or this loop.
                     self.feed_soon = True
                     asyncio.get_running_loop().call_soon(self.feed_held)
-                exchange.start()
+                exchange.stream.start()
         finally:
             self.advancing = False
 
@@ -530,16 +680,16 @@ class ClientConnection(asyncio.Protocol):
     def stream_idle(self) -> None:
         """Nothing moved either way for the stream idle timeout (Envoy's, flag SI)."""
         self.plane.stats.requests["downstream_rq_idle_timeout"] += 1
-        exchange = self.active
-        if exchange is not None and not exchange.done:
+        message = self.active
+        if message is not None and not message.answered:
             # A client that reads nothing cannot be answered: it is reset, as after a head.
             # After a 504 the connection goes on with the requests pipelined behind.
-            exchange.idle_timeout(reset=self.write_paused)
+            message.stream.stream_idle(self.write_paused)
             return
         # Answered, but its body stalled (the next request would start in it), or answers to a
         # client that does not read them: only closing ends it.
         for waiting in self.waiting:
-            waiting.flag = "SI"
+            waiting.stream.downstream_failed(0, "SI")
         self.keep_alive = False
         self.close()
 
@@ -571,14 +721,14 @@ class ClientConnection(asyncio.Protocol):
     def flush_upstream_writes(self) -> None:
         """The read parsed (or its bad request was dropped): send what it held for upstreams."""
         self.parsing_read = False
-        for exchange in self.flush_later:
-            exchange.flush_up()
+        for stream in self.flush_later:
+            stream.downstream_read_done()
         self.flush_later.clear()
 
     def reject(self, status: int, message: str) -> None:
         """A request we will not forward: answer it, and close, since framing is in doubt.
 
-        Nothing of the read that held it reaches an upstream (see ``Exchange.send_up``). If
+        Nothing of the read that held it reaches an upstream (see ``ProxyStream.guard``). If
         requests before it are still being answered, the refusal waits for them, in order.
         """
         self.plane.stats.requests["rejected"] += 1
@@ -588,14 +738,14 @@ class ClientConnection(asyncio.Protocol):
         if bad is not None:
             if bad in self.waiting:
                 self.waiting.remove(bad)
-            bad.refuse(status)  # drops what it held for its upstream, logs it
+            bad.stream.downstream_failed(status, "DPE")  # drops what it held upstream, logs it
         else:
             self.log_refused(status)
         # Good requests earlier in the same read still go: they will be answered first.
         self.flush_upstream_writes()
         if bad is not None and bad is self.active:
             # The body of the request in flight is broken: it cannot be answered honestly.
-            if not bad.head_sent:
+            if not bad.committed:
                 self.write(reply)
             self.close()
         elif self.active is not None:

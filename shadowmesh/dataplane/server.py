@@ -21,10 +21,9 @@ from shadowmesh.dataplane.listener import Listener
 from shadowmesh.dataplane.tls import CredentialError, server_context
 from shadowmesh.errors import ShadowmeshError
 from shadowmesh.mirror.dispatcher import Dispatcher
-from shadowmesh.mirror.pairing import ComparePlan, Sink
 from shadowmesh.observe.accesslog import AccessLog
-from shadowmesh.observe.spans import Spans
 from shadowmesh.observe.stats import Stats
+from shadowmesh.proxy.context import ProxyContext
 from shadowmesh.routing.ingress import GATEWAY_KEY, IngressPlan
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.upstream.connection import Pool
@@ -75,7 +74,7 @@ def bind_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket
     return sock
 
 
-class DataPlane:
+class DataPlane(ProxyContext):
     def __init__(
         self,
         table: RouteTable,
@@ -88,19 +87,18 @@ class DataPlane:
         reuse_port: bool = False,
         pseudonym: bytes = b"",
     ) -> None:
-        self.reuse_port = reuse_port
         # Our name in Via (see control/identity.py); a process of its own draws one.
-        self.pseudonym = pseudonym or b"shadowmesh-" + secrets.token_hex(6).encode()
+        super().__init__(
+            table,
+            pool,
+            dispatcher,
+            access_log,
+            stats,
+            pseudonym or b"shadowmesh-" + secrets.token_hex(6).encode(),
+        )
+        self.reuse_port = reuse_port
         self.limits = limits or DownstreamLimits()
-        self.table = table
-        self.compare_plan = ComparePlan(table.comparisons)
-        self.analyzer: Sink | None = None  # set by serve when comparisons are analysed
         self.bind = bind
-        self.pool = pool
-        self.dispatcher = dispatcher
-        self.access_log = access_log
-        self.stats = stats
-        self.spans: Spans | None = None  # set by serve when traces are exported (OTLP)
         self.listeners: dict[int, Listener] = {}
         self.outbound: Listener | None = None
         # The ingress (Istio Gateways' servers): where its ports listen, where credentialName
@@ -148,7 +146,6 @@ class DataPlane:
                 sock.close()
             raise
         self.table = table
-        self.compare_plan = ComparePlan(table.comparisons)
         for port in sorted(set(self.listeners) - wanted):
             self.listeners.pop(port).close()
         for port, sock in bound.items():

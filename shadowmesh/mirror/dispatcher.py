@@ -3,7 +3,10 @@
 Rules this module owns, so the shadow can never affect the live request:
 
 1. A shadow is buffered while the primary's body streams, and sent once that body is complete
-   (Envoy's behaviour before 1.33). The primary is never paused for the shadow: there is no
+   (Envoy's behaviour before 1.33). The body is the request's one ``http.body.BodyBuffer``,
+   shared with every copy (and the primary's retries); each copy still counts its bytes
+   against the per-copy and total bounds, as if it held its own: the bounds mean what they
+   did. The primary is never paused for the shadow: there is no
    back-pressure path from here to the client.
 2. Shadows have their own connection pool and their own timeout.
 3. Shadows in flight and shadow body bytes held are bounded. Past a bound, the shadow is
@@ -23,13 +26,9 @@ import random
 import time
 from collections.abc import Iterable
 
-from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
-from shadowmesh.observe.accesslog import AccessLog
-from shadowmesh.observe.spans import Spans
-from shadowmesh.observe.stats import Stats
-from shadowmesh.routing.decision import Endpoint, Upstream
-from shadowmesh.upstream.connection import Pool, UpstreamConnection
-from shadowmesh.upstream.wire import (
+from shadowmesh.http.body import BodyBuffer
+from shadowmesh.http.ports import Stream
+from shadowmesh.http.wire import (
     CHUNKED,
     IDEMPOTENT,
     Headers,
@@ -37,6 +36,12 @@ from shadowmesh.upstream.wire import (
     content_length,
     serialize_request,
 )
+from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
+from shadowmesh.observe.accesslog import AccessLog
+from shadowmesh.observe.spans import Spans
+from shadowmesh.observe.stats import Stats
+from shadowmesh.routing.decision import Endpoint, Upstream
+from shadowmesh.upstream.connection import Pool, UpstreamConnection
 
 
 class ShadowLimits:
@@ -57,7 +62,7 @@ class ShadowLimits:
         self.max_total_body_bytes = max_total_body_bytes
 
 
-class ShadowCopy:
+class ShadowCopy(Stream):
     """One shadow request being assembled while the primary's body streams in."""
 
     __slots__ = (
@@ -67,7 +72,7 @@ class ShadowCopy:
         "method",
         "path",
         "authority",
-        "body",
+        "source",
         "size",
         "held",
         "done",
@@ -121,7 +126,7 @@ class ShadowCopy:
         # The primary's framing, which the copy keeps: chunked, Content-Length, or no body.
         self.chunked = chunked
         self.sized = sized
-        self.body: list[bytes] = []
+        self.source: BodyBuffer | None = None  # the request's body, shared (set by the stream)
         self.size = 0
         self.held = 0
         self.done = False
@@ -151,7 +156,6 @@ class ShadowCopy:
         elif d.held_bytes + n > d.limits.max_total_body_bytes:
             self.abandon("buffer_full")
         else:
-            self.body.append(chunk)
             self.size += n
             self.held += n
             d.held_bytes += n
@@ -173,9 +177,9 @@ class ShadowCopy:
     def release_body(self) -> None:
         self.dispatcher.held_bytes -= self.held
         self.held = 0
-        self.body = []
+        self.source = None
 
-    # --- the ResponseSink its upstream connection drives ----------------------------------
+    # --- the Stream events its upstream connection delivers --------------------------------
 
     def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
         self.status = status
@@ -183,12 +187,12 @@ class ShadowCopy:
         if self.answer_body is not None:
             self.answer_headers = headers
 
-    def response_body(self, chunk: bytes) -> None:
+    def response_data(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self.answer_body is not None:
             self.answer_body.add(chunk)
 
-    def response_complete(self) -> None:
+    def response_end(self) -> None:
         self.dispatcher.answered(self)
 
     def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
@@ -198,7 +202,7 @@ class ShadowCopy:
         # A shadow that cannot take its request fast enough just waits; its timeout bounds it.
         pass
 
-    def flush(self) -> None:
+    def upstream_read_done(self) -> None:
         pass  # nothing goes to a client
 
     def tunnel_data(self, data: bytes) -> None:
@@ -331,7 +335,8 @@ class Dispatcher:
         self.stats.shadows["sent"] += 1
         # The whole body is held, but its framing is the primary's, never guessed: a request
         # without one has no body, and a server may treat Content-Length: 0 otherwise.
-        body = b"".join(copy.body) if copy.body else b""
+        source = copy.source
+        body = source.data() if source is not None and copy.size else b""
         if body and copy.pairing is not None:
             copy.pairing.keep_body(body)  # for the report's drill-down: curl can replay it
         if copy.chunked:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from shadowmesh.compare.capture import CapturedExchange, CapturedResponse
-from shadowmesh.model.comparison import Comparison
-from shadowmesh.upstream.wire import Headers
+from shadowmesh.http.wire import Headers
+from shadowmesh.routing.comparing import CompareRule
 
 # The one table of Envoy response flags that mean "no upstream answer", and the word each is
 # known by: the comparison's ``CapturedResponse.error`` for a primary and a shadow alike, and the
@@ -28,34 +28,6 @@ def error_of(flag: str) -> str:
 
 class Sink(Protocol):
     def submit(self, exchange: CapturedExchange) -> bool: ...
-
-
-class ComparePlan:
-    """Per route table: the Comparison, if any, for each primary cluster (by host and subset).
-
-    The port in a cluster name does not matter: a Comparison names a host and subsets.
-    """
-
-    def __init__(self, comparisons: tuple[Comparison, ...]) -> None:
-        self._by_target = {(c.fqdn, c.primary): c for c in comparisons}
-        self._clusters: dict[str, Comparison | None] = {}
-        # Read for every mirrored request: a plain attribute (a __bool__ here would run as
-        # interpreted Python under the compiled data plane).
-        self.active = bool(comparisons)
-
-    def for_cluster(self, cluster: str) -> Comparison | None:
-        try:
-            return self._clusters[cluster]
-        except KeyError:
-            parts = cluster.split("|")
-            found = self._by_target.get((parts[3], parts[2])) if len(parts) == 4 else None
-            self._clusters[cluster] = found  # cluster names come from config: a bounded set
-            return found
-
-
-def subset_of(cluster: str) -> str:
-    parts = cluster.split("|")
-    return parts[2] if len(parts) == 4 else ""
 
 
 class BodyCopy:
@@ -109,7 +81,7 @@ class Pairing:
     def __init__(
         self,
         sink: Sink,
-        comparison: Comparison,
+        comparison: CompareRule,
         request_id: str,
         method: str,
         path: str,

@@ -37,6 +37,7 @@ from shadowmesh.model.resources import (
 )
 from shadowmesh.routing.answers import Answer
 from shadowmesh.routing.clusters import Cluster, ClusterSet, Target, WeightedTargets
+from shadowmesh.routing.comparing import CompareRule, compare_rules
 from shadowmesh.routing.compile_policy import answer, block_lengths, route_policy
 from shadowmesh.routing.decision import (
     NO_PEER,
@@ -189,6 +190,7 @@ class RouteTable:
         self._ingress: Mapping[int, IngressHosts] = {}
         self.shadow_skipped: Counter[str] = Counter()
         self.comparisons: tuple[Comparison, ...] = ()  # what the data plane captures for
+        self.compare_rules: dict[str, CompareRule] = {}  # ... by primary cluster (the stream)
         # (listener port, authority as sent) -> (virtual host, service port). Clients send few
         # distinct authorities, so parsing and the alias lookups happen once per table, not
         # per request. Bounded: past the cap, lookups still work, uncached.
@@ -252,6 +254,7 @@ class RouteTable:
         )
         table.dns_names = inventory.dns_names
         table.comparisons = tuple(comparisons_for(resources))
+        table.compare_rules = compare_rules(table.comparisons, clusters)
         table._ingress = _ingress_hosts(inventory, clusters, gateway_unit)
         table.ingress = {port: i.plan for port, i in table._ingress.items()}
         return table

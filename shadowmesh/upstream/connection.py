@@ -1,51 +1,27 @@
-"""One keep-alive HTTP/1.1 connection to an upstream, and the pool that keeps them per endpoint.
+"""The HTTP/1.1 upstream codec: one keep-alive connection to an upstream, and the pool that
+keeps them per endpoint.
 
-The connection parses responses with httptools (llhttp) and hands each event to the ``sink``
-of the request it currently serves; between requests it sits idle in the pool. Whoever owns
-the connection decides whether it can be reused; a connection the upstream closed, or one
-whose response was not read to the end, never goes back.
+The connection is the ``UpstreamPort`` of the request it serves (``http.ports``): it writes the
+request from the stream's calls (``send_head``, ``send_data``, ``send_end``), parses the
+response with httptools (llhttp) and hands each event to that request's ``Stream``; between
+requests it sits idle in the pool. Its per-message state (the response's head, trailers and
+framing; the request's chunking) is reset at each message. Whoever owns the connection decides
+whether it can be reused; a connection the upstream closed, or one whose response was not read
+to the end, never goes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import cast
 
 import httptools
 
+from shadowmesh.http.ports import NO_LENGTH, STREAMED, Stream, UpstreamPort
+from shadowmesh.http.wire import CHUNKED, Headers, content_length, serialize_request
 from shadowmesh.routing.decision import Endpoint, socket_address
 from shadowmesh.upstream.headlimit import MAX_HEADERS, HeadLimit
-from shadowmesh.upstream.wire import Headers
-
-
-class ResponseSink(Protocol):
-    """Who receives a response: the client-side exchange, or a shadow that discards it."""
-
-    def response_head(
-        self, status: int, reason: bytes, headers: Headers, keep_alive: bool
-    ) -> None: ...
-
-    def response_body(self, chunk: bytes) -> None: ...
-
-    def response_complete(self) -> None: ...
-
-    def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
-        """The connection broke, or sent a response we refuse (``protocol_error``); the sink
-        must not reuse it."""
-        ...
-
-    def upstream_writable(self, writable: bool) -> None:
-        """Flow control: the upstream's send buffer went over (False) or under (True) its mark."""
-        ...
-
-    def tunnel_data(self, data: bytes) -> None:
-        """After a 101 to an Upgrade request: raw bytes from the upstream, relayed as they are."""
-        ...
-
-    def flush(self) -> None:
-        """One upstream read has been parsed: write out what it produced."""
-        ...
 
 
 def unframed(headers: Headers) -> bool:
@@ -58,7 +34,7 @@ def unframed(headers: Headers) -> bool:
     return True
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(UpstreamPort):
     __slots__ = (
         "endpoint",
         "transport",
@@ -72,19 +48,20 @@ class UpstreamConnection(asyncio.Protocol):
         "_until_close",
         "head_limit",
         "_head_only",
-        "closed",
         "idle_lost",
-        "requests",
         "paused",
+        "_chunked",
+        "_corked",
         "upgrade",
         "tunnel",
         "_local",
     )
 
     def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__()
         self.endpoint = endpoint
         self.transport: asyncio.Transport | None = None
-        self.sink: ResponseSink | None = None
+        self.sink: Stream | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._status_reason = b""
         self._headers: Headers = []
@@ -98,10 +75,10 @@ class UpstreamConnection(asyncio.Protocol):
         # failure), as Envoy refuses one over its limits, before more of it is buffered.
         self.head_limit = HeadLimit()
         self._head_only = False
-        self.closed = False
         self.idle_lost: Callable[[UpstreamConnection], None] | None = None
-        self.requests = 0
         self.paused = False
+        self._chunked = False  # the request in flight is sent chunked
+        self._corked: list[bytes] | None = None  # writes held (``cork``)
         self.upgrade = False  # the request in flight asked for an Upgrade
         self.tunnel = False  # the upstream said 101: bytes now flow raw both ways
         self._local = ""
@@ -119,6 +96,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._local = socket_address(self.transport.get_extra_info("sockname"))
         return self._local
 
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself (a plain class: no asyncio.Protocol default)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         sink, self.sink = self.sink, None
@@ -126,7 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
             if self._until_close and exc is None:
                 # RFC 9112 6.3: a response with neither length nor chunked ends at the close.
                 self._in_message = False
-                sink.response_complete()
+                sink.response_end()
             else:
                 sink.upstream_failed("connection termination")
         elif self.idle_lost is not None:
@@ -147,7 +127,7 @@ class UpstreamConnection(asyncio.Protocol):
                 return
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops at the end of a 101's head: what follows is the tunnel's.
-            sink.flush()
+            sink.upstream_read_done()
             rest = data[exc.args[0] :] if exc.args else b""
             if self.tunnel and rest:
                 sink.tunnel_data(rest)
@@ -155,7 +135,7 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(f"protocol error: {exc}", protocol_error=True)
             return
-        sink.flush()
+        sink.upstream_read_done()
 
     def pause_writing(self) -> None:
         if self.sink is not None:
@@ -234,7 +214,7 @@ class UpstreamConnection(asyncio.Protocol):
             # Body with no request in flight: the rest of a read after a HEAD's answer (its
             # old parser still counts the announced length) or after the sink let go.
             raise httptools.HttpParserError("response bytes without a request")
-        self.sink.response_body(body)
+        self.sink.response_data(body)
 
     def on_chunk_header(self) -> None:
         self.head_limit.begin()  # the last chunk's is followed by the trailer section
@@ -246,22 +226,77 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_limit.end()
         self._in_message = False
         if self.sink is not None and self._parser.get_status_code() >= 200:
+            if self.trailers:
+                self.sink.response_trailers(self.trailers)
             self._finish()
 
     # used by the owner
 
-    def begin(self, sink: ResponseSink, head_only: bool, upgrade: bool = False) -> None:
+    def begin(self, sink: Stream, head_only: bool, upgrade: bool = False) -> None:
         self.sink = sink
         self._head_only = head_only
         self.upgrade = upgrade
         self.requests += 1
+
+    def send_head(
+        self,
+        stream: Stream,
+        method: bytes,
+        path: bytes,
+        authority: bytes,
+        lines: bytes,
+        length: int,
+        upgrade: bool,
+    ) -> None:
+        self.begin(stream, method == b"HEAD", upgrade)
+        self._chunked = length == STREAMED
+        if length == NO_LENGTH:
+            framing = b""
+        elif self._chunked:
+            framing = CHUNKED
+        else:
+            framing = content_length(length)
+        self.write(serialize_request(method, path, authority, lines, framing))
+
+    def send_data(self, data: bytes) -> None:
+        if self.tunnel or not self._chunked:
+            self.write(data)
+        elif data:
+            self.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def send_trailers(self, trailers: Headers) -> None:
+        if not self._chunked:
+            return  # only a chunked body carries trailers in HTTP/1
+        self._chunked = False  # the last chunk is written here, not by ``send_end``
+        lines = b"".join([b"%s: %s\r\n" % pair for pair in trailers])
+        self.write(b"0\r\n" + lines + b"\r\n")
+
+    def send_end(self) -> None:
+        if self._chunked:
+            self._chunked = False
+            self.write(b"0\r\n\r\n")
+
+    def reset(self) -> None:
+        self._corked = None
+        self.detach()
+
+    def cork(self) -> None:
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        data, self._corked = self._corked, None
+        if data:
+            self.write(data[0] if len(data) == 1 else b"".join(data))
 
     def at_boundary(self) -> bool:
         """Between two messages, and served by no one: the only state a pool may keep."""
         return not self._in_message and self.sink is None and not self.tunnel and not self.closed
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        if self._corked is not None:
+            self._corked.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
 
     def pause_reading(self) -> None:
@@ -288,7 +323,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self) -> None:
         sink, self.sink = self.sink, None
         if sink is not None:
-            sink.response_complete()
+            sink.response_end()
 
     def _fail(self, reason: str, protocol_error: bool = False) -> None:
         sink, self.sink = self.sink, None
@@ -324,10 +359,13 @@ class Pool:
         """A new connection; raises OSError (refused, unreachable) or TimeoutError."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout):
+            # A plain class with asyncio.Protocol's methods (its one base is the port).
             _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(endpoint), endpoint.address, endpoint.port
+                lambda: cast(asyncio.Protocol, UpstreamConnection(endpoint)),
+                endpoint.address,
+                endpoint.port,
             )
-        return conn
+        return cast(UpstreamConnection, conn)
 
     def put(self, conn: UpstreamConnection) -> None:
         if not conn.at_boundary():

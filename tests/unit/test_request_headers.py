@@ -1,13 +1,8 @@
 """Headers the upstream and the shadow get: Envoy's additions, hop-by-hop removal."""
 
-from shadowmesh.dataplane.request import (
-    Outgoing,
-    RequestHead,
-    shadow_host,
-    upstream_headers,
-    via_names,
-)
-from shadowmesh.upstream.wire import content_length, serialize_request
+from shadowmesh.http.request import RequestHead, via_names
+from shadowmesh.http.wire import content_length, serialize_request
+from shadowmesh.proxy.headers import Outgoing, shadow_host, upstream_headers
 
 PSEUDONYM = b"shadowmesh-0123456789ab"
 
@@ -189,7 +184,7 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
 
 
 def test_connection_tokens_name_the_headers_to_remove() -> None:
-    from shadowmesh.dataplane.request import tokens
+    from shadowmesh.http.request import tokens
 
     assert tokens(b"keep-alive") == frozenset() and tokens(b"Close") == frozenset()
     assert tokens(b"close, X-Secret , ,keep-alive") == {b"close", b"x-secret", b"keep-alive"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shadowmesh.dataplane.request import normalize_path, strip_lines, valid_authority
+from shadowmesh.http.request import normalize_path, strip_lines, valid_authority
 from shadowmesh.observe.accesslog import DEFAULT_REDACTED_QUERY, redact_query
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shadowmesh.dataplane.response import response_headers
+from shadowmesh.http.response import response_headers
 
 
 def test_transfer_codings_other_than_chunked_are_kept() -> None:

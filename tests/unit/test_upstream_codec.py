@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from shadowmesh.http.ports import Stream
+from shadowmesh.http.wire import Headers
 from shadowmesh.routing.decision import Endpoint
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
-from shadowmesh.upstream.wire import Headers
 
 
-class Sink:
+class Sink(Stream):
     """Records what an UpstreamConnection tells the exchange (or shadow) it serves."""
 
     def __init__(self) -> None:
@@ -19,10 +20,10 @@ class Sink:
         self.heads.append((status, headers))
         self.events.append(("head", status, keep_alive))
 
-    def response_body(self, chunk: bytes) -> None:
+    def response_data(self, chunk: bytes) -> None:
         self.body += chunk
 
-    def response_complete(self) -> None:
+    def response_end(self) -> None:
         self.events.append(("complete",))
 
     def upstream_failed(self, reason: str, protocol_error: bool = False) -> None:
@@ -34,7 +35,7 @@ class Sink:
     def tunnel_data(self, data: bytes) -> None:
         self.events.append(("tunnel", data))
 
-    def flush(self) -> None:
+    def upstream_read_done(self) -> None:
         pass
 
 

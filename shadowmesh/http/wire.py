@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-Headers = list[tuple[bytes, bytes]]
+Header = tuple[bytes, bytes]
+Headers = list[Header]
 
 # RFC 9110 9.2.2: the methods a client may repeat, so a proxy may send one again when the
 # connection closed under it before an answer. The upstream may have acted on any other request

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from shadowmesh.dataplane.request import HOP_BY_HOP, tokens
-from shadowmesh.upstream.wire import Headers
+from shadowmesh.http.request import HOP_BY_HOP, tokens
+from shadowmesh.http.wire import Headers
 
 # Envoy's local reply bodies, so scripts written against Istio see the same text.
 NO_HEALTHY_UPSTREAM = b"no healthy upstream"

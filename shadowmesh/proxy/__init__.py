@@ -1,0 +1,1 @@
+"""The protocol-neutral proxy: one ``ProxyStream`` per request, policy only (see http.ports)."""
