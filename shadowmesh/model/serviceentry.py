@@ -23,6 +23,7 @@ from shadowmesh.model.resources import (
     ServiceEntryPort,
 )
 from shadowmesh.model.virtualservice import export_to_field
+from shadowmesh.model.workload import address_in_network
 
 SPEC_FIELDS = (
     "hosts",
@@ -223,7 +224,9 @@ def _endpoints(
             continue
         address = obj.text("address") or ""
         apath = obj.path("address")
-        if not address:
+        if not address and address_in_network(obj, issues):
+            pass
+        elif not address:
             issues.error(apath, "address is required")
         elif address.startswith("unix://"):
             issues.error(apath, "unix:// addresses are not supported by shadowmesh; use an IP")

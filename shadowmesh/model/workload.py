@@ -34,6 +34,8 @@ def parse_workload_entry(spec: Obj, meta: Meta | None, issues: Issues) -> Worklo
 def _address(spec: Obj, issues: Issues) -> str | None:
     address = spec.text("address")
     path = spec.path("address")
+    if not address and address_in_network(spec, issues):
+        return ""
     if not address:
         if address is not None or not spec.has("address"):
             issues.error(path, "address is required")
@@ -68,3 +70,17 @@ def _weight(spec: Obj, issues: Issues) -> int | None:
         issues.error(spec.path("weight"), f"weight {weight} must be in the range 0..{_UINT32_MAX}")
         return None
     return weight
+
+
+def address_in_network(entry: Obj, issues: Issues) -> bool:
+    """Istio accepts a workload with no address but a ``network``: one reached through that
+    network's gateway. shadowmesh reaches none, so it gets no endpoint, with Istio's warning."""
+    network = entry.text("network")
+    if not network:
+        return False
+    issues.note(
+        entry.path("address"),
+        f'address is unset with network "{network}"; shadowmesh reaches no network gateway, '
+        "the workload gets no endpoint",
+    )
+    return True

@@ -222,6 +222,8 @@ def _entry_info(
         found: list[Member] = []
         seen: set[Endpoint] = set()
         for address, own_ports, labels, origin, weight in sources:
+            if not address:
+                continue  # in another network, behind its gateway (model/workload.py)
             number = own_ports.get(port.name) or port.target_port or port.number
             for ip in addresses(address):
                 endpoint = Endpoint(ip, number)
@@ -246,7 +248,7 @@ def _members(port: ServicePort, workloads: list[WorkloadEntry]) -> tuple[Member,
     seen: set[Endpoint] = set()
     for w in workloads:
         number = endpoint_port(port, w)
-        if number is None:
+        if number is None or not w.address:  # no address: behind a network gateway
             continue
         endpoint = Endpoint(w.address, number)
         # Two entries on one address:port are one socket: count it once.

@@ -26,7 +26,7 @@ def outcome(case: dict[str, Any]) -> tuple[list[str], tuple[str, ...]]:
     document = {
         "apiVersion": "networking.istio.io/v1",
         "kind": case["kind"],
-        "metadata": {"name": "r", "namespace": "default"},
+        "metadata": {"name": "r", "namespace": case.get("namespace", "default")},
         "spec": case["spec"],
     }
     try:

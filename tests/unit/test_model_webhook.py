@@ -480,3 +480,47 @@ def test_a_narrower_method_after_a_prefix_is_still_reachable() -> None:
     assert not [
         w for w in warnings(virtual_service(f"hosts: [foo.bar]\n{routes}")) if "not used" in w
     ]
+
+
+# --- a workload behind another network's gateway: no address, a network -------------------------
+
+MULTI_NETWORK = """
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: here}
+spec: {address: 127.0.0.1, labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: there}
+spec: {network: network-2, labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}, {network: network-2}]
+"""
+
+
+def test_a_workload_with_a_network_and_no_address_applies_and_gets_no_endpoint() -> None:
+    from shadowmesh.routing.inventory import build_inventory
+
+    loaded = load_text(MULTI_NETWORK, "t.yaml")
+    notes = [w for d in loaded.documents for w in d.warnings if "address is unset" in w]
+    assert len(notes) == 2 and 'address is unset with network "network-2"' in notes[0]
+    inventory = build_inventory([d.resource for d in loaded.documents])
+    reviews = inventory.services["reviews.default.svc.cluster.local"].members[9080]
+    assert [m.endpoint.address for m in reviews] == ["127.0.0.1"]
+    api = inventory.services["api.example.com"].members[80]
+    assert [m.endpoint.address for m in api] == ["10.0.0.1"]
