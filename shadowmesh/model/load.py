@@ -23,7 +23,7 @@ import yaml
 from shadowmesh.errors import ConfigError, ConfigErrors, ParseError
 from shadowmesh.model import kinds, schema
 from shadowmesh.model.fields import Issues, Obj, child, describe, item
-from shadowmesh.model.meta import read_meta
+from shadowmesh.model.meta import check_istio_annotations, read_meta
 from shadowmesh.model.resources import Document, Resource
 
 _TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -192,6 +192,8 @@ def _parse(
     top = Obj.of(raw, "", issues, _TOP_FIELDS, proto=False)
     assert top is not None  # raw is a mapping
     meta = read_meta(top, issues, namespace, kind.name_rule)
+    if kind.group == kinds.ISTIO_NETWORKING:
+        check_istio_annotations(top, issues)
     spec = top.sub("spec", kind.spec_fields, proto=kind.proto)
     if spec is None:
         if not top.has("spec"):

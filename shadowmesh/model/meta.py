@@ -87,3 +87,33 @@ def check_labels(labels: dict[str, str], path: str, issues: Issues) -> None:
         problem = validate.label_key(key) or validate.label_value(value)
         if problem:
             issues.error(child(path, key), problem)
+
+
+# Istio's validateMetadata (pkg/config/validation, Istio 1.31): annotations its webhook refuses
+# on every Istio kind shadowmesh reads (none of them is an AuthorizationPolicy, the one kind that
+# may carry istio.io/dry-run).
+_INTERNAL_ANNOTATIONS = ("internal.istio.io/parent-namespace", "internal.istio.io/parents")
+
+
+def check_istio_annotations(top: Obj, issues: Issues) -> None:
+    metadata = top.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict):
+        return
+    path = "metadata.annotations"
+    if "istio.io/dry-run" in annotations:
+        issues.error(
+            child(path, "istio.io/dry-run"),
+            f"{issues.namespace}/{issues.name} has unsupported annotation istio.io/dry-run, "
+            "please remove the annotation",
+        )
+    if "internal.istio.io/webhook-always-reject" in annotations:
+        issues.error(
+            child(path, "internal.istio.io/webhook-always-reject"),
+            '"internal.istio.io/webhook-always-reject" annotation found, rejecting',
+        )
+    for name in _INTERNAL_ANNOTATIONS:
+        if name in annotations:
+            issues.error(
+                child(path, name), f'"{name}" annotation found, this may not be set by users'
+            )

@@ -524,3 +524,28 @@ def test_a_workload_with_a_network_and_no_address_applies_and_gets_no_endpoint()
     assert [m.endpoint.address for m in reviews] == ["127.0.0.1"]
     api = inventory.services["api.example.com"].members[80]
     assert [m.endpoint.address for m in api] == ["10.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "message"),
+    [
+        (
+            "istio.io/dry-run",
+            "default/r has unsupported annotation istio.io/dry-run, please remove the annotation",
+        ),
+        (
+            "internal.istio.io/webhook-always-reject",
+            '"internal.istio.io/webhook-always-reject" annotation found, rejecting',
+        ),
+        (
+            "internal.istio.io/parents",
+            '"internal.istio.io/parents" annotation found, this may not be set by users',
+        ),
+    ],
+)
+def test_annotations_istio_s_webhook_refuses_are_refused(annotation: str, message: str) -> None:
+    text = (
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+        f"metadata: {{name: r, annotations: {{'{annotation}': 'true'}}}}\nspec: {{host: reviews}}\n"
+    )
+    assert refusals(text) == [(f"metadata.annotations.{annotation}", message)]
