@@ -341,3 +341,22 @@ spec:
     assert [m.key[2] for m in found] == ["secure", "plain"]
     assert "plain-text ones (of default/plain)" in found[0].text
     assert RouteTable.compile(resources).ingress[8443].tls[0].gateway == "default/secure"
+
+
+def test_istio_mutual_and_non_http_servers_are_warned_and_not_opened() -> None:
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: g}
+spec:
+  servers:
+  - port: {number: 15443, name: https-mtls, protocol: HTTPS}
+    tls: {mode: ISTIO_MUTUAL}
+    hosts: ["*.local"]
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+"""
+    (document,) = load_text(text, "g.yaml").documents
+    assert any("ISTIO_MUTUAL is not acted on" in w for w in document.warnings), document.warnings
+    assert any("(TCP) is not served by shadowmesh" in w for w in document.warnings)
+    assert RouteTable.compile([document.resource]).ingress == {}
