@@ -587,8 +587,94 @@ def _get(value: Any, name: str) -> Any:
 def check_spec(kind: str, spec: Any, issues: Issues, path: str = "spec") -> None:
     """Record the CRD's structural errors of ``spec`` (a kind of ``SPECS``) in ``issues``."""
     node = SPECS.get(kind)
-    if node is not None and spec is not None:
+    if node is not None and spec is not None and not _valid(spec, node):
         _check(spec, node, path, issues)
+
+
+def _valid(value: Any, node: Node) -> bool:
+    """The same rules without paths or messages: True when ``_check`` would find nothing.
+
+    A stored config of 10,000 documents is read at every start; only a document this refuses
+    (or one it cannot judge quickly: a proto spelling) is walked again for the messages.
+    """
+    kind = node.type
+    if kind == "any":
+        return True
+    if kind == "object":
+        if type(value) is not dict:
+            return False
+        fields = node.fields
+        for key, element in value.items():
+            sub = fields.get(key)
+            if sub is None:
+                return False  # unknown, or a proto spelling: the slow walk decides
+            if element is not None and not _valid(element, sub):
+                return False
+        for name in node.required:
+            if value.get(name) is None:
+                return False
+        for group in node.one_of:
+            if sum(1 for name in group if value.get(name) is not None) > 1:
+                return False
+        return not node.rules or _rules_hold(
+            {k: v for k, v in value.items() if v is not None}, node
+        )
+    if kind == "array":
+        if type(value) is not list:
+            return False
+        if node.max_items is not None and len(value) > node.max_items:
+            return False
+        if node.min_items is not None and len(value) < node.min_items:
+            return False
+        element = node.element
+        assert element is not None
+        if not all(_valid(e, element) for e in value):
+            return False
+        if node.map_key:
+            keys = [e.get(node.map_key) for e in value if type(e) is dict]
+            if len(keys) != len(set(keys)):
+                return False
+        return not node.rules or _rules_hold(value, node)
+    if kind == "map":
+        if type(value) is not dict:
+            return False
+        if node.max_items is not None and len(value) > node.max_items:
+            return False
+        element = node.element
+        assert element is not None
+        if not all(v is None or _valid(v, element) for v in value.values()):
+            return False
+        return not node.rules or _rules_hold(value, node)
+    if kind == "string":
+        if type(value) is not str:
+            return False
+        if node.enum and value not in node.enum:
+            return False
+        if node.max_length is not None and len(value) * 4 > node.max_length:
+            return False  # maybe too long in UTF-8: the slow walk counts the bytes
+        if node.format == "duration" and not _duration_ok(value):
+            return False
+        return not node.rules or _rules_hold(value, node)
+    if kind == "boolean":
+        return type(value) is bool
+    if kind == "integer":
+        if type(value) is not int:
+            return False
+    elif not is_number(value):
+        return False
+    if node.low is not None and value < node.low or node.high is not None and value > node.high:
+        return False
+    return not node.rules or _rules_hold(value, node)
+
+
+def _rules_hold(value: Any, node: Node) -> bool:
+    for holds, _ in node.rules:
+        try:
+            if not holds(value):
+                return False
+        except (TypeError, AttributeError, KeyError):
+            return False
+    return True
 
 
 def _check(value: Any, node: Node, path: str, issues: Issues) -> None:

@@ -22,11 +22,18 @@ _EXACT, _PREFIX = "exact:", "prefix:"
 
 def warn_unreachable(spec: Mapping[str, Any], issues: Issues) -> None:
     """Each of Istio's VirtualServiceUnreachableRule and IneffectiveMatch warnings for ``spec``."""
-    spec = _canonical(spec)
     for name in ("http", "tcp", "tls"):
         routes = spec.get(name)
-        if isinstance(routes, list):
-            _analyze(routes, name == "http", issues)
+        if isinstance(routes, list) and (len(routes) > 1 or _several_matches(routes)):
+            _analyze([_canonical(r) for r in routes], name == "http", issues)
+
+
+def _several_matches(routes: list[Any]) -> bool:
+    """A lone route warns only when its matches repeat one another: of two or more."""
+    if not routes or not isinstance(routes[0], Mapping):
+        return False
+    matches = routes[0].get("match")
+    return isinstance(matches, list) and len(matches) > 1
 
 
 def _analyze(routes: list[Any], http: bool, issues: Issues) -> None:
@@ -173,19 +180,30 @@ def _key(match: Any) -> str:
 def _canonical(value: Any, *, keep_keys: bool = False) -> Any:
     """Keys in their JSON spelling (``query_params`` -> ``queryParams``), nulls dropped.
 
-    The keys of the maps a match holds (header and parameter names) are kept as written.
+    The keys of the maps a match holds (header and parameter names) are kept as written. Of a
+    route only its name and matches are read: the rest is left as it is. (The loader hands
+    plain dicts and lists: exact type checks keep this cheap for a config of 10,000.)
     """
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is list:
+        return [_canonical(v) for v in value]
+    if kind is not dict:
+        return value
+    if not keep_keys and "route" in value:
         return {
-            (str(k) if keep_keys else json_name(str(k))): _canonical(
-                v, keep_keys=not keep_keys and json_name(str(k)) in _MAPS
-            )
+            json_name(k): _canonical(v) if json_name(k) == "match" else v
             for k, v in value.items()
             if v is not None
         }
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    return value
+    out = {}
+    for key, element in value.items():
+        if element is None:
+            continue
+        name = key if keep_keys else json_name(key)
+        if type(element) is dict or type(element) is list:
+            element = _canonical(element, keep_keys=not keep_keys and name in _MAPS)
+        out[name] = element
+    return out
 
 
 _MAPS = frozenset({"headers", "queryParams", "withoutHeaders", "sourceLabels"})

@@ -550,3 +550,41 @@ def test_a_retry_budget_percent_written_as_a_percent_message_is_refused() -> Non
     assert found == [
         ("spec.trafficPolicy.retryBudget.percent", "must be a finite number, got a mapping")
     ]
+
+
+def _fast_and_full(kind: str, spec: Any) -> tuple[bool, list[tuple[str, str]]]:
+    issues = Issues(kind=kind)
+    schema._check(spec, schema.SPECS[kind], "spec", issues)  # the walk that names each problem
+    return schema._valid(spec, schema.SPECS[kind]), issues.errors
+
+
+def _istio_cases() -> list[tuple[str, Any]]:
+    from pathlib import Path
+
+    import yaml
+
+    data = Path(__file__).parent / "data" / "istio_validation_cases.yaml"
+    return [(c["kind"], c["spec"]) for c in yaml.safe_load(data.read_text())]
+
+
+@pytest.mark.parametrize(("kind", "spec"), _istio_cases())
+def test_the_quick_check_agrees_with_the_full_walk(kind: str, spec: Any) -> None:
+    # The quick check may send a valid document to the full walk (a proto spelling), never
+    # pass one the full walk refuses.
+    quick, errors = _fast_and_full(kind, spec)
+    assert quick == (not errors) or (not quick and not errors), errors
+    assert not (quick and errors)
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "field", "message"), [c for c in REFUSED + NOT_ACTED_ON if c[1] is not None]
+)
+def test_the_quick_check_refuses_every_refused_case(
+    kind: str, spec: str, field: str, message: str
+) -> None:
+    import yaml
+
+    value = yaml.safe_load(textwrap.dedent(spec))
+    quick, errors = _fast_and_full(kind, value)
+    if errors:
+        assert not quick
