@@ -47,8 +47,8 @@ HTTP_ROUTE_FIELDS = (
     "headers",
 )
 # Policy fields read, validated and compiled, that the data plane does not act on yet: each
-# draws one warning until its wiring lands (redirect and directResponse are answered already).
-ROUTE_NOT_ACTED_ON = ("retries", "fault", "headers", "rewrite", "corsPolicy")
+# draws one warning until its wiring lands (the others are acted on).
+ROUTE_NOT_ACTED_ON: tuple[str, ...] = ("retries",)
 DEPRECATED_MIRROR_PERCENT = (
     'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead'
 )
@@ -267,8 +267,6 @@ def _destinations(route: Obj, issues: Issues) -> tuple[RouteDestination, ...]:
         if entry is None:
             continue
         headers = _part(entry, "headers", httppolicy.parse_headers, issues)
-        if headers is not None:
-            issues.not_acted_on(entry.path("headers"))
         weight = _weight(entry, issues)
         total += weight
         if not entry.has("destination"):

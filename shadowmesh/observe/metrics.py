@@ -70,6 +70,17 @@ class StatsCollector(Collector):
             "Mirrors the route table could not resolve, by reason; restarts at each apply.",
             snapshot.get("shadow_skipped"),
         )
+        faults = _mapping(snapshot.get("faults"))
+        for kind, text in (
+            ("delays_injected", "Requests held by a route's fault delay (flag DI)."),
+            ("aborts_injected", "Requests answered by a route's fault abort (flag FI)."),
+        ):
+            yield _counter(f"shadowmesh_fault_{kind}", text, faults.get(kind, 0))
+        yield _gauge(
+            "shadowmesh_fault_active",
+            "Requests being delayed by a fault now.",
+            faults.get("active"),
+        )
         yield from _latency(snapshot.get("upstream_latency"))
         yield from upstreamstats.families(snapshot.get(upstreamstats.KEY))
         otlp = snapshot.get("otlp")

@@ -215,6 +215,13 @@ class Stats:
             "shadow_dropped": dict(self.shadow_dropped),
             "shadow_failed": dict(self.shadow_failed),
             "downstream_active": self.downstream_active,
+            # Envoy's fault filter stats (fault.delays_injected, fault.aborts_injected and the
+            # active_faults gauge), kept in ``requests`` so workers' reports add them up.
+            "faults": {
+                "delays_injected": self.requests["fault_delays_injected"],
+                "aborts_injected": self.requests["fault_aborts_injected"],
+                "active": self.requests["fault_active"],
+            },
             "upstream_latency": {
                 "bounds_seconds": list(LATENCY_BOUNDS),
                 "clusters": {

@@ -26,6 +26,7 @@ go straight through; flow control pauses the slower side.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Final
 
@@ -49,10 +50,19 @@ from shadowmesh.proxy.context import ProxyContext
 from shadowmesh.proxy.headers import Outgoing, shadow_host
 from shadowmesh.proxy.headers import upstream_headers as build_upstream_headers
 from shadowmesh.routing.decision import Failure, Forward, Upstream
-from shadowmesh.routing.policy import NO_POLICY, RoutePolicy
+from shadowmesh.routing.policy import (
+    FAULT_ABORT_BODY,
+    NO_POLICY,
+    Header,
+    RoutePolicy,
+    overwrite,
+    with_delay_flag,
+)
 from shadowmesh.upstream.connection import UpstreamConnection
 
 BUFFER_MARK = 256 * 1024
+# Draws the fault chances, one each per request (Envoy's runtime random; seeded by tests).
+FAULT_RNG: Final = random.Random()
 
 WAITING: Final = 0  # opened; behind another request of its connection
 ROUTING: Final = 1  # started: routing and the policy before the router run
@@ -116,6 +126,11 @@ class ProxyStream(Stream):
     primary_headers: Headers | tuple[()] = ()  # replaced per stream, never mutated
     route_name = ""
     policy: RoutePolicy = NO_POLICY
+    faulted = False  # the fault filter ran for this request (it runs once, delayed or not)
+    delay: asyncio.TimerHandle | None = None  # a fault delay holding the request now
+    delayed = False  # a fault delay held it: flag DI
+    cors_headers: list[Header] | tuple[()] = ()  # set on the response (allowed Origin)
+    original_path = b""  # the client's path when a rewrite changed it (for the access log)
     lines = b""  # the upstream request's header lines (the router's, after header ops)
     traced: Outgoing | None = None  # its span is exported (OTLP, sampled): the ids it went with
     service_time = -1  # ms from sending the head to the upstream's response head; -1: none
@@ -235,9 +250,15 @@ class ProxyStream(Stream):
         head = self.head
         self.upstream = decision.primary
         self.route_name = decision.route_name
-        self.policy = decision.policy
-        # Hook points, in Envoy's order (CONTRACT.md): fault (policy.fault: delay, then abort:
-        # no shadow, no retry) and CORS (policy.cors) come here, before the router.
+        policy = self.policy = decision.policy
+        # Envoy's filter order (traffic-policy.md section 0): fault (delay, then abort: no
+        # shadow, no retry), then CORS, then the router.
+        if policy.fault is not None and not self.faulted and self.inject_fault(decision):
+            return
+        if policy.cors is not None and self.cors_preflight(decision):
+            return
+        if policy.request_ops is not None or policy.rewrite is not None:
+            self.finalize_request(policy)
         spans = plane.spans
         if spans is None:
             out = build_upstream_headers(head, self.down.peer_ip, plane.pseudonym)
@@ -248,8 +269,7 @@ class ProxyStream(Stream):
                 self.traced = out
         self.request_id = out.request_id
         self.xff = out.forwarded_for
-        # Hook point: request header ops and rewrite (policy.request_ops, policy.rewrite) act
-        # on ``out`` here; the shadows below are taken from their result.
+        # The shadows are taken from the router's final request (header ops and rewrites).
         if decision.shadows:
             if plane.table.compare_rules:
                 self.compare(decision, out)
@@ -261,6 +281,84 @@ class ProxyStream(Stream):
             self.down.send_continue()
         self.lines = out.primary_lines()
         self.attempt()
+
+    # --- the route policy before the router: fault, CORS, header ops and rewrites ----------
+
+    def inject_fault(self, decision: Forward) -> bool:
+        """Envoy's fault filter: a delay (the request held, then routed as usual), then an
+        abort (answered here: never sent, mirrored or retried). True when it holds or answers
+        the request."""
+        fault = self.policy.fault
+        assert fault is not None
+        self.faulted = True
+        seconds = fault.delay(FAULT_RNG)
+        if seconds > 0.0:
+            self.delayed = True
+            requests = self.plane.stats.requests
+            requests["fault_delays_injected"] += 1
+            requests["fault_active"] += 1
+            loop = asyncio.get_running_loop()
+            self.delay = loop.call_later(seconds, self.delay_over, decision)
+            return True
+        return self.fault_abort(decision)
+
+    def delay_over(self, decision: Forward) -> None:
+        self.end_delay()
+        if self.state < DONE and not self.fault_abort(decision):
+            self.forward(decision)
+
+    def end_delay(self) -> None:
+        """The delay is over, or the request ended during it."""
+        delay, self.delay = self.delay, None
+        if delay is not None:
+            delay.cancel()
+            self.plane.stats.requests["fault_active"] -= 1
+
+    def fault_abort(self, decision: Forward) -> bool:
+        fault = self.policy.fault
+        assert fault is not None
+        status = fault.abort(FAULT_RNG)
+        if not status:
+            return False
+        self.plane.stats.requests["fault_aborts_injected"] += 1
+        for shadow in decision.shadows:
+            shadow.release()
+        self.fail(status, "FI", FAULT_ABORT_BODY, decision.primary.cluster)
+        return True
+
+    def cors_preflight(self, decision: Forward) -> bool:
+        """Envoy's CORS filter: a preflight answered here (True), or the headers an allowed
+        Origin's response gets."""
+        cors = self.policy.cors
+        assert cors is not None
+        head = self.head
+        origin = head.first(b"origin")
+        if not origin:
+            return False
+        if head.method == b"OPTIONS":
+            method = head.first(b"access-control-request-method")
+            if method:
+                wanted = head.first(b"access-control-request-headers") or b""
+                answer = cors.preflight(origin, method, wanted)
+                if answer is not None:
+                    for shadow in decision.shadows:
+                        shadow.release()
+                    # The CORS filter answers itself: no route response ops (encodeHeaders).
+                    self.fail(200, "", b"", decision.primary.cluster, b"", tuple(answer), False)
+                    return True
+        self.cors_headers = cors.decorate(origin)
+        return False
+
+    def finalize_request(self, policy: RoutePolicy) -> None:
+        """The router's header ops and rewrites, on the head the upstream and the shadows get;
+        the access log keeps the client's path, as Istio's prints x-envoy-original-path."""
+        head = self.head
+        path, authority, headers = policy.finalize_request(
+            head.path, head.authority, list(head.headers)
+        )
+        if path != head.path:
+            self.original_path = head.path
+        head.path, head.authority, head.headers = path, authority, headers
 
     def attempt(self) -> None:
         """Send the request to the chosen upstream, on a pooled port if one is idle."""
@@ -419,8 +517,12 @@ class ProxyStream(Stream):
         out, length, coding = resp.response_headers(headers)
         elapsed = int((time.time() - self.upstream_start) * 1000)
         out.append((b"x-envoy-upstream-service-time", str(elapsed).encode()))
-        # Hook point: response header ops (policy.response_ops) and CORS decoration act on
-        # ``out`` here.
+        # The router's response ops, then the CORS filter's headers (encoders run backwards).
+        ops = self.policy.response_ops
+        if ops is not None:
+            out = ops.apply(out)
+        if self.cors_headers:
+            out = overwrite(out, self.cors_headers)
         # Gathered until the end of this upstream read (``upstream_read_done``): head and body
         # then leave in one write, and a failure before that can still be answered with a 503.
         if not self.down.send_head(status, reason, out, length, coding):
@@ -585,11 +687,16 @@ class ProxyStream(Stream):
         cluster: str = "",
         location: bytes = b"",
         headers: tuple[tuple[bytes, bytes], ...] = (),
+        route_ops: bool = True,
     ) -> None:
-        """Answer locally, as Envoy does when there is no route, cluster or upstream."""
+        """Answer locally, as Envoy does when there is no route, cluster or upstream. The
+        route's response ops apply (Envoy's filter manager), unless ``headers`` has them
+        already or, ``route_ops`` False, the answer is the CORS filter's."""
         self.status = status
         self.flag = flag
         self.sent = len(body)
+        if route_ops and not headers:
+            headers = self.policy.local_headers
         self.down.send_local(status, body, location, headers)
         self.cluster = cluster
         self.finish()
@@ -611,6 +718,8 @@ class ProxyStream(Stream):
             )
         if self.timer is not None:
             self.timer.cancel()
+        if self.delay is not None:
+            self.end_delay()
         if self.upstream is not None:
             self.upstream.release()
         self.pending = ()
@@ -638,6 +747,8 @@ class ProxyStream(Stream):
             self.pairing.lost("primary", "client_aborted")
         if self.timer is not None:
             self.timer.cancel()
+        if self.delay is not None:
+            self.end_delay()
         if self.upstream is not None:
             self.upstream.release()
         self.log()
@@ -648,10 +759,11 @@ class ProxyStream(Stream):
         cluster = upstream.cluster if upstream else self.cluster
         head = self.head
         milliseconds = int((time.monotonic() - self.clock) * 1000)
+        flag = with_delay_flag(self.flag) if self.delayed else self.flag
         plane.stats.count_request(
             cluster,
             self.status,
-            self.flag,
+            flag,
             upstream.endpoint if upstream else None,
             "" if upstream else head.authority.decode("latin-1"),
             milliseconds,
@@ -672,10 +784,10 @@ class ProxyStream(Stream):
         access_log.request(
             self.started,
             head.method,
-            head.path,
+            self.original_path or head.path,
             head.version,
             self.status,
-            self.flag,
+            flag,
             self.received,
             self.sent,
             self.xff,

@@ -370,6 +370,22 @@ GRPC_CODES: Final = {
     "UNAUTHENTICATED": 16,
 }
 FAULT_ABORT_BODY: Final = b"fault filter abort"  # Envoy's local reply text for an abort
+# The response flags Envoy prints before DI (its CoreResponseFlag order, which toShortString
+# follows); every other comes after it.
+_BEFORE_DI = frozenset({"LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR"})
+
+
+def with_delay_flag(flag: str) -> str:
+    """A request's response flags with ``DI`` (a fault delay held it) in Envoy's order:
+    ``DI``, ``DI,FI``, ``UF,DI``, ``DI,DC``."""
+    if not flag or flag == "-":
+        return "DI"
+    parts = flag.split(",")
+    index = 0
+    while index < len(parts) and parts[index] in _BEFORE_DI:
+        index += 1
+    parts.insert(index, "DI")
+    return ",".join(parts)
 
 
 class FaultPolicy:

@@ -485,9 +485,10 @@ def test_cors_rules(cors: dict[str, Any], message: str) -> None:
 # --- warnings ------------------------------------------------------------------------------------
 
 
-def test_policy_fields_still_warn_until_the_data_plane_acts_on_them() -> None:
-    found = warnings(retries={"attempts": 1}, rewrite={"uri": "/"})
+def test_only_retries_still_warn_until_the_data_plane_acts_on_them() -> None:
+    found = warnings(
+        retries={"attempts": 1}, rewrite={"uri": "/"}, fault={"abort": {"httpStatus": 500}}
+    )
     assert [w.split(" is not acted on")[0] for w in found] == [
         "VirtualService ns/ratings: spec.http[0].retries",
-        "VirtualService ns/ratings: spec.http[0].rewrite",
     ]

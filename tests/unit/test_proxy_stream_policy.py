@@ -1,0 +1,209 @@
+"""The route policy in the per-request stream, in memory (Envoy's order: fault, CORS, router):
+what reaches the upstream codec's bytes and what the client's side is asked to send."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import textwrap
+
+from shadowmesh.dataplane.server import DataPlane
+from shadowmesh.http.request import RequestHead
+from shadowmesh.http.wire import Header, Headers
+from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
+from shadowmesh.model.load import load_text
+from shadowmesh.observe.accesslog import AccessLog
+from shadowmesh.observe.stats import Stats
+from shadowmesh.proxy.stream import DONE, ROUTING, SENT, ProxyStream
+from shadowmesh.routing.policy import with_delay_flag
+from shadowmesh.routing.table import RouteTable
+from shadowmesh.routing.testing import destination_rule, seed_workloads
+from shadowmesh.upstream.connection import Pool
+from tests.unit.test_proxy_stream import Client, pooled
+
+
+class Recorder(Client):
+    """The fake client's side, with the headers of local answers and response heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local_headers: tuple[Header, ...] = ()
+        self.head_pairs: Headers = []
+
+    def send_local(
+        self, status: int, body: bytes, location: bytes, headers: tuple[Header, ...] = ()
+    ) -> None:
+        super().send_local(status, body, location, headers)
+        self.local_headers = headers
+
+    def send_head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: Headers,
+        length: bytes | None,
+        coding: bytes | None,
+    ) -> bool:
+        self.head_pairs = list(headers)
+        return super().send_head(status, reason, headers, length, coding)
+
+
+def dataplane(http: str) -> DataPlane:
+    text = textwrap.dedent(
+        """\
+        apiVersion: networking.istio.io/v1
+        kind: VirtualService
+        metadata: {name: httpbin, namespace: default}
+        spec:
+          hosts: [httpbin]
+          http:
+        """
+    ) + textwrap.indent(textwrap.dedent(http), "  ")
+    loaded = [d.resource for d in load_text(text, "vs.yaml").documents]
+    resources = [*seed_workloads(), destination_rule(), *loaded]
+    table = RouteTable.compile(resources, rng=random.Random(1))
+    stats = Stats()
+    log = AccessLog(None)
+    return DataPlane(table, "127.0.0.1", Pool(), Dispatcher(ShadowLimits(), stats, log), log, stats)
+
+
+def request(
+    path: bytes = b"/get", method: bytes = b"GET", extra: Headers | None = None
+) -> RequestHead:
+    headers: Headers = [(b"host", b"httpbin:8000"), *(extra or [])]
+    return RequestHead(method, path, "1.1", headers, b"httpbin:8000", path)
+
+
+V1 = "  route: [{destination: {host: httpbin, subset: v1}}]\n"
+
+
+def test_an_abort_answers_here_and_sends_nothing_upstream() -> None:
+    plane = dataplane("- fault: {abort: {httpStatus: 503, percentage: {value: 100}}}\n" + V1)
+    _, wire = pooled(plane)
+    client = Recorder()
+    stream = ProxyStream(plane, client, request(), 8000)
+    stream.start()
+    assert client.calls[0] == ("local", 503, b"fault filter abort")
+    assert wire.take() == b""
+    assert stream.state == DONE and stream.flag == "FI"
+    assert plane.stats.requests["fault_aborts_injected"] == 1
+    assert plane.stats.snapshot()["faults"]["aborts_injected"] == 1
+
+
+def test_a_delay_holds_the_request_then_forwards_it() -> None:
+    plane = dataplane("- fault: {delay: {fixedDelay: 1ms, percentage: {value: 100}}}\n" + V1)
+    _, wire = pooled(plane)
+    stream = ProxyStream(plane, Recorder(), request(b"/post", b"POST"), 8000)
+
+    async def run() -> None:
+        stream.start()
+        stream.request_data(b"early")  # the body is held with the request
+        assert stream.state == ROUTING and wire.take() == b""
+        assert plane.stats.requests["fault_active"] == 1
+        while stream.state == ROUTING:
+            await asyncio.sleep(0.001)
+
+    asyncio.run(run())
+    assert stream.state == SENT and wire.take().endswith(b"early")
+    assert plane.stats.requests["fault_active"] == 0
+    assert plane.stats.requests["fault_delays_injected"] == 1
+
+
+def test_a_client_gone_during_a_delay_ends_it() -> None:
+    plane = dataplane("- fault: {delay: {fixedDelay: 10s, percentage: {value: 100}}}\n" + V1)
+    stream = ProxyStream(plane, Recorder(), request(), 8000)
+
+    async def run() -> None:
+        stream.start()
+        stream.downstream_failed(0, "DC")
+
+    asyncio.run(run())
+    assert stream.delay is None and plane.stats.requests["fault_active"] == 0
+    assert with_delay_flag(stream.flag) == "DI,DC"
+
+
+def test_delay_flags_in_envoys_order() -> None:
+    assert [with_delay_flag(f) for f in ("", "FI", "UF", "UF,URX", "UT")] == [
+        "DI",
+        "DI,FI",
+        "UF,DI",
+        "UF,DI,URX",
+        "UT,DI",
+    ]
+
+
+def test_request_ops_and_rewrite_reach_the_upstream() -> None:
+    plane = dataplane(
+        """\
+        - match: [{uri: {prefix: /api/}}]
+          rewrite: {uri: /v2/, authority: httpbin.internal}
+          headers: {request: {set: {x-env: canary}, remove: [cookie]}}
+          route: [{destination: {host: httpbin, subset: v1}}]
+        """
+    )
+    _, wire = pooled(plane)
+    stream = ProxyStream(plane, Recorder(), request(b"/api/a?b=1", extra=[(b"cookie", b"c")]), 8000)
+    stream.start()
+    stream.request_end()
+    sent = wire.take()
+    assert sent.startswith(b"GET /v2/a?b=1 HTTP/1.1\r\nhost: httpbin.internal\r\n")
+    assert b"x-env: canary\r\n" in sent and b"cookie" not in sent
+    assert b"x-envoy-original-path: /api/a?b=1\r\n" in sent
+    assert b"x-envoy-original-host: httpbin:8000\r\n" in sent
+    assert stream.original_path == b"/api/a?b=1"
+
+
+def test_response_ops_reach_the_client_s_head_and_local_answers() -> None:
+    plane = dataplane("- headers: {response: {set: {x-r: '1'}, remove: [server]}}\n" + V1)
+    conn, _ = pooled(plane)
+    client = Recorder()
+    stream = ProxyStream(plane, client, request(), 8000)
+    stream.start()
+    stream.request_end()
+    conn.data_received(b"HTTP/1.1 200 OK\r\nserver: gunicorn\r\ncontent-length: 0\r\n\r\n")
+    names = [n for n, _ in client.head_pairs]
+    assert b"x-r" in names and b"server" not in names
+
+    conn2, _ = pooled(plane)
+    late = Recorder()
+    stream = ProxyStream(plane, late, request(), 8000)
+    stream.start()
+    conn2.connection_lost(None)  # closed before any answer: a local 503
+    assert late.calls[-2][:2] == ("local", 503) and late.local_headers == ((b"x-r", b"1"),)
+
+
+CORS = """\
+- corsPolicy: {allowOrigins: [{exact: "https://ok.example"}], allowMethods: [GET], maxAge: 1m}
+  headers: {response: {set: {x-r: "1"}}}
+  route: [{destination: {host: httpbin, subset: v1}}]
+"""
+
+
+def test_a_preflight_is_answered_without_the_route_s_response_ops() -> None:
+    plane = dataplane(CORS)
+    _, wire = pooled(plane)
+    client = Recorder()
+    preflight = [(b"origin", b"https://ok.example"), (b"access-control-request-method", b"GET")]
+    stream = ProxyStream(plane, client, request(method=b"OPTIONS", extra=preflight), 8000)
+    stream.start()
+    assert client.calls[0] == ("local", 200, b"")
+    assert client.local_headers == (
+        (b"access-control-allow-origin", b"https://ok.example"),
+        (b"access-control-allow-methods", b"GET"),
+        (b"access-control-max-age", b"60"),
+    )
+    assert wire.take() == b""
+
+
+def test_an_allowed_origin_s_response_is_decorated() -> None:
+    plane = dataplane(CORS)
+    conn, _ = pooled(plane)
+    client = Recorder()
+    stream = ProxyStream(plane, client, request(extra=[(b"origin", b"https://ok.example")]), 8000)
+    stream.start()
+    stream.request_end()
+    conn.data_received(
+        b"HTTP/1.1 200 OK\r\naccess-control-allow-origin: *\r\ncontent-length: 0\r\n\r\n"
+    )
+    allowed = [v for n, v in client.head_pairs if n == b"access-control-allow-origin"]
+    assert allowed == [b"https://ok.example"]
