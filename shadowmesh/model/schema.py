@@ -608,7 +608,12 @@ def _valid(value: Any, node: Node) -> bool:
             sub = fields.get(key)
             if sub is None:
                 return False  # unknown, or a proto spelling: the slow walk decides
-            if element is not None and not _valid(element, sub):
+            if element is None:
+                continue
+            if sub is STR:  # the commonest leaf, without a call
+                if type(element) is not str:
+                    return False
+            elif not _valid(element, sub):
                 return False
         for name in node.required:
             if value.get(name) is None:
@@ -628,7 +633,10 @@ def _valid(value: Any, node: Node) -> bool:
             return False
         element = node.element
         assert element is not None
-        if not all(_valid(e, element) for e in value):
+        if element is STR:
+            if not all(type(e) is str for e in value):
+                return False
+        elif not all(_valid(e, element) for e in value):
             return False
         if node.map_key:
             keys = [e.get(node.map_key) for e in value if type(e) is dict]

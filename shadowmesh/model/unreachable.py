@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shadowmesh.model.fields import Issues, json_name
@@ -87,19 +86,45 @@ def _analyze(routes: list[Any], http: bool, issues: Issues) -> None:
                 )
 
 
-@dataclass(frozen=True)
 class _PrefixMatch:
-    """Istio's ``OverlappingMatchValidationForHTTPRoute``: a uri prefix match and its other keys."""
+    """Istio's ``OverlappingMatchValidationForHTTPRoute``: a uri prefix match and its other keys.
 
-    rule: str
-    match: str
-    prefix: str
-    port: Any
-    method: str
-    authority: str
-    headers: dict[str, str]
-    query_params: dict[str, str]
-    without_headers: dict[str, str]
+    A plain slotted class: one is made per prefix match of every VirtualService loaded.
+    """
+
+    __slots__ = (
+        "rule",
+        "match",
+        "prefix",
+        "port",
+        "method",
+        "authority",
+        "headers",
+        "query_params",
+        "without_headers",
+    )
+
+    def __init__(
+        self,
+        rule: str,
+        match: str,
+        prefix: str,
+        port: Any,
+        method: str,
+        authority: str,
+        headers: dict[str, str],
+        query_params: dict[str, str],
+        without_headers: dict[str, str],
+    ) -> None:
+        self.rule = rule
+        self.match = match
+        self.prefix = prefix
+        self.port = port
+        self.method = method
+        self.authority = authority
+        self.headers = headers
+        self.query_params = query_params
+        self.without_headers = without_headers
 
     def covers(self, later: _PrefixMatch) -> bool:
         """Istio's ``coveredValidation``: this earlier match takes every request of ``later``."""
