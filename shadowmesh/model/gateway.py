@@ -135,8 +135,9 @@ def _server(path: str, value: Any, issues: Issues) -> GatewayServer | None:
         parsed = _server_host(host, f"{obj.path('hosts')}[{index}]", issues)
         if parsed is not None:
             hosts.append(parsed)
+    unix = (obj.text("bind") or "").startswith(_UNIX)
     for name in ("bind", "defaultEndpoint"):
-        if obj.text(name) is not None:
+        if obj.text(name) is not None and not (unix and name == "bind"):
             issues.not_acted_on(obj.path(name), "the port listens on serve --gateway-bind")
     port = obj.sub("port", _PORT_FIELDS)
     _check_bind(obj.text("bind") or "", port, obj.path("bind"), issues)
@@ -189,6 +190,13 @@ def _server(path: str, value: Any, issues: Issues) -> GatewayServer | None:
             obj.path("tls.mode"),
             f"{tls.mode} is not acted on by shadowmesh; the server's port is not opened",
         )
+    if unix:
+        # Istio listens on the socket (port 0); shadowmesh opens TCP ports only.
+        issues.note(
+            obj.path("bind"),
+            "is a unix domain socket, which shadowmesh does not serve; the server is not opened",
+        )
+        return None
     return GatewayServer(
         port=number,
         port_name=port_name,

@@ -549,3 +549,15 @@ def test_annotations_istio_s_webhook_refuses_are_refused(annotation: str, messag
         f"metadata: {{name: r, annotations: {{'{annotation}': 'true'}}}}\nspec: {{host: reviews}}\n"
     )
     assert refusals(text) == [(f"metadata.annotations.{annotation}", message)]
+
+
+def test_a_unix_socket_server_is_accepted_and_not_opened() -> None:
+    from shadowmesh.routing.table import RouteTable
+
+    text = server(
+        "{hosts: [foo.bar.com], port: {number: 0, name: http, protocol: http}, "
+        "bind: 'unix://@foobar'}"
+    )
+    (loaded,) = load_text(text, "t.yaml").documents
+    assert any("unix domain socket, which shadowmesh does not serve" in w for w in loaded.warnings)
+    assert RouteTable.compile([loaded.resource]).ingress == {}  # no listener on port 0
