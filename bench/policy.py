@@ -28,6 +28,7 @@ from shadowmesh.routing.policy import (
     HeaderOps,
     RetryPolicy,
     Rewrite,
+    RoutePolicy,
 )
 
 HEADERS: list[Header] = [
@@ -75,6 +76,7 @@ def cases() -> dict[str, Callable[[], object]]:
         credentials=True,
     )
     retry = RetryPolicy(3, frozenset({"gateway-error", "connect-failure"}))
+    finalized = RoutePolicy(request_ops=request_ops, response_ops=response_ops, rewrite=prefix)
 
     def unset() -> object:
         # What the stream does per request for a route without policy: the None tests.
@@ -103,6 +105,10 @@ def cases() -> dict[str, Callable[[], object]]:
             b"https://app.example.com", b"POST", b"content-type"
         ),
         "retries: on_status(200)": lambda: retry.on_status(200),
+        "router: finalize_request (ops + prefix rewrite)": lambda: finalized.finalize_request(
+            PATH, b"httpbin:8000", list(HEADERS)
+        ),
+        "response: local_headers of a local reply": lambda: finalized.local_headers,
         "copy of the header list (baseline)": lambda: list(HEADERS),
     }
 

@@ -566,6 +566,17 @@ class CorsPolicy:
         return dict(self._describe)
 
 
+def _set_one(headers: list[Header], name: bytes, value: bytes) -> list[Header]:
+    """``headers`` with ``name`` set to ``value`` (a client's copies replaced), appended last;
+    the list is copied only when the client sent the name."""
+    for key, _ in headers:
+        if key == name:
+            headers = [h for h in headers if h[0] != name]
+            break
+    headers.append((name, value))
+    return headers
+
+
 # Where Envoy keeps what a rewrite replaced (its router's headers, not suppressed by Istio).
 ORIGINAL_PATH: Final = b"x-envoy-original-path"
 ORIGINAL_HOST: Final = b"x-envoy-original-host"
@@ -625,12 +636,10 @@ class RoutePolicy:
         rewrite = self.rewrite
         if rewrite is not None:
             if rewrite.authority:
-                headers = [h for h in headers if h[0] != ORIGINAL_HOST]
-                headers.append((ORIGINAL_HOST, authority))
+                headers = _set_one(headers, ORIGINAL_HOST, authority)
                 authority = rewrite.authority
             if rewrite.rewrites_path:
-                headers = [h for h in headers if h[0] != ORIGINAL_PATH]
-                headers.append((ORIGINAL_PATH, path))
+                headers = _set_one(headers, ORIGINAL_PATH, path)
                 path = rewrite.path(path)
         return path, authority, headers
 

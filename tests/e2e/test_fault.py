@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support.upstreams import RecordingUpstream
 
 if TYPE_CHECKING:
     from conftest import Mesh
@@ -177,3 +181,27 @@ def test_no_percentage_never_aborts(mesh: Mesh) -> None:
     # Istio: "If not specified, no request will be aborted" (Envoy's percentage is 0/100).
     setup(mesh, ratings_like("      abort:\n        httpStatus: 500\n"))
     assert [c.status for c in jason(mesh, count=20)] == [200] * 20
+
+
+def test_a_delayed_request_s_copy_leaves_after_the_delay(mesh: Mesh) -> None:
+    # The mirror (v2) is a recording upstream: when its copy arrives is what is measured.
+    shadow = RecordingUpstream()
+    try:
+        mesh.ports[18082] = shadow.port
+        setup(mesh, ratings_like(DELAY, mirror=True))
+        started = time.monotonic()
+        arrived: list[float] = []
+
+        def watch() -> None:
+            while not shadow.requests and time.monotonic() - started < 10:
+                time.sleep(0.01)
+            arrived.append(time.monotonic() - started)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        (slow,) = jason(mesh)
+        watcher.join()
+        assert slow.status == 200
+        assert len(shadow.requests) == 1 and 2.0 <= arrived[0] < 9.0
+    finally:
+        shadow.close()

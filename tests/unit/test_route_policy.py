@@ -356,3 +356,9 @@ def test_local_headers_are_the_response_ops_on_an_empty_reply() -> None:
     ops = HeaderOps(set=((b"x-a", b"1"),), inline=INLINE_RESPONSE)
     assert RoutePolicy(response_ops=ops).local_headers == ((b"x-a", b"1"),)
     assert NO_POLICY.local_headers == ()
+
+
+def test_a_client_s_original_path_header_is_replaced() -> None:
+    policy = RoutePolicy(rewrite=Rewrite(prefix=b"/b", matched=2))
+    _, _, headers = policy.finalize_request(b"/a/x", b"h", [(b"x-envoy-original-path", b"/lie")])
+    assert headers == [(b"x-envoy-original-path", b"/a/x")]
