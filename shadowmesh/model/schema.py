@@ -734,8 +734,7 @@ def _check_array(value: Any, node: Node, path: str, issues: Issues) -> None:
     if not isinstance(value, list):
         type_error(issues, path, "a list", value)
         return
-    if node.max_items is not None and len(value) > node.max_items:
-        issues.error(path, f"Too many: {len(value)}: must have at most {node.max_items} items")
+    _too_many(value, node, path, issues)
     if node.min_items is not None and len(value) < node.min_items:
         issues.error(
             path, f"Invalid value: {len(value)}: should have at least {node.min_items} items"
@@ -757,12 +756,17 @@ def _check_array(value: Any, node: Node, path: str, issues: Issues) -> None:
         _apply_rules([_normalised(e) for e in value], node, "array", path, issues)
 
 
+def _too_many(value: list[Any] | Mapping[Any, Any], node: Node, path: str, issues: Issues) -> None:
+    """``maxItems`` of a list, ``maxProperties`` of a map: Kubernetes words both alike."""
+    if node.max_items is not None and len(value) > node.max_items:
+        issues.error(path, f"Too many: {len(value)}: must have at most {node.max_items} items")
+
+
 def _check_map(value: Any, node: Node, path: str, issues: Issues) -> None:
     if not isinstance(value, Mapping):
         type_error(issues, path, "a mapping", value)
         return
-    if node.max_items is not None and len(value) > node.max_items:
-        issues.error(path, f"Too many: {len(value)}: must have at most {node.max_items} items")
+    _too_many(value, node, path, issues)
     assert node.element is not None
     for key, element in value.items():
         if element is not None:
