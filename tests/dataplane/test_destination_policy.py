@@ -63,3 +63,89 @@ def test_workload_entry_weights_split_requests_3_to_1(
         assert got_a + got_b == 400
         assert within_binomial(got_a, 400, 0.75), (rule, got_a, got_b)
         s.stop()
+
+
+TWO_ENDPOINTS = """
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-a}}
+spec: {{address: 127.0.0.1, ports: {{http: {a}}}, labels: {{app: app}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-b}}
+spec: {{address: 127.0.0.1, ports: {{http: {b}}}, labels: {{app: app}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app}}
+spec:
+  selector: {{app: app}}
+  ports: [{{name: http, port: SERVICE_PORT, targetPort: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: app}}
+spec:
+  host: app
+  trafficPolicy:
+{policy}
+"""
+
+OUTLIER = """\
+    outlierDetection:
+      consecutive5xxErrors: 2
+      interval: 1s
+      baseEjectionTime: 3m
+      maxEjectionPercent: 100
+"""
+
+
+def _statuses(port: int, count: int, *headers: str) -> list[str]:
+    urls = [f"http://127.0.0.1:{port}/get?n={i}" for i in range(count)]
+    args = [a for url in urls for a in ("-o", "/dev/null", url)]
+    extra = [a for h in ("Host: app", *headers) for a in ("-H", h)]
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "-w", "%{http_code}\n", *extra, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout.split()
+
+
+def test_outlier_detection_ejects_the_endpoint_that_answers_5xx(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    bad = RecordingUpstream(
+        response=b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+    )
+    good = RecordingUpstream()
+    upstreams.extend((bad, good))
+    s = serve(TWO_ENDPOINTS.format(a=bad.port, b=good.port, policy=OUTLIER))
+    statuses = _statuses(s.port, 60)
+    # Two 503s in a row from the bad one eject it for 3 minutes: after that, all 200.
+    assert statuses.count("503") == 2, statuses
+    assert len(bad.requests) == 2 and len(good.requests) == 58
+    stats = s.stats()["upstream_clusters"]  # type: ignore[index]
+    cluster = f"outbound|{s.port}||app.default.svc.cluster.local"
+    od = stats[cluster]["outlier_detection"]
+    assert od["ejections_enforced_consecutive_5xx"] == 1 and od["ejections_active"] == 1
+
+
+def test_consistent_hash_sticks_a_header_to_one_endpoint(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served]
+) -> None:
+    a, b = RecordingUpstream(), RecordingUpstream()
+    upstreams.extend((a, b))
+    policy = "    loadBalancer:\n      consistentHash: {httpHeaderName: x-user}\n"
+    s = serve(TWO_ENDPOINTS.format(a=a.port, b=b.port, policy=policy))
+    seen = []
+    for user in range(16):
+        before = (len(a.requests), len(b.requests))
+        assert _statuses(s.port, 5, f"x-user: user-{user}") == ["200"] * 5
+        after = (len(a.requests), len(b.requests))
+        got = (after[0] - before[0], after[1] - before[1])
+        assert got in ((5, 0), (0, 5)), (user, got)  # all five on one endpoint
+        seen.append(got)
+    assert len(set(seen)) == 2  # and the users spread over both (all on one: p = 2^-15)
