@@ -36,6 +36,25 @@ NO_OUTCOME: Final = 0  # nothing to report (the client went away, a circuit-brea
 CONNECT_FAILURE: Final = -1  # Envoy's LocalOriginConnectFailed (connect error, reset, TLS)
 TIMEOUT: Final = -2  # Envoy's LocalOriginTimeout (connect, per-try or route timeout)
 
+# Response flags of an attempt that failed at the connection (Envoy's router reports them as
+# LocalOriginConnectFailed: connect failure, connection termination or reset, protocol error).
+_CONNECT_FAILED_FLAGS: Final = frozenset({"UF", "UC", "UR", "UPE", "LR"})
+_TIMEOUT_FLAGS: Final = frozenset({"UT"})
+
+
+def outcome_of(upstream_status: int, flag: str) -> int:
+    """What one attempt reports to outlier detection: the status the upstream answered (> 0
+    when its head arrived), else its failure by the attempt's response flag; NO_OUTCOME for
+    anything that is not the upstream's doing (overflow UO, the client leaving DC, a fault)."""
+    if upstream_status > 0:
+        return upstream_status
+    if flag in _CONNECT_FAILED_FLAGS:
+        return CONNECT_FAILURE
+    if flag in _TIMEOUT_FLAGS:
+        return TIMEOUT
+    return NO_OUTCOME
+
+
 # Envoy's defaults (data-plane-api envoy/config/cluster/v3/outlier_detection.proto).
 DEFAULT_CONSECUTIVE = 5
 DEFAULT_INTERVAL = 10.0

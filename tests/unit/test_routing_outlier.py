@@ -164,3 +164,15 @@ def test_the_balancer_skips_ejected_endpoints_and_takes_them_back() -> None:
     assert {balancer.pick() for _ in range(10)} == {B}
     clock.now += 30.0
     assert {balancer.pick() for _ in range(10)} == {A, B}
+
+
+def test_an_attempts_outcome_from_its_status_and_flag() -> None:
+    from shadowmesh.routing.outlier import NO_OUTCOME, outcome_of
+
+    assert outcome_of(503, "-") == 503  # the upstream's own 503
+    assert outcome_of(200, "UC") == 200  # broke after the head: the head's status counts
+    assert outcome_of(0, "UF") == CONNECT_FAILURE
+    assert outcome_of(0, "UC") == CONNECT_FAILURE
+    assert outcome_of(0, "UT") == TIMEOUT
+    for flag in ("UO", "DC", "FI", "DI", "-", ""):
+        assert outcome_of(0, flag) == NO_OUTCOME
