@@ -432,7 +432,7 @@ async def _serve(
         snapshot.update(totals.gauges)
         snapshot["processes"] = fleet.processes(own)
         snapshot["comparison"] = analyzer.stats()
-        snapshot[UPSTREAM_CLUSTERS] = cluster_stats(plane.table.clusters(), {})
+        snapshot[UPSTREAM_CLUSTERS] = cluster_stats(plane.table.clusters(), plane.pools.stats())
         snapshot["shadow_skipped"] = totals.skipped
         snapshot["compiled"] = compiled()
         if controller.dns is not None:

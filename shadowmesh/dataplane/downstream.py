@@ -37,7 +37,7 @@ from shadowmesh.http.request import (
 )
 from shadowmesh.http.wire import Header, Headers
 from shadowmesh.proxy.stream import ProxyOpener
-from shadowmesh.routing.decision import socket_address
+from shadowmesh.routing.decision import NO_PEER, Peer, socket_address
 from shadowmesh.upstream.headlimit import MAX_HEAD_BYTES, MAX_HEADERS, HeadLimit
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class H1Message(DownstreamPort):
     chunked_out = False
 
     def __init__(self, conn: ClientConnection, head: RequestHead) -> None:
-        super().__init__(conn.peer_ip)
+        super().__init__(conn.peer_ip, conn.peer)
         self.conn = conn
         self.head = head
         self.stream: Stream = _NO_STREAM  # the stream the opener made for it, set at once
@@ -225,6 +225,7 @@ class ClientConnection(asyncio.Protocol):
         self.scheme = "http"  # "https" on an ingress port that terminates TLS
         self.transport: asyncio.Transport | None = None
         self.peer_ip = b"127.0.0.1"
+        self.peer = NO_PEER  # for consistent hashing: made once the address is known
         self.parser = httptools.HttpRequestParser(self)
         self.head_limit = HeadLimit()  # holds MAX_HEAD_BYTES as the bytes of a head arrive
         self.keep_alive = True
@@ -278,6 +279,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = str(peer[0]).encode()
+            self.peer = Peer(str(peer[0]), self.addresses)
 
     def addresses(self) -> tuple[str, str, str]:
         """(local, remote address, SNI name) of this connection as the access log writes them,

@@ -55,6 +55,7 @@ from mypy_extensions import mypyc_attr
 
 from shadowmesh.http.request import RequestHead
 from shadowmesh.http.wire import Header, Headers
+from shadowmesh.routing.decision import NO_PEER, Peer
 
 # ``UpstreamPort.send_head``'s ``length`` when the request has no Content-Length.
 NO_LENGTH: Final = -1
@@ -125,8 +126,9 @@ class Stream:
 class DownstreamPort:
     """What a stream calls on its client's side (one port per request)."""
 
-    def __init__(self, peer_ip: bytes) -> None:
+    def __init__(self, peer_ip: bytes, peer: Peer = NO_PEER) -> None:
         self.peer_ip: Final = peer_ip  # the client's address, for x-forwarded-for
+        self.peer: Final = peer  # its connection, as consistent hashing reads it (one each)
         # Whether any byte of the answer has gone to the client (a failure after that cannot
         # be answered, only reset).
         self.committed = False

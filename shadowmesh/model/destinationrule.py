@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from shadowmesh.model import shapes, validate
-from shadowmesh.model.fields import Issues, Obj, child
+from shadowmesh.model.fields import Issues, Obj
 from shadowmesh.model.meta import check_labels
 from shadowmesh.model.resources import DestinationRule, LbPolicy, Meta, Subset
 from shadowmesh.model.trafficpolicy import (
@@ -208,15 +208,7 @@ def _port_policy(path: str, value: Any, issues: Issues) -> tuple[int, PolicyBloc
     return (number, blocks) if number is not None else None
 
 
-# Read, validated and compiled, but not yet wired into the upstream pool (issue 10, part 2:
-# after the data plane's split): each still draws the not-acted-on warning.
-_NOT_WIRED_YET = ("connectionPool", "outlierDetection")
-
-
 def _blocks(obj: Obj, issues: Issues) -> PolicyBlocks:
-    for name in _NOT_WIRED_YET:
-        if obj.has(name):
-            issues.not_acted_on(obj.path(name))
     return PolicyBlocks(
         load_balancer=_load_balancer(obj, issues),
         connection_pool=_connection_pool(obj, issues),
@@ -375,13 +367,6 @@ def _consistent_hash(balancer: Obj, issues: Issues) -> ConsistentHash | None:
     if spec is None:
         return None
     cookie = _cookie(spec, issues)
-    if spec.flag("useSourceIp"):  # not wired yet: the data plane passes no peer address
-        issues.not_acted_on(spec.path("useSourceIp"), "requests are spread at random")
-    if cookie is not None and cookie.ttl is not None:  # not wired yet: no Set-Cookie sent
-        issues.not_acted_on(
-            child(spec.path("httpCookie"), "ttl"),
-            "no cookie is generated for a request without one",
-        )
     minimum = spec.integer("minimumRingSize")
     if minimum:
         issues.note(
@@ -497,8 +482,6 @@ def _tls(obj: Obj, issues: Issues) -> ClientTls | None:
         )
     if tls.has("caCrl"):
         issues.not_acted_on(tls.path("caCrl"), "no revocation list is checked")
-    if mode in ("SIMPLE", "MUTUAL"):  # not wired yet (see _NOT_WIRED_YET)
-        issues.not_acted_on(tls.path("mode"), "the upstream is reached in plaintext")
     if mode == "ISTIO_MUTUAL":
         issues.note(
             tls.path("mode"),

@@ -12,6 +12,7 @@ from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.spans import Spans
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.table import RouteTable
+from shadowmesh.upstream.clusterpool import UpstreamPools
 from shadowmesh.upstream.connection import Pool
 
 
@@ -27,6 +28,8 @@ class ProxyContext:
     ) -> None:
         self.table = table  # swapped whole on a config change; a stream reads it once
         self.pool = pool
+        # Per cluster: ``pool``, or one of its own for a DestinationRule's connectionPool/tls.
+        self.pools = UpstreamPools(pool)
         self.dispatcher = dispatcher
         self.access_log = access_log
         self.stats = stats

@@ -50,6 +50,7 @@ from shadowmesh.proxy.context import ProxyContext
 from shadowmesh.proxy.headers import Outgoing, shadow_host
 from shadowmesh.proxy.headers import upstream_headers as build_upstream_headers
 from shadowmesh.routing.decision import Failure, Forward, Upstream
+from shadowmesh.routing.outlier import outcome_of
 from shadowmesh.routing.policy import (
     FAULT_ABORT_BODY,
     NO_POLICY,
@@ -58,7 +59,8 @@ from shadowmesh.routing.policy import (
     overwrite,
     with_delay_flag,
 )
-from shadowmesh.upstream.connection import UpstreamConnection
+from shadowmesh.upstream.clusterpool import OVERFLOW_BODY, OVERFLOW_HEADER, Overflow
+from shadowmesh.upstream.connection import Pool, UpstreamConnection
 
 BUFFER_MARK = 256 * 1024
 # Draws the fault chances, one each per request (Envoy's runtime random; seeded by tests).
@@ -133,6 +135,9 @@ class ProxyStream(Stream):
     lines = b""  # the upstream request's header lines (the router's, after header ops)
     traced: Outgoing | None = None  # its span is exported (OTLP, sampled): the ids it went with
     service_time = -1  # ms from sending the head to the upstream's response head; -1: none
+    pool: Pool | None = None  # the attempt's pool: the shared one, or its cluster's own
+    upstream_status = 0  # the status the upstream answered (0: no head), for outlier detection
+    set_cookie = b""  # a consistent-hash cookie the response must set (Forward.set_cookie)
 
     def __init__(
         self,
@@ -229,7 +234,7 @@ class ProxyStream(Stream):
             self.down.last()
             self.fail(508, "LD", resp.LOOP_DETECTED)
             return
-        decision = self.plane.table.route(self.listener_port, RouteView(self.head))
+        decision = self.plane.table.route(self.listener_port, RouteView(self.head), self.down.peer)
         if isinstance(decision, Failure):
             location = decision.location.encode() if decision.location else b""
             self.route_name = decision.route_name
@@ -250,6 +255,7 @@ class ProxyStream(Stream):
         self.upstream = decision.primary
         self.route_name = decision.route_name
         policy = self.policy = decision.policy
+        self.set_cookie = decision.set_cookie
         # Envoy's filter order (traffic-policy.md section 0): fault (delay, then abort: no
         # shadow, no retry), then CORS, then the router.
         if policy.fault is not None and not self.faulted and self.inject_fault(decision):
@@ -366,7 +372,8 @@ class ProxyStream(Stream):
         self._to(CONNECTING)
         self.upstream_start = time.time()
         self.upstream_clock = time.monotonic()
-        conn = self.plane.pool.take(upstream.endpoint)
+        pool = self.pool = self.plane.pools.pool_for(upstream)
+        conn = pool.take(upstream.endpoint)
         if conn is not None:
             self.attach(conn)
         else:
@@ -467,15 +474,22 @@ class ProxyStream(Stream):
         return self.pairing.comparison.role(cluster)
 
     async def connect(self) -> None:
-        assert self.upstream is not None
+        upstream, pool = self.upstream, self.pool
+        assert upstream is not None and pool is not None
         try:
-            conn = await self.plane.pool.connect(self.upstream.endpoint)
+            conn = await pool.connect(upstream.endpoint, self.head.authority)
+        except Overflow:
+            # A circuit breaker (DestinationRule connectionPool): Envoy's 503 UO, never
+            # retried and not an outlier report.
+            if self.state < DONE:
+                self.fail(503, "UO", OVERFLOW_BODY, upstream.cluster, headers=(OVERFLOW_HEADER,))
+            return
         except (OSError, TimeoutError):
             if self.state < DONE:
-                self.fail(503, "UF", resp.CONNECT_FAILURE, self.upstream.cluster)
+                self.fail(503, "UF", resp.CONNECT_FAILURE, upstream.cluster)
             return
         if self.state >= DONE:
-            self.plane.pool.put(conn)
+            pool.put(conn)
             return
         self.attach(conn)
 
@@ -505,7 +519,7 @@ class ProxyStream(Stream):
     def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
         if self.state >= DONE:
             return
-        self.status = status
+        self.status = self.upstream_status = status
         self._to(RESPONDING)
         if status == 101:
             self.switch_protocols(reason, headers)
@@ -520,6 +534,8 @@ class ProxyStream(Stream):
         ops = self.policy.response_ops
         if ops is not None:
             out = ops.apply(out)
+        if self.set_cookie:  # consistentHash's generated cookie, added by Envoy's router
+            out.append((b"set-cookie", self.set_cookie))
         if self.cors_headers:
             out = overwrite(out, self.cors_headers)
         # Gathered until the end of this upstream read (``upstream_read_done``): head and body
@@ -563,8 +579,9 @@ class ProxyStream(Stream):
                 and self.keep_upstream
                 and not up.closed
                 and isinstance(up, UpstreamConnection)
+                and self.pool is not None
             ):
-                self.plane.pool.put(up)
+                self.pool.put(up)
             else:
                 up.reset()
         # If the upstream answered before the body ended (nginx's `return 200` does), the rest
@@ -720,7 +737,8 @@ class ProxyStream(Stream):
         if self.delay is not None:
             self.end_delay()
         if self.upstream is not None:
-            self.upstream.release()
+            # Once per attempt, with its outcome for outlier detection (routing.outlier).
+            self.upstream.release(outcome_of(self.upstream_status, self.flag))
         self.pending = ()
         self.log()
         self.down.finished()
@@ -749,7 +767,8 @@ class ProxyStream(Stream):
         if self.delay is not None:
             self.end_delay()
         if self.upstream is not None:
-            self.upstream.release()
+            # The client left: only a status the upstream already answered is reported.
+            self.upstream.release(outcome_of(self.upstream_status, ""))
         self.log()
 
     def log(self) -> None:

@@ -6,6 +6,7 @@ Everything here is pure: no sockets, no asyncio. The data plane asks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -135,17 +136,26 @@ class Balancer(Protocol):
 
 class Peer:
     """The downstream connection a request came on, as consistent hashing reads it: the
-    client's IP (``useSourceIp``) and ``remote:port`` + ``local:port`` (what Envoy hashes for a
-    generated cookie). Made once per connection by the data plane."""
+    client's IP (``useSourceIp``) and, looked up only when asked, ``remote:port`` +
+    ``local:port`` (what Envoy hashes for a generated cookie). One per connection, made by the
+    data plane; ``addresses`` gives (local, remote, ...) as the access log has them."""
 
-    __slots__ = ("ip", "connection")
+    __slots__ = ("ip", "_addresses")
 
-    def __init__(self, ip: str, connection: str) -> None:
+    def __init__(
+        self, ip: str, addresses: Callable[[], tuple[str, str, str]] | None = None
+    ) -> None:
         self.ip: Final = ip
-        self.connection: Final = connection
+        self._addresses: Final = addresses
+
+    def connection(self) -> str:
+        if self._addresses is None:
+            return ""
+        local, remote, _ = self._addresses()
+        return remote + local
 
 
-NO_PEER: Final = Peer("", "")
+NO_PEER: Final = Peer("")
 
 
 class Forward:

@@ -101,7 +101,7 @@ class HashPolicy:
         if self.cookie and self.cookie_ttl is not None:
             found = cookie_value(request.header("cookie"), self.cookie)
             if found is None:
-                return self.new_cookie(peer.connection)
+                return self.new_cookie(peer.connection())
             return hash64(found.encode("latin-1")), b""
         return self.key(request, peer.ip), b""
 

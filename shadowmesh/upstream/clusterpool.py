@@ -36,6 +36,7 @@ from collections import deque
 from typing import Any, cast
 
 from shadowmesh.routing.decision import Endpoint, Upstream
+from shadowmesh.routing.hosts import split_authority
 from shadowmesh.routing.upstreampolicy import NO_UPSTREAM_POLICY, UpstreamPolicy
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
 from shadowmesh.upstream.tls import TlsContexts, san_problem, server_name
@@ -99,9 +100,10 @@ class GuardedPool(Pool):
             if conn is None or self._fresh(cast(CountedConnection, conn), True):
                 return conn
 
-    async def connect(self, endpoint: Endpoint, host: str = "") -> UpstreamConnection:
+    async def connect(self, endpoint: Endpoint, authority: bytes = b"") -> UpstreamConnection:
         """A connection for one request: new, or one put back while it waited. Raises
-        Overflow, OSError (refused, TLS), or TimeoutError (connect timeout)."""
+        Overflow, OSError (refused, TLS), or TimeoutError (connect timeout). ``authority``:
+        the request's (its host is the SNI and the name checked, when the cluster has tls)."""
         limits = self.limits
         if self.pending >= limits.max_pending_requests:
             self.stats["upstream_rq_pending_overflow"] += 1
@@ -122,7 +124,7 @@ class GuardedPool(Pool):
                     return handed  # a connection put back while this request waited
             self.connections += 1
             try:
-                return await self._open(endpoint, host)
+                return await self._open(endpoint, authority)
             except BaseException:
                 self.connections -= 1
                 self._wake_any()
@@ -163,9 +165,10 @@ class GuardedPool(Pool):
 
     # --- connections ----------------------------------------------------------------------
 
-    async def _open(self, endpoint: Endpoint, host: str) -> UpstreamConnection:
+    async def _open(self, endpoint: Endpoint, authority: bytes) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         tls = self.policy.tls
+        host = split_authority(authority.decode("latin-1"))[0] if tls is not None else ""
         context = self._contexts.context(tls) if tls is not None else None
         # The codec is a plain class with asyncio.Protocol's methods (``upstream.connection``).
         factory: Any = lambda: cast(Any, CountedConnection(endpoint, self))  # noqa: E731

@@ -355,8 +355,9 @@ class Pool:
                 return conn
         return None
 
-    async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
-        """A new connection; raises OSError (refused, unreachable) or TimeoutError."""
+    async def connect(self, endpoint: Endpoint, authority: bytes = b"") -> UpstreamConnection:
+        """A new connection; raises OSError (refused, unreachable) or TimeoutError.
+        ``authority``: the request's, for a cluster pool's TLS (``upstream.clusterpool``)."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout):
             # A plain class with asyncio.Protocol's methods (its one base is the port).

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from shadowmesh.routing.testing import within_binomial
+from tests.support.certs import Authority, make_ca
 from tests.support.serve import Served
+from tests.support.tlsupstream import TlsUpstream
 from tests.support.upstreams import RecordingUpstream
 
 WEIGHTED = """
@@ -149,3 +153,107 @@ def test_consistent_hash_sticks_a_header_to_one_endpoint(
         assert got in ((5, 0), (0, 5)), (user, got)  # all five on one endpoint
         seen.append(got)
     assert len(set(seen)) == 2  # and the users spread over both (all on one: p = 2^-15)
+
+
+ONE_ENDPOINT = """
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: api}}
+spec: {{address: 127.0.0.1, ports: {{https: {port}}}, labels: {{app: api}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api}}
+spec:
+  selector: {{app: api}}
+  ports: [{{name: https, port: SERVICE_PORT, targetPort: 443}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: api}}
+spec:
+  host: api
+  trafficPolicy:
+    tls: {tls}
+"""
+
+
+def _tls_upstream(tmp_path: Path, authority: Authority) -> TlsUpstream:
+    issued = authority.issue(tmp_path / "srv", "server", "api")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(issued.cert, issued.key)
+    context.load_verify_locations(cafile=authority.cert)
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return TlsUpstream(context)
+
+
+def _get(port: int, host: str = "api") -> tuple[str, str]:
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "-H", f"Host: {host}", "-w", " %{http_code}",
+         f"http://127.0.0.1:{port}/get"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    body, _, status = done.stdout.rpartition(" ")
+    return body, status
+
+
+def test_tls_simple_and_mutual_originate_to_a_tls_upstream(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    authority = make_ca(tmp_path / "ca")
+    upstream = _tls_upstream(tmp_path, authority)
+    client = authority.issue(tmp_path / "cli", "client", "sleep.default", client=True)
+    try:
+        simple = f"{{mode: SIMPLE, caCertificates: {authority.cert}}}"
+        s = serve(ONE_ENDPOINT.format(port=upstream.port, tls=simple))
+        assert _get(s.port) == ("tls", "200")
+        assert upstream.sni[-1] == "api"  # auto SNI: the request's host
+        s.stop()
+        mutual = (
+            f"{{mode: MUTUAL, caCertificates: {authority.cert}, "
+            f"clientCertificate: {client.cert}, privateKey: {client.key}}}"
+        )
+        s = serve(ONE_ENDPOINT.format(port=upstream.port, tls=mutual))
+        assert _get(s.port) == ("tls", "200")
+        assert "sleep.default" in str(upstream.client_certs[-1])
+        s.stop()
+        # Another CA: the handshake fails, a connect failure as Envoy's (503 UF).
+        stranger = make_ca(tmp_path / "other", "other")
+        s = serve(
+            ONE_ENDPOINT.format(
+                port=upstream.port, tls=f"{{mode: SIMPLE, caCertificates: {stranger.cert}}}"
+            )
+        )
+        body, status = _get(s.port)
+        assert status == "503" and "upstream connect error" in body
+        assert " UF " in s.log.read_text()
+    finally:
+        upstream.close()
+
+
+def test_a_generated_cookie_is_set_and_then_sticks(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    a, b = RecordingUpstream(), RecordingUpstream()
+    upstreams.extend((a, b))
+    policy = (
+        "    loadBalancer:\n      consistentHash:\n"
+        "        httpCookie: {name: sticky, ttl: 300s, path: /}\n"
+    )
+    s = serve(TWO_ENDPOINTS.format(a=a.port, b=b.port, policy=policy))
+    jar = tmp_path / "jar"
+    for _ in range(12):
+        done = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-D", "-", "-b", str(jar), "-c", str(jar),
+             "-H", "Host: app", f"http://127.0.0.1:{s.port}/get"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        assert " 200" in done.stdout.splitlines()[0]
+    first = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-D", "-", "-H", "Host: app",
+         f"http://127.0.0.1:{s.port}/get"],
+        capture_output=True, text=True, timeout=20,
+    ).stdout.lower()  # fmt: skip
+    assert 'set-cookie: sticky="' in first and "max-age=300; path=/; httponly" in first
+    # Twelve requests with the cookie the first answer set: all on one endpoint.
+    assert sorted((len(a.requests), len(b.requests))) in ([0, 13], [1, 12])

@@ -175,7 +175,7 @@ def test_the_cluster_pool_originates_tls_and_refuses_a_san_mismatch(
         ep = Endpoint("127.0.0.1", server.port)
         good = origination(mode="SIMPLE", ca_certificates=str(pki.cert))
         pool = GuardedPool("outbound|443||api", UpstreamPolicy(tls=good), TlsContexts())
-        conn = await pool.connect(ep, "api.example.com")
+        conn = await pool.connect(ep, b"api.example.com:443")
         assert conn.transport is not None
         assert conn.transport.get_extra_info("ssl_object") is not None
         assert server.sni[-1] == "api.example.com"
@@ -185,7 +185,7 @@ def test_the_cluster_pool_originates_tls_and_refuses_a_san_mismatch(
         )
         pool = GuardedPool("outbound|443||api", UpstreamPolicy(tls=bad), TlsContexts())
         with pytest.raises(ssl.SSLCertVerificationError, match="CERTIFICATE_VERIFY_FAILED"):
-            await pool.connect(ep, "api.example.com")
+            await pool.connect(ep, b"api.example.com:443")
         await asyncio.sleep(0.01)
         assert pool.connections == 0
 

@@ -64,13 +64,7 @@ def test_every_block_is_read() -> None:
             "portLevelSettings": [{"port": {"number": 8000}, "loadBalancer": {"simple": "RANDOM"}}],
         }
     )
-    # Until the upstream pool acts on them (issue 10 part 2), these still warn.
-    assert [w.split(": ", 1)[1].split(" is not acted on")[0] for w in warnings] == [
-        "spec.trafficPolicy.connectionPool",
-        "spec.trafficPolicy.outlierDetection",
-        "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl",
-        "spec.trafficPolicy.tls.mode",
-    ]
+    assert warnings == ()
     policy = read.traffic_policy
     assert policy is not None
     assert policy.connection_pool == ConnectionPool(

@@ -201,7 +201,7 @@ spec:
 
 def test_a_generated_cookie_is_answered_and_then_sticks() -> None:
     table = _table(COOKIE)
-    peer = Peer("127.0.0.1", "127.0.0.1:40000127.0.0.1:8000")
+    peer = Peer("127.0.0.1", lambda: ("127.0.0.1:8000", "127.0.0.1:40000", ""))
     first = table.route(8000, SimpleRequest(authority="httpbin"), peer)
     assert isinstance(first, Forward)
     assert first.set_cookie.startswith(b'sticky="') and b"Max-Age=60; Path=/" in first.set_cookie
@@ -218,7 +218,7 @@ def test_use_source_ip_sticks_a_client_to_one_endpoint() -> None:
     for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
         ends = set()
         for _ in range(20):
-            decision = table.route(8000, SimpleRequest(authority="httpbin"), Peer(ip, ""))
+            decision = table.route(8000, SimpleRequest(authority="httpbin"), Peer(ip))
             assert isinstance(decision, Forward)
             ends.add(decision.primary.endpoint)
         assert len(ends) == 1
