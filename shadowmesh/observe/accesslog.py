@@ -62,6 +62,8 @@ _LOCAL_DETAILS = {
     "UC": "upstream_reset_before_response_started{connection_termination}",
     "UPE": "upstream_reset_before_response_started{protocol_error}",
     "DC": "downstream_remote_disconnect",
+    "FI": "fault_filter_abort",
+    "DI,FI": "fault_filter_abort",
 }
 _STARTED_DETAILS = {
     "": "via_upstream",

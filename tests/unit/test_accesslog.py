@@ -110,6 +110,11 @@ def test_istio_json_line_has_istios_keys_and_types() -> None:
     local = json.loads(format_istio_json(record(status=503, response_flags="UH", upstream_host="")))
     assert local["response_code_details"] == "no_healthy_upstream"
     assert local["upstream_service_time"] is None and local["upstream_host"] is None
+    for flags in ("FI", "DI,FI"):
+        aborted = record(status=500, response_flags=flags, upstream_host="")
+        assert json.loads(format_istio_json(aborted))["response_code_details"] == (
+            "fault_filter_abort"
+        )
 
 
 def test_istio_formats_cannot_be_broken_by_a_client_either() -> None:
