@@ -41,6 +41,7 @@ from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.spans import Spans
 from shadowmesh.observe.stats import Stats
 from shadowmesh.routing.decision import Endpoint, Upstream
+from shadowmesh.upstream.clusterpool import CountedConnection, Overflow, UpstreamPools
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
 
 
@@ -227,6 +228,9 @@ class Dispatcher:
         # copy otherwise carries the primary's Authorization and cookies, as Envoy's does.
         self.strip_headers = frozenset(n.strip().lower().encode("latin-1") for n in strip_headers)
         self.pool = Pool(connect_timeout=min(limits.timeout, 10.0))
+        # A mirror cluster with a DestinationRule connectionPool or tls gets a pool of its own
+        # (its TLS origination above all), apart from the primaries' as every shadow pool is.
+        self.pools = UpstreamPools(self.pool)
         self.held_bytes = 0
         self.in_flight = 0
         self.per_endpoint: dict[Endpoint, int] = {}
@@ -354,7 +358,7 @@ class Dispatcher:
         if self._sweeper is None:
             loop = asyncio.get_running_loop()
             self._sweeper = loop.call_later(self._sweep_every, self._sweep)
-        conn = self.pool.take(copy.upstream.endpoint)
+        conn = self.pools.pool_for(copy.upstream).take(copy.upstream.endpoint)
         if conn is None:
             self._connect(copy)
         else:
@@ -370,7 +374,11 @@ class Dispatcher:
     async def _connected(self, copy: ShadowCopy) -> None:
         endpoint = copy.upstream.endpoint
         try:
-            conn = await self.pool.connect(endpoint)
+            conn = await self.pools.pool_for(copy.upstream).connect(endpoint, copy.authority)
+        except Overflow:  # the mirror cluster's circuit breaker
+            if not copy.finished:
+                self._end(copy, "UO")
+            return
         except TimeoutError:
             if not copy.finished:
                 self._end(copy, "UT")
@@ -382,7 +390,7 @@ class Dispatcher:
                 self._end(copy, "UF")
             return
         if copy.finished:  # timed out while connecting: the connection may serve another
-            self.pool.put(conn)
+            _owner(conn, self.pool).put(conn)
             return
         self._send_on(copy, conn)
 
@@ -395,7 +403,7 @@ class Dispatcher:
         conn, copy.conn = copy.conn, None
         if conn is not None:
             if copy.keep_alive:
-                self.pool.put(conn)
+                _owner(conn, self.pool).put(conn)
             else:
                 conn.close()
         if not copy.finished:
@@ -518,4 +526,9 @@ class Dispatcher:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        self.pool.close()
+        self.pools.close()
+
+
+def _owner(conn: UpstreamConnection, shared: Pool) -> Pool:
+    """The pool a connection goes back to: its cluster's own, or the shared one."""
+    return conn.owner if isinstance(conn, CountedConnection) else shared

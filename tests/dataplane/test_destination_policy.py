@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -226,6 +227,10 @@ def test_tls_simple_and_mutual_originate_to_a_tls_upstream(
         )
         body, status = _get(s.port)
         assert status == "503" and "upstream connect error" in body
+        for _ in range(100):  # the access log line is written after the answer
+            if s.log.exists() and s.log.read_text():
+                break
+            time.sleep(0.05)
         assert " UF " in s.log.read_text()
     finally:
         upstream.close()
@@ -257,3 +262,51 @@ def test_a_generated_cookie_is_set_and_then_sticks(
     assert 'set-cookie: sticky="' in first and "max-age=300; path=/; httponly" in first
     # Twelve requests with the cookie the first answer set: all on one endpoint.
     assert sorted((len(a.requests), len(b.requests))) in ([0, 13], [1, 12])
+
+
+MIRRORED = (
+    """
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app}}
+spec: {{address: 127.0.0.1, ports: {{http: {app}}}, labels: {{app: app}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app}}
+spec:
+  selector: {{app: app}}
+  ports: [{{name: http, port: SERVICE_PORT, targetPort: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: app}}
+spec:
+  hosts: [app]
+  http:
+  - route:
+    - destination: {{host: app}}
+    mirror: {{host: api, port: {{number: SERVICE_PORT}}}}
+---"""
+    + ONE_ENDPOINT
+)
+
+
+def test_a_mirror_to_a_tls_cluster_is_originated_too(
+    upstreams: list[RecordingUpstream], serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    authority = make_ca(tmp_path / "ca")
+    tls_upstream = _tls_upstream(tmp_path, authority)
+    app = RecordingUpstream()
+    upstreams.append(app)
+    try:
+        simple = f"{{mode: SIMPLE, caCertificates: {authority.cert}, sni: api}}"
+        s = serve(MIRRORED.format(app=app.port, port=tls_upstream.port, tls=simple))
+        assert _get(s.port, "app")[1] == "200"
+        for _ in range(100):
+            if tls_upstream.requests:
+                break
+            time.sleep(0.05)
+        assert tls_upstream.requests == 1 and tls_upstream.sni[-1] == "api"
+    finally:
+        tls_upstream.close()
