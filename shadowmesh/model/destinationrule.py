@@ -273,6 +273,8 @@ def _connection_pool(obj: Obj, issues: Issues) -> ConnectionPool | None:
         values["http2_max_requests"] = _non_negative(
             http, "http2MaxRequests", "http2 max requests", issues
         )
+        if http.has("http2MaxRequests"):
+            issues.not_acted_on(http.path("http2MaxRequests"), "requests in flight are not capped")
         values["max_requests_per_connection"] = _non_negative(
             http, "maxRequestsPerConnection", "max requests per connection", issues
         )
