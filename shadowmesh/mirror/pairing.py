@@ -22,8 +22,9 @@ UPSTREAM_ERRORS = {"UT": "timeout", "UF": "connect", "UC": "reset", "UPE": "prot
 
 
 def error_of(flag: str) -> str:
-    """The error word of a response flag; "" for an answer (no flag) or a flag of another kind."""
-    return UPSTREAM_ERRORS.get(flag, "")
+    """The error word of a response flag; "" for an answer (no flag) or a flag of another kind.
+    Of flags joined after retries ("UF,URX"), the first says what went wrong."""
+    return UPSTREAM_ERRORS.get(flag.partition(",")[0], "")
 
 
 class Sink(Protocol):

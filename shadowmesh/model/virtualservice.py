@@ -48,7 +48,7 @@ HTTP_ROUTE_FIELDS = (
 )
 # Policy fields read, validated and compiled, that the data plane does not act on yet: each
 # draws one warning until its wiring lands (the others are acted on).
-ROUTE_NOT_ACTED_ON: tuple[str, ...] = ("retries",)
+ROUTE_NOT_ACTED_ON: tuple[str, ...] = ()  # retries: acted on too (proxy.stream)
 DEPRECATED_MIRROR_PERCENT = (
     'using deprecated setting "mirrorPercent", use "mirrorPercentage" instead'
 )

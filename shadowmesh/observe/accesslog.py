@@ -210,9 +210,10 @@ def format_json(r: AccessRecord) -> str:
 
 
 def response_code_details(r: AccessRecord) -> str:
+    flag = r.response_flags.partition(",")[0]  # "UF,URX": the reset's details (Envoy's)
     if r.upstream_service_time >= 0:
-        return _STARTED_DETAILS.get(r.response_flags, "via_upstream")
-    return _LOCAL_DETAILS.get(r.response_flags, "-")
+        return _STARTED_DETAILS.get(flag, "via_upstream")
+    return _LOCAL_DETAILS.get(flag, "-")
 
 
 def _service_time(r: AccessRecord) -> str:

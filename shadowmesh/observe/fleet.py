@@ -88,6 +88,7 @@ def encode(report: Report) -> bytes:
             "shadows": stats.shadows,
             "shadow_dropped": stats.shadow_dropped,
             "shadow_failed": stats.shadow_failed,
+            "retries": stats.retries,
             "downstream_active": stats.downstream_active,
             "cells": cells,
             "latency": {k: [h.counts, h.total] for k, h in list(stats.latency.items())},
@@ -107,6 +108,7 @@ def decode(data: bytes) -> Report:
     stats.shadows.update(raw["shadows"])
     stats.shadow_dropped.update(raw["shadow_dropped"])
     stats.shadow_failed.update(raw["shadow_failed"])
+    stats.retries.update(raw.get("retries", {}))
     stats.downstream_active = int(raw["downstream_active"])
     for cluster, peer, status, flag, count, *histograms in raw["cells"]:
         cell = RequestCell()
@@ -131,6 +133,7 @@ def add(into: Stats, other: Stats) -> None:
     into.shadows.update(other.shadows)
     into.shadow_dropped.update(other.shadow_dropped)
     into.shadow_failed.update(other.shadow_failed)
+    into.retries.update(other.retries)
     into.downstream_active += other.downstream_active
     for key, cell in list(other.cells.items()):
         mine = into.cells.get(key)

@@ -81,6 +81,13 @@ class StatsCollector(Collector):
             "Requests being delayed by a fault now.",
             faults.get("active"),
         )
+        yield _by_reason(
+            "shadowmesh_upstream_rq_retries",
+            "Retries of primary requests by Envoy's stat name: upstream_rq_retry (made), "
+            "upstream_rq_retry_success, upstream_rq_retry_limit_exceeded, "
+            "upstream_rq_per_try_timeout, retry_or_shadow_abandoned (body past the buffer).",
+            snapshot.get("retries"),
+        )
         yield from _latency(snapshot.get("upstream_latency"))
         yield from upstreamstats.families(snapshot.get(upstreamstats.KEY))
         otlp = snapshot.get("otlp")

@@ -129,6 +129,9 @@ class Stats:
     shadows: Counter[str] = field(default_factory=Counter)  # sent, completed, failed, ...
     shadow_dropped: Counter[str] = field(default_factory=Counter)  # by reason
     shadow_failed: Counter[str] = field(default_factory=Counter)  # by reason
+    # Envoy's retry stats (upstream_rq_retry, _success, _limit_exceeded, _per_try_timeout,
+    # retry_or_shadow_abandoned), for every cluster together.
+    retries: Counter[str] = field(default_factory=Counter)
     downstream_active: int = 0
     # Finished primary requests by (cluster, peer, status, flag); see ``count_request``.
     cells: dict[CellKey, RequestCell] = field(default_factory=dict)
@@ -214,6 +217,7 @@ class Stats:
             "shadows": dict(self.shadows),
             "shadow_dropped": dict(self.shadow_dropped),
             "shadow_failed": dict(self.shadow_failed),
+            "retries": dict(self.retries),
             "downstream_active": self.downstream_active,
             # Envoy's fault filter stats (fault.delays_injected, fault.aborts_injected and the
             # active_faults gauge), kept in ``requests`` so workers' reports add them up.

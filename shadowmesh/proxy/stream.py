@@ -21,6 +21,20 @@ Its states, in order, changed only by ``_to`` (``_ALLOWED`` is the whole diagram
 A request body that arrives before the upstream port is ready is held (``pending``), and
 reading from the client is paused past a mark, so memory stays bounded. Once sent, body pieces
 go straight through; flow control pauses the slower side.
+
+Retries are Envoy's router's (traffic-policy.md 1.2, 1.3; ``envoy/source/common/router/
+router.cc``, ``retry_state_impl.cc``): the route's ``RetryPolicy`` (Istio's default on a route
+without ``retries``; none with ``attempts: 0``) decides from the response status and headers
+(``on_response``) or the failure's kind (``on_failure``: ``connect-failure``, ``reset``,
+``per-try-timeout``); a retry waits a jittered back-off, goes to another host of the same
+cluster where there is one, carries ``x-envoy-attempt-count`` N, and replays the body from the
+request's ``BodyBuffer`` (a body past its bound is never retried: ``retry_or_shadow_abandoned``).
+Nothing is retried once a byte of the answer went to the client, and shadows never are (they
+were sent once, before the first attempt). The route timeout starts when the request is
+complete and spans every attempt and back-off; the per-try timeout (ignored when not shorter
+than the route's) bounds one attempt until its response head. Exhausted: a retriable response
+passes through as it came, flag ``URX``; a failure gets its local reply, flags ``UF,URX`` /
+``UC,URX`` / ``UT,URX``.
 """
 
 from __future__ import annotations
@@ -49,12 +63,14 @@ from shadowmesh.observe.trace import new_span_id
 from shadowmesh.proxy.context import ProxyContext
 from shadowmesh.proxy.headers import Outgoing, shadow_host
 from shadowmesh.proxy.headers import upstream_headers as build_upstream_headers
-from shadowmesh.routing.decision import Failure, Forward, Upstream
-from shadowmesh.routing.outlier import outcome_of
+from shadowmesh.routing.decision import Endpoint, Failure, Forward, Upstream
+from shadowmesh.routing.outlier import NO_OUTCOME, outcome_of
 from shadowmesh.routing.policy import (
+    DEFAULT_HOST_PICKS,
     FAULT_ABORT_BODY,
     NO_POLICY,
     Header,
+    RetryPolicy,
     RoutePolicy,
     overwrite,
     with_delay_flag,
@@ -63,6 +79,13 @@ from shadowmesh.upstream.clusterpool import OVERFLOW_BODY, OVERFLOW_HEADER, Over
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
 
 BUFFER_MARK = 256 * 1024
+# What a request body may hold for its retries: Envoy's per_connection_buffer_limit_bytes
+# default (1 MiB), which Istio does not set on sidecars (traffic-policy.md 1.3).
+RETRY_BUFFER: Final = 1024 * 1024
+ATTEMPT_ONE: Final = b"x-envoy-attempt-count: 1\r\n"  # as proxy.headers writes it
+RETRY_RNG: Final = random.Random()  # the back-off's jitter
+# The response flag each kind of failed attempt would end with (what outlier detection reads).
+_FAILED_WITH: Final = {"connect-failure": "UF", "reset": "UC", "per-try-timeout": "UT", "": ""}
 # Draws the fault chances, one each per request (Envoy's runtime random; seeded by tests).
 FAULT_RNG: Final = random.Random()
 
@@ -110,7 +133,13 @@ class ProxyStream(Stream):
     used_up: UpstreamPort | None = None  # the last one this stream wrote to
     shadows: list[ShadowCopy] | tuple[()] = ()
     body: BodyBuffer | None = None  # the request body, kept for the shadows (and retries)
-    timer: asyncio.TimerHandle | None = None
+    timer: asyncio.TimerHandle | None = None  # the route timeout
+    retry: RetryPolicy | None = None  # the route's (None: no retries)
+    tries = 0  # attempts started; the one in flight's x-envoy-attempt-count
+    try_timer: asyncio.TimerHandle | None = None  # the per-try timeout, or a back-off wait
+    tried: list[Endpoint] | tuple[()] = ()  # hosts an attempt failed on (previous_hosts)
+    retry_flag = ""  # "URX" once a retriable attempt found no retry left ("UO": maxRetries)
+    retrying: Upstream | None = None  # a retry in flight, counted by its cluster's maxRetries
     status = 0
     flag = ""
     sent = 0
@@ -198,6 +227,10 @@ class ProxyStream(Stream):
         if up is not None:
             self.guard(up)
             up.send_end()
+        if CONNECTING <= self.state <= SENT:
+            # Envoy arms its timeouts once the request is complete (onRequestComplete).
+            self.arm_route_timeout()
+            self.arm_try_timeout()
 
     def guard(self, up: UpstreamPort) -> None:
         """Hold writes to ``up`` while the client's read is being parsed: a read that turns out
@@ -279,8 +312,14 @@ class ProxyStream(Stream):
             if plane.table.compare_rules:
                 self.compare(decision, out)
             self.start_shadows(decision, out)
-        if decision.timeout:
-            self.timer = asyncio.get_running_loop().call_later(decision.timeout, self.timed_out)
+        retry = self.policy.retry
+        if retry is not None and retry.attempts > 0:
+            self.retry = retry
+            if head.has_body and self.body is None:
+                # The body is kept for a retry to replay, up to Envoy's buffer limit.
+                self.body = self.new_body(RETRY_BUFFER)
+        if self.request_done:
+            self.arm_route_timeout()
         if out.expect and not self.request_done:
             # Answer Expect ourselves (as nginx does), so the client sends its body at once.
             self.down.send_continue()
@@ -365,13 +404,46 @@ class ProxyStream(Stream):
             self.original_path = head.path
         head.path, head.authority, head.headers = path, authority, headers
 
+    def new_body(self, limit: int) -> BodyBuffer:
+        """The request's one body buffer, with what arrived of the body so far."""
+        body = BodyBuffer(limit)
+        for chunk in self.pending:
+            body.add(chunk)
+        if self.request_done:
+            body.end()
+        return body
+
+    def arm_route_timeout(self) -> None:
+        timeout = self.policy.timeout
+        if timeout and self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(timeout, self.timed_out)
+
+    def arm_try_timeout(self) -> None:
+        """The per-try timeout of the attempt in flight, once the request is complete: only
+        before its response head, and ignored when not shorter than the route's (Envoy)."""
+        retry = self.retry
+        if retry is None or self.try_timer is not None or not self.request_done:
+            return
+        per_try = retry.per_try_timeout
+        timeout = self.policy.timeout
+        if per_try and (not timeout or per_try < timeout):
+            self.try_timer = asyncio.get_running_loop().call_later(per_try, self.try_timed_out)
+
+    def stop_try_timer(self) -> None:
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+
     def attempt(self) -> None:
         """Send the request to the chosen upstream, on a pooled port if one is idle."""
         upstream = self.upstream
         assert upstream is not None
         self._to(CONNECTING)
+        self.tries += 1
+        self.upstream_status = 0
         self.upstream_start = time.time()
         self.upstream_clock = time.monotonic()
+        self.arm_try_timeout()
         pool = self.pool = self.plane.pools.pool_for(upstream)
         conn = pool.take(upstream.endpoint)
         if conn is not None:
@@ -424,12 +496,9 @@ class ProxyStream(Stream):
             return  # all dropped: no copy of the headers was made for nothing
         head = self.head
         if head.has_body:
-            # The copies read the body from the one buffer (http.body), bounded by theirs.
-            body = self.body = BodyBuffer(dispatcher.limits.max_body_bytes)
-            for chunk in self.pending:
-                body.add(chunk)
-            if self.request_done:
-                body.end()
+            # The copies read the body from the one buffer (http.body), bounded by theirs,
+            # or by the retries' if that is larger.
+            self.body = self.new_body(max(dispatcher.limits.max_body_bytes, RETRY_BUFFER))
         lines = out.shadow_lines()
         if dispatcher.strip_headers:
             lines = strip_lines(lines, dispatcher.strip_headers)
@@ -481,15 +550,20 @@ class ProxyStream(Stream):
         except Overflow:
             # A circuit breaker (DestinationRule connectionPool): Envoy's 503 UO, never
             # retried and not an outlier report.
+            if self.upstream is not upstream:
+                return  # an attempt given up on (its per-try timeout) while it waited
             if self.state < DONE:
                 self.fail(503, "UO", OVERFLOW_BODY, upstream.cluster, headers=(OVERFLOW_HEADER,))
             return
         except (OSError, TimeoutError):
+            if self.upstream is not upstream:
+                return  # an attempt given up on (its per-try timeout) while it connected
             if self.state < DONE:
-                self.fail(503, "UF", resp.CONNECT_FAILURE, upstream.cluster)
+                if not self.retried_after("connect-failure"):
+                    self.fail(503, "UF", self.failure_body(resp.CONNECT_FAILURE), upstream.cluster)
             return
-        if self.state >= DONE:
-            pool.put(conn)
+        if self.state >= DONE or self.upstream is not upstream or self.up is not None:
+            pool.put(conn)  # not needed any more: it may serve another request
             return
         self.attach(conn)
 
@@ -505,8 +579,15 @@ class ProxyStream(Stream):
             length = NO_LENGTH
         self.corked = False
         self.guard(up)
-        up.send_head(self, head.method, head.path, head.authority, self.lines, length, head.upgrade)
-        pending, self.pending = self.pending, ()
+        lines = self.lines
+        if self.tries > 1:
+            lines = lines.replace(ATTEMPT_ONE, b"x-envoy-attempt-count: %d\r\n" % self.tries, 1)
+        up.send_head(self, head.method, head.path, head.authority, lines, length, head.upgrade)
+        if self.tries > 1 and self.body is not None:
+            pending: list[bytes] | tuple[()] = self.body.chunks  # the body again, from its start
+        else:
+            pending = self.pending
+        self.pending = ()
         self.pending_size = 0
         for chunk in pending:
             up.send_data(chunk)
@@ -519,7 +600,17 @@ class ProxyStream(Stream):
     def response_head(self, status: int, reason: bytes, headers: Headers, keep_alive: bool) -> None:
         if self.state >= DONE:
             return
-        self.status = self.upstream_status = status
+        self.stop_try_timer()  # the per-try timeout ends at the response head
+        self.upstream_status = status
+        retry = self.retry
+        if retry is not None and status != 101 and retry.on_response(status, headers):
+            up, self.up = self.up, None
+            if self.retried_after(""):
+                if up is not None:
+                    up.reset()  # the rest of this answer is never read
+                return
+            self.up = up  # not retried (or none left): this answer passes through as it came
+        self.status = status
         self._to(RESPONDING)
         if status == 101:
             self.switch_protocols(reason, headers)
@@ -633,8 +724,10 @@ class ProxyStream(Stream):
                 return
             self.plane.stats.requests["upstream_rq_not_resent"] += 1
         if not committed:
+            if self.status == 0 and self.retried_after("reset"):
+                return
             cluster = self.upstream.cluster if self.upstream else ""
-            self.fail(503, "UC", resp.CONNECTION_TERMINATION, cluster)
+            self.fail(503, "UC", self.failure_body(resp.CONNECTION_TERMINATION), cluster)
         else:
             # Part of the response is out: closing is the only honest way to say it broke.
             self.flag = "UPE" if protocol_error else "UC"
@@ -659,8 +752,102 @@ class ProxyStream(Stream):
     # --- endings -------------------------------------------------------------------------
 
     def timed_out(self) -> None:
-        """The route's timeout (Envoy's, flag UT)."""
+        """The route's timeout (Envoy's, flag UT): it spans every attempt, never retried."""
+        self.timer = None
         self.give_up(504, "UT", resp.UPSTREAM_TIMEOUT, reset=False)
+
+    def try_timed_out(self) -> None:
+        """The attempt's per-try timeout: reset it; retried only on ``5xx``, ``gateway-error``
+        or ``reset`` (Envoy's reset path), else 504 ``UT``."""
+        self.try_timer = None
+        if self.state >= DONE:
+            return
+        self.plane.stats.retries["upstream_rq_per_try_timeout"] += 1
+        up, self.up = self.up, None
+        if up is not None:
+            up.reset()
+        if not self.retried_after("per-try-timeout"):
+            self.give_up(504, "UT", resp.UPSTREAM_TIMEOUT, reset=False)
+
+    def retried_after(self, kind: str) -> bool:
+        """The attempt in flight failed (``kind``; "" for a retriable response already
+        judged): start a retry if the policy, the attempts left and the body allow one, and
+        say whether one is under way."""
+        retry = self.retry
+        if retry is None or (kind and not retry.on_failure(kind)):
+            return False
+        stats = self.plane.stats.retries
+        if self.down.committed or self.state >= DONE:
+            return False
+        if self.tries > retry.attempts:
+            stats["upstream_rq_retry_limit_exceeded"] += 1
+            self.retry_flag = "URX"
+            return False
+        body = self.body
+        if self.head.has_body and (body is None or not body.replayable()):
+            stats["retry_or_shadow_abandoned"] += 1  # past its bound: never sent again
+            return False
+        upstream = self.upstream
+        assert upstream is not None
+        self.end_retry()
+        if not self.plane.pools.begin_retry(upstream):
+            # The cluster's maxRetries circuit breaker: the current answer goes back, flag UO.
+            self.retry_flag = "UO"
+            return False
+        endpoint = self.another_host(upstream, retry)
+        if endpoint is None:
+            self.plane.pools.end_retry(upstream)
+            return False
+        self.retrying = upstream
+        up, self.up = self.up, None
+        if up is not None:
+            up.reset()
+        stats["upstream_rq_retry"] += 1
+        upstream.release(outcome_of(self.upstream_status, _FAILED_WITH[kind]))
+        self.upstream = Upstream(upstream.cluster, endpoint, upstream.balancer)
+        self.stop_try_timer()
+        self.status = self.upstream_status = 0
+        self._to(CONNECTING)
+        delay = retry.backoff(self.tries, RETRY_RNG)
+        self.try_timer = asyncio.get_running_loop().call_later(delay, self.retry_now)
+        return True
+
+    def end_retry(self) -> None:
+        retrying, self.retrying = self.retrying, None
+        if retrying is not None:
+            self.plane.pools.end_retry(retrying)
+
+    def another_host(self, upstream: Upstream, retry: RetryPolicy) -> Endpoint | None:
+        """The retry's host: a new pick of the same cluster, another than those that failed
+        where there is one (Envoy's previous_hosts predicate: up to 5 picks, then the last)."""
+        tried = self.tried
+        if not tried:
+            tried = self.tried = []
+        tried.append(upstream.endpoint)
+        balancer = upstream.balancer
+        picked: Endpoint | None = None
+        for _ in range(DEFAULT_HOST_PICKS):
+            endpoint = balancer.pick()
+            if endpoint is None:
+                break
+            if picked is not None:
+                balancer.release(picked, NO_OUTCOME)  # an earlier pick, not used
+            picked = endpoint
+            if not retry.previous_hosts or endpoint not in tried:
+                break
+        return picked
+
+    def retry_now(self) -> None:
+        """The back-off is over: the next attempt."""
+        self.try_timer = None
+        if self.state == CONNECTING:
+            self.attempt()
+
+    def failure_body(self, body: bytes) -> bytes:
+        """Envoy's local reply after retries: ``... retried and the latest reset reason: ...``."""
+        if self.tries > 1:
+            return body.replace(b"reset reason:", b"retried and the latest reset reason:", 1)
+        return body
 
     def stream_idle(self, reset: bool) -> None:
         """The stream idle timeout: nothing moved either way. Answered as Envoy answers it,
@@ -721,6 +908,13 @@ class ProxyStream(Stream):
         if self.state >= DONE:
             return
         self._to(DONE)
+        outcome = outcome_of(self.upstream_status, self.flag)  # before URX joins the flag
+        if self.retrying is not None:
+            self.end_retry()
+        if self.retry_flag:
+            self.flag = self.flag + "," + self.retry_flag if self.flag else self.retry_flag
+        if self.tries > 1 and self.status and self.status < 500:
+            self.plane.stats.retries["upstream_rq_retry_success"] += 1
         if self.pairing is not None:
             self.pairing.add(
                 "primary",
@@ -736,9 +930,10 @@ class ProxyStream(Stream):
             self.timer.cancel()
         if self.delay is not None:
             self.end_delay()
+        self.stop_try_timer()
         if self.upstream is not None:
             # Once per attempt, with its outcome for outlier detection (routing.outlier).
-            self.upstream.release(outcome_of(self.upstream_status, self.flag))
+            self.upstream.release(outcome)
         self.pending = ()
         self.log()
         self.down.finished()
@@ -766,6 +961,9 @@ class ProxyStream(Stream):
             self.timer.cancel()
         if self.delay is not None:
             self.end_delay()
+        self.stop_try_timer()
+        if self.retrying is not None:
+            self.end_retry()
         if self.upstream is not None:
             # The client left: only a status the upstream already answered is reported.
             self.upstream.release(outcome_of(self.upstream_status, ""))
