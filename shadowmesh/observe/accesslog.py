@@ -210,7 +210,9 @@ def format_json(r: AccessRecord) -> str:
 
 
 def response_code_details(r: AccessRecord) -> str:
-    flag = r.response_flags.partition(",")[0]  # "UF,URX": the reset's details (Envoy's)
+    flag = r.response_flags
+    if flag not in _LOCAL_DETAILS and flag not in _STARTED_DETAILS:
+        flag = flag.partition(",")[0]  # "UF,URX": the reset's details (Envoy's)
     if r.upstream_service_time >= 0:
         return _STARTED_DETAILS.get(flag, "via_upstream")
     return _LOCAL_DETAILS.get(flag, "-")
