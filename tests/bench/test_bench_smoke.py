@@ -67,10 +67,13 @@ def test_quick_bench_runs_end_to_end(tmp_path: Path) -> None:
         [run] = proxy["runs"]
         assert run["requests"] > 0 and run["rps"] > 0
         assert 0 < run["p50_ms"] <= run["p99_ms"]
-        assert run["cpu_pct"] > 0 and run["peak_rss_mb"] > 0
+        # CPU is read in clock ticks (10 ms) over a 1 s run: one proxy's figure can round to 0
+        # on a loaded machine (seen in CI); both at 0 would mean the processes were not found.
+        assert run["cpu_pct"] >= 0 and run["peak_rss_mb"] > 0
         for metric in ("rps", "p50_ms", "p99_ms", "cpu_pct", "peak_rss_mb", "errors"):
             spread = proxy["metrics"][metric]
             assert spread["min"] <= spread["median"] <= spread["max"]
+    assert max(p["runs"][0]["cpu_pct"] for p in scenario["proxies"].values()) > 0
     assert scenario["ratio"]["rps"] > 0
     assert {t["target"] for t in data["targets"]} == {
         "passthrough rps vs nginx",
