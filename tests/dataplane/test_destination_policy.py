@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shadowmesh.routing.testing import within_binomial
+from tests.support import serve as serve_support
 from tests.support.certs import Authority, make_ca
 from tests.support.serve import Served
 from tests.support.tlsupstream import TlsUpstream
@@ -70,23 +71,9 @@ def test_workload_entry_weights_split_requests_3_to_1(
         s.stop()
 
 
-TWO_ENDPOINTS = """
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-a}}
-spec: {{address: 127.0.0.1, ports: {{http: {a}}}, labels: {{app: app}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-b}}
-spec: {{address: 127.0.0.1, ports: {{http: {b}}}, labels: {{app: app}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: app}}
-spec:
-  selector: {{app: app}}
-  ports: [{{name: http, port: SERVICE_PORT, targetPort: 80}}]
+TWO_ENDPOINTS = (
+    serve_support.TWO_ENDPOINTS
+    + """\
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -96,6 +83,7 @@ spec:
   trafficPolicy:
 {policy}
 """
+)
 
 OUTLIER = """\
     outlierDetection:

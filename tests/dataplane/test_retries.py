@@ -10,7 +10,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from tests.support.serve import Served, free_port, mesh_yaml, scrape
+from tests.support.serve import TWO_ENDPOINTS, Served, free_port, mesh_yaml, scrape
 from tests.support.upstreams import RecordingUpstream
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -18,9 +18,7 @@ UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbus
 ERROR = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\noops"
 
 
-def request(
-    s: Served, method: str = "GET", body: bytes | None = None
-) -> tuple[int, bytes]:
+def request(s: Served, method: str = "GET", body: bytes | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
     try:
         conn.request(method, "/get", body=body, headers={"Host": "app"})
@@ -51,26 +49,6 @@ def attempts(upstream: RecordingUpstream) -> list[str]:
 
 def retries(text: str) -> str:
     return f"    retries: {text}\n"
-
-
-TWO_ENDPOINTS = """
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-a}}
-spec: {{address: 127.0.0.1, ports: {{http: {a}}}, labels: {{app: app}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: app-b}}
-spec: {{address: 127.0.0.1, ports: {{http: {b}}}, labels: {{app: app}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: app}}
-spec:
-  selector: {{app: app}}
-  ports: [{{name: http, port: SERVICE_PORT, targetPort: 80}}]
-"""
 
 
 def test_one_of_two_endpoints_dead_gives_no_503_with_istios_default_policy(

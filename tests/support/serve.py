@@ -196,3 +196,24 @@ def scrape(served: Served) -> dict[str, dict[tuple[tuple[str, str], ...], float]
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
+
+
+# Two endpoints of one Service, on ports {a} and {b}: the retry and DestinationRule tests' mesh.
+TWO_ENDPOINTS = """
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-a}}
+spec: {{address: 127.0.0.1, ports: {{http: {a}}}, labels: {{app: app}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: app-b}}
+spec: {{address: 127.0.0.1, ports: {{http: {b}}}, labels: {{app: app}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: app}}
+spec:
+  selector: {{app: app}}
+  ports: [{{name: http, port: SERVICE_PORT, targetPort: 80}}]
+"""
