@@ -207,3 +207,40 @@ def test_an_allowed_origin_s_response_is_decorated() -> None:
     )
     allowed = [v for n, v in client.head_pairs if n == b"access-control-allow-origin"]
     assert allowed == [b"https://ok.example"]
+
+
+def test_a_retried_503_replays_the_body_with_the_next_attempt_count() -> None:
+    """Envoy's router: a retriable answer is never shown to the client; the next attempt gets
+    the whole body again from the stream's buffer and ``x-envoy-attempt-count: 2``; the first
+    connection is reset (the rest of its answer is never read)."""
+    plane = dataplane("- retries: {attempts: 2, retryOn: '503'}\n" + V1)
+    first, first_wire = pooled(plane)
+    second, second_wire = pooled(plane)
+    client = Recorder()
+    stream = ProxyStream(
+        plane, client, request(b"/post", b"POST", [(b"content-length", b"5")]), 8000
+    )
+    stream.head.content_length = 5
+
+    async def run() -> None:
+        stream.start()
+        stream.request_data(b"hello")
+        stream.request_end()
+        sent = [w for w in (first_wire, second_wire) if w.data]
+        assert len(sent) == 1 and sent[0].data.endswith(b"hello")
+        used = first if sent[0] is first_wire else second
+        other, other_wire = (second, second_wire) if used is first else (first, first_wire)
+        assert b"x-envoy-attempt-count: 1\r\n" in sent[0].take()
+        used.data_received(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+        assert client.calls == [] and sent[0].closed  # nothing of the 503 went to the client
+        while not other_wire.data:  # the jittered back-off, then the second attempt
+            await asyncio.sleep(0.001)
+        retried = other_wire.take()
+        assert b"x-envoy-attempt-count: 2\r\n" in retried and retried.endswith(b"\r\n\r\nhello")
+        other.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    asyncio.run(run())
+    assert [c[:2] for c in client.calls if c[0] == "head"] == [("head", 200)]
+    assert stream.state == DONE and stream.flag == "" and stream.tries == 2
+    assert plane.stats.retries["upstream_rq_retry"] == 1
+    assert plane.stats.retries["upstream_rq_retry_success"] == 1
