@@ -26,8 +26,3 @@ def content_length(n: int) -> bytes:
 
 
 CHUNKED = b"transfer-encoding: chunked\r\n"
-
-
-def chunked(body: bytes) -> bytes:
-    """A whole body, chunked: one chunk (none when empty) and the last chunk."""
-    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"

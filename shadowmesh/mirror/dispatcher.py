@@ -27,15 +27,8 @@ import time
 from collections.abc import Iterable
 
 from shadowmesh.http.body import BodyBuffer
-from shadowmesh.http.ports import Stream
-from shadowmesh.http.wire import (
-    CHUNKED,
-    IDEMPOTENT,
-    Headers,
-    chunked,
-    content_length,
-    serialize_request,
-)
+from shadowmesh.http.ports import NO_LENGTH, STREAMED, Stream
+from shadowmesh.http.wire import IDEMPOTENT, Headers
 from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
 from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.spans import Spans
@@ -85,7 +78,8 @@ class ShadowCopy(Stream):
         "chunked",
         "sized",
         # sending: set by the dispatcher's launch
-        "payload",
+        "body",
+        "length",
         "conn",
         "reused",
         "started",
@@ -134,7 +128,8 @@ class ShadowCopy(Stream):
         self.user_agent = user_agent  # for its access log line
         self.request_id = request_id
         self.xff = xff
-        self.payload = b""
+        self.body = b""  # the whole body, once the request is complete (``launch``)
+        self.length = NO_LENGTH  # its framing, for the upstream port: the primary's
         self.conn: UpstreamConnection | None = None
         self.reused = False
         self.started = self.clock = self.deadline = 0.0
@@ -343,14 +338,8 @@ class Dispatcher:
         body = source.data() if source is not None and copy.size else b""
         if body and copy.pairing is not None:
             copy.pairing.keep_body(body)  # for the report's drill-down: curl can replay it
-        if copy.chunked:
-            framing, body = CHUNKED, chunked(body)
-        elif copy.sized:
-            framing = content_length(copy.size)
-        else:
-            framing = b""
-        head = serialize_request(copy.method, copy.path, copy.authority, copy.lines, framing)
-        copy.payload = head + body if body else head
+        copy.body = body
+        copy.length = STREAMED if copy.chunked else copy.size if copy.sized else NO_LENGTH
         copy.release_body()
         if copy.pairing is not None:
             copy.answer_body = BodyCopy(copy.pairing.comparison.max_body_bytes)
@@ -395,9 +384,15 @@ class Dispatcher:
         self._send_on(copy, conn)
 
     def _send_on(self, copy: ShadowCopy, conn: UpstreamConnection) -> None:
+        """Through the upstream codec's port, as the primary is sent (an HTTP/2 codec would
+        take the same calls), corked: the whole copy goes in one write."""
         copy.conn = conn
-        conn.begin(copy, head_only=copy.method == b"HEAD")
-        conn.write(copy.payload)
+        conn.cork()
+        conn.send_head(copy, copy.method, copy.path, copy.authority, copy.lines, copy.length, False)
+        if copy.body:
+            conn.send_data(copy.body)
+        conn.send_end()
+        conn.uncork()
 
     def answered(self, copy: ShadowCopy) -> None:
         conn, copy.conn = copy.conn, None
@@ -449,7 +444,7 @@ class Dispatcher:
         """The copy's outcome is known (``flag``: its Envoy response flag, "" when answered):
         free what it holds, count it, log it, hand it to its pairing."""
         copy.finished = True
-        copy.payload = b""
+        copy.body = b""
         self._sending.pop(copy, None)
         copy.release_body()
         copy.upstream.release()
