@@ -334,6 +334,22 @@ def parse_retries(value: Any, path: str, issues: Issues) -> HTTPRetry | None:
         for part in retry_on.split(","):  # Istio's validation does not trim, its translation does
             if not is_status_code(part) and part not in RETRY_ON_POLICIES:
                 issues.error(obj.path("retryOn"), f"{go_quote(part)} is not a valid retryOn policy")
+    if localities is True and attempts > 0:
+        # Envoy's previous_priorities moves retries to the next locality priority; shadowmesh
+        # has no locality load balancing, so every endpoint is of one priority.
+        issues.not_acted_on(
+            obj.path("retryRemoteLocalities"),
+            "shadowmesh has no locality priorities: a retry goes to another endpoint of the "
+            "same cluster",
+        )
+    if attempts > 0 and "retriable-headers" in (t.strip() for t in retry_on.split(",")):
+        # Istio sets no retriable_headers; Envoy would still read the client's
+        # x-envoy-retriable-header-names, which shadowmesh does not.
+        issues.not_acted_on(
+            obj.path("retryOn"),
+            "retriable-headers retries no response: the x-envoy-retriable-header-names "
+            "request header is not read",
+        )
     ignore = obj.get("retryIgnorePreviousHosts")
     return HTTPRetry(
         attempts=attempts,

@@ -490,3 +490,17 @@ def test_no_route_policy_warns_now_the_data_plane_acts_on_all_of_it() -> None:
         retries={"attempts": 1}, rewrite={"uri": "/"}, fault={"abort": {"httpStatus": 500}}
     )
     assert [w for w in found if " is not acted on" in w] == []
+
+
+def test_what_retries_cannot_act_on_here_is_warned_about() -> None:
+    found = warnings(
+        retries={"attempts": 2, "retryOn": "5xx,retriable-headers", "retryRemoteLocalities": True}
+    )
+    assert [w.split(": ", 1)[1] for w in found if " is not acted on" in w] == [
+        "spec.http[0].retries.retryRemoteLocalities is not acted on by shadowmesh yet; shadowmesh"
+        " has no locality priorities: a retry goes to another endpoint of the same cluster",
+        "spec.http[0].retries.retryOn is not acted on by shadowmesh yet; retriable-headers"
+        " retries no response: the x-envoy-retriable-header-names request header is not read",
+    ]
+    quiet = warnings(retries={"attempts": 2, "retryOn": "5xx", "retryRemoteLocalities": False})
+    assert [w for w in quiet if " is not acted on" in w] == []
