@@ -269,18 +269,30 @@ class ProxyStream(Stream):
             return
         decision = self.plane.table.route(self.listener_port, RouteView(self.head), self.down.peer)
         if isinstance(decision, Failure):
-            location = decision.location.encode() if decision.location else b""
             self.route_name = decision.route_name
-            self.fail(
-                decision.status,
-                decision.flag,
-                decision.body,
-                decision.cluster,
-                location,
-                decision.headers,
-            )
+            policy = decision.policy
+            if policy is not None:
+                # A route's answer or a missing cluster or host is the router's: the fault and
+                # CORS filters before it still run (Envoy's filter order), as on a forward.
+                self.policy = policy
+                if policy.fault is not None and not self.faulted and self.inject_fault(decision):
+                    return
+                if policy.cors is not None and self.cors_preflight(decision):
+                    return
+            self.answer(decision)
             return
         self.forward(decision)
+
+    def answer(self, decision: Failure) -> None:
+        location = decision.location.encode() if decision.location else b""
+        self.fail(
+            decision.status,
+            decision.flag,
+            decision.body,
+            decision.cluster,
+            location,
+            decision.headers,
+        )
 
     def forward(self, decision: Forward) -> None:
         plane = self.plane
@@ -328,7 +340,7 @@ class ProxyStream(Stream):
 
     # --- the route policy before the router: fault, CORS, header ops and rewrites ----------
 
-    def inject_fault(self, decision: Forward) -> bool:
+    def inject_fault(self, decision: Forward | Failure) -> bool:
         """Envoy's fault filter: a delay (the request held, then routed as usual), then an
         abort (answered here: never sent, mirrored or retried). True when it holds or answers
         the request."""
@@ -346,10 +358,13 @@ class ProxyStream(Stream):
             return True
         return self.fault_abort(decision)
 
-    def delay_over(self, decision: Forward) -> None:
+    def delay_over(self, decision: Forward | Failure) -> None:
         self.end_delay()
         if self.state < DONE and not self.fault_abort(decision):
-            self.forward(decision)
+            if isinstance(decision, Failure):
+                self.answer(decision)
+            else:
+                self.forward(decision)
 
     def end_delay(self) -> None:
         """The delay is over, or the request ended during it."""
@@ -358,19 +373,26 @@ class ProxyStream(Stream):
             delay.cancel()
             self.plane.stats.requests["fault_active"] -= 1
 
-    def fault_abort(self, decision: Forward) -> bool:
+    def fault_abort(self, decision: Forward | Failure) -> bool:
         fault = self.policy.fault
         assert fault is not None
         status = fault.abort(FAULT_RNG)
         if not status:
             return False
         self.plane.stats.requests["fault_aborts_injected"] += 1
-        for shadow in decision.shadows:
-            shadow.release()
-        self.fail(status, "FI", FAULT_ABORT_BODY, decision.primary.cluster)
+        self.fail(status, "FI", FAULT_ABORT_BODY, self.release_shadows(decision))
         return True
 
-    def cors_preflight(self, decision: Forward) -> bool:
+    def release_shadows(self, decision: Forward | Failure) -> str:
+        """The decision answered before the router: its shadows are let go (never sent);
+        the cluster it named, for the access log."""
+        if isinstance(decision, Failure):
+            return decision.cluster
+        for shadow in decision.shadows:
+            shadow.release()
+        return decision.primary.cluster
+
+    def cors_preflight(self, decision: Forward | Failure) -> bool:
         """Envoy's CORS filter: a preflight answered here (True), or the headers an allowed
         Origin's response gets."""
         cors = self.policy.cors
@@ -385,10 +407,9 @@ class ProxyStream(Stream):
                 wanted = head.first(b"access-control-request-headers") or b""
                 answer = cors.preflight(origin, method, wanted)
                 if answer is not None:
-                    for shadow in decision.shadows:
-                        shadow.release()
+                    cluster = self.release_shadows(decision)
                     # The CORS filter answers itself: no route response ops (encodeHeaders).
-                    self.fail(200, "", b"", decision.primary.cluster, b"", tuple(answer), False)
+                    self.fail(200, "", b"", cluster, b"", tuple(answer), False)
                     return True
         self.cors_headers = cors.decorate(origin)
         return False
@@ -900,6 +921,10 @@ class ProxyStream(Stream):
         self.sent = len(body)
         if route_ops and not headers:
             headers = self.policy.local_headers
+        if self.cors_headers:
+            # A local reply passes the CORS filter's encoder too (Envoy's local replies go
+            # through the encoder filters): an allowed Origin's 503 or direct response says so.
+            headers = tuple(overwrite(list(headers), self.cors_headers))
         self.down.send_local(status, body, location, headers)
         self.cluster = cluster
         self.finish()

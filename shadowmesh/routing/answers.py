@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Final
 
 from shadowmesh.routing.decision import Failure, RequestView
-from shadowmesh.routing.policy import Header, HeaderOps
+from shadowmesh.routing.policy import Header, HeaderOps, RoutePolicy
 
 LOCATION = b"location"
 
@@ -35,6 +35,7 @@ class Redirect:
         "matched",
         "ops",
         "route_name",
+        "before",
     )
 
     def __init__(
@@ -51,6 +52,7 @@ class Redirect:
         matched: int = 1,
         ops: HeaderOps | None = None,
         route_name: str = "",
+        before: RoutePolicy | None = None,
     ) -> None:
         self.code: Final = code
         self.scheme: Final = scheme  # scheme_redirect; "": the request's
@@ -65,13 +67,16 @@ class Redirect:
         self.matched: Final = matched  # as ``policy.Rewrite.matched``
         self.ops: Final = ops  # the route's response header ops
         self.route_name: Final = route_name
+        self.before: Final = before  # the route's fault and CORS (compile_policy.before_router)
 
     def answer(self, request: RequestView, listener_port: int) -> Failure:
         location = self.location(request, listener_port).encode("latin-1")
         headers: list[Header] = [(LOCATION, location)]
         if self.ops is not None:
             headers = self.ops.apply(headers)
-        return Failure(self.code, "-", headers=tuple(headers), route_name=self.route_name)
+        return Failure(
+            self.code, "-", headers=tuple(headers), route_name=self.route_name, policy=self.before
+        )
 
     def describe(self) -> dict[str, object]:
         out: dict[str, object] = {"redirect": {"code": self.code}}
@@ -149,10 +154,24 @@ class DirectResponse:
     """A compiled ``directResponse``: its answer is the same for every request but for the
     ``Location`` of a 201 or 3xx."""
 
-    __slots__ = ("status", "body", "ops", "headers", "with_location", "route_name", "_failure")
+    __slots__ = (
+        "status",
+        "body",
+        "ops",
+        "headers",
+        "with_location",
+        "route_name",
+        "before",
+        "_failure",
+    )
 
     def __init__(
-        self, status: int, body: bytes, ops: HeaderOps | None = None, route_name: str = ""
+        self,
+        status: int,
+        body: bytes,
+        ops: HeaderOps | None = None,
+        route_name: str = "",
+        before: RoutePolicy | None = None,
     ) -> None:
         self.status: Final = status
         self.body: Final = body
@@ -161,8 +180,9 @@ class DirectResponse:
         # router.cc: a Location for 201 and 3xx, which for a direct response is the request's URL.
         self.with_location: Final = status == 201 or 300 <= status <= 399
         self.route_name: Final = route_name
+        self.before: Final = before  # the route's fault and CORS (compile_policy.before_router)
         self._failure: Final = Failure(
-            status, "-", body, headers=self.headers, route_name=route_name
+            status, "-", body, headers=self.headers, route_name=route_name, policy=before
         )
 
     def describe(self) -> dict[str, object]:
@@ -181,7 +201,12 @@ class DirectResponse:
         if self.ops is not None:
             headers = self.ops.apply(headers)
         return Failure(
-            self.status, "-", self.body, headers=tuple(headers), route_name=self.route_name
+            self.status,
+            "-",
+            self.body,
+            headers=tuple(headers),
+            route_name=self.route_name,
+            policy=self.before,
         )
 
 

@@ -288,9 +288,10 @@ def cors_policy(spec: CorsSpec) -> CorsPolicy:
 def answer(route: HTTPRoute, matched: int) -> Answer:
     """The route's redirect or direct response (it has one of them)."""
     ops = route_response_ops(route)
+    before = before_router(route, ops)
     direct = route.direct_response
     if direct is not None:
-        return DirectResponse(direct.status, direct.body or b"", ops, route.name)
+        return DirectResponse(direct.status, direct.body or b"", ops, route.name, before)
     redirect = route.redirect
     if redirect is None:
         raise ValueError(f"route {route.name!r} neither redirects nor answers directly")
@@ -308,4 +309,15 @@ def answer(route: HTTPRoute, matched: int) -> Answer:
         matched=matched,
         ops=ops,
         route_name=route.name,
+        before=before,
     )
+
+
+def before_router(route: HTTPRoute, response_ops: HeaderOps | None) -> RoutePolicy | None:
+    """What of a redirect or direct-response route acts before the router answers: istiod
+    gives such a route its fault and CORS filter configs too (``TypedPerFilterConfig``)."""
+    fault = fault_policy(route.fault) if route.fault is not None else None
+    cors = cors_policy(route.cors_policy) if route.cors_policy is not None else None
+    if fault is None and cors is None:
+        return None
+    return RoutePolicy(0.0, None, fault, None, response_ops, None, cors)

@@ -100,6 +100,9 @@ class Failure:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     # The route that answered, for the access log ("" when none did); not part of the answer.
     route_name: str = field(default="", compare=False)
+    # The route's policy when it has a fault or CORS policy, which act before the router's
+    # answer as on a forward (Envoy's filter order); None: the answer is all there is.
+    policy: RoutePolicy | None = field(default=None, compare=False)
 
 
 class Upstream:

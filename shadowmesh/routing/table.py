@@ -345,7 +345,12 @@ class RouteTable:
         name, cluster = target.resolve(port)
         if cluster is None:
             return Failure(
-                503, "NC", cluster=name, headers=policy.local_headers, route_name=route.name
+                503,
+                "NC",
+                cluster=name,
+                headers=policy.local_headers,
+                route_name=route.name,
+                policy=_before_router(policy),
             )
         endpoint = _original_dst(cluster, origin, port)
         cookie = b""
@@ -365,6 +370,7 @@ class RouteTable:
                 cluster=name,
                 headers=policy.local_headers,
                 route_name=route.name,
+                policy=_before_router(policy),
             )
         primary = Upstream(name, endpoint, cluster.balancer)
         shadows = self._shadows(route.mirrors, port, origin) if route.mirrors else ()
@@ -764,3 +770,9 @@ def _describe_cluster(cluster: Cluster) -> dict[str, Any]:
         ],
         **({"outlierStats": outlier.stats()} if (outlier := cluster.outlier) is not None else {}),
     }
+
+
+def _before_router(policy: RoutePolicy) -> RoutePolicy | None:
+    """The policy a router's own answer (NC, UH) still goes through: the fault and CORS
+    filters run before the router (Envoy's filter order)."""
+    return policy if policy.fault is not None or policy.cors is not None else None

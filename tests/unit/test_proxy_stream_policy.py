@@ -12,6 +12,7 @@ from shadowmesh.http.request import RequestHead
 from shadowmesh.http.wire import Header, Headers
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.model.load import load_text
+from shadowmesh.model.resources import DestinationRule, Subset
 from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.proxy.stream import DONE, ROUTING, SENT, ProxyStream
@@ -48,7 +49,7 @@ class Recorder(Client):
         return super().send_head(status, reason, headers, length, coding)
 
 
-def dataplane(http: str) -> DataPlane:
+def dataplane(http: str, rule: DestinationRule | None = None) -> DataPlane:
     text = textwrap.dedent(
         """\
         apiVersion: networking.istio.io/v1
@@ -60,7 +61,7 @@ def dataplane(http: str) -> DataPlane:
         """
     ) + textwrap.indent(textwrap.dedent(http), "  ")
     loaded = [d.resource for d in load_text(text, "vs.yaml").documents]
-    resources = [*seed_workloads(), destination_rule(), *loaded]
+    resources = [*seed_workloads(), rule or destination_rule(), *loaded]
     table = RouteTable.compile(resources, rng=random.Random(1))
     stats = Stats()
     log = AccessLog(None)
@@ -244,3 +245,76 @@ def test_a_retried_503_replays_the_body_with_the_next_attempt_count() -> None:
     assert stream.state == DONE and stream.flag == "" and stream.tries == 2
     assert plane.stats.retries["upstream_rq_retry"] == 1
     assert plane.stats.retries["upstream_rq_retry_success"] == 1
+
+
+# The fault and CORS filters run before the router: its own answers (no cluster, no healthy
+# host, a direct response or redirect) go through them as a forward does. (Istio refuses a fault
+# beside a redirect or direct response; CORS beside them is accepted.)
+ABORT_ALL = "  fault: {abort: {httpStatus: 418, percentage: {value: 100}}}\n"
+DIRECT = "- directResponse: {status: 200, body: {string: hi}}\n"
+# A subset no workload has: no healthy upstream (UH); "nosuch" is no subset at all (NC).
+WITH_V3 = destination_rule(
+    subsets=(Subset("v1", {"version": "v1"}), Subset("v3", {"version": "v3"}))
+)
+
+
+def test_a_fault_abort_comes_before_no_healthy_upstream_and_no_cluster() -> None:
+    for subset, flag in (("v3", "UH"), ("nosuch", "NC")):
+        route = f"- route: [{{destination: {{host: httpbin, subset: {subset}}}}}]\n"
+        plane = dataplane(route + ABORT_ALL, WITH_V3)
+        client = Recorder()
+        stream = ProxyStream(plane, client, request(), 8000)
+        stream.start()
+        assert client.calls[0] == ("local", 418, b"fault filter abort"), subset
+        assert stream.flag == "FI"
+        plane = dataplane(route, WITH_V3)
+        stream = ProxyStream(plane, Recorder(), request(), 8000)
+        stream.start()
+        assert stream.flag == flag  # without a fault, the router's own answer
+
+
+def test_a_delay_holds_a_request_to_no_healthy_upstream_too() -> None:
+    route = "- route: [{destination: {host: httpbin, subset: v3}}]\n"
+    delay = "  fault: {delay: {fixedDelay: 1ms, percentage: {value: 100}}}\n"
+    plane = dataplane(route + delay, WITH_V3)
+    client = Recorder()
+    stream = ProxyStream(plane, client, request(), 8000)
+
+    async def run() -> None:
+        stream.start()
+        assert client.calls == []  # held
+        while stream.state != DONE:
+            await asyncio.sleep(0.001)
+
+    asyncio.run(run())
+    assert client.calls[0][:2] == ("local", 503)
+    assert with_delay_flag(stream.flag) == "UH,DI"
+
+
+def test_cors_answers_a_preflight_and_decorates_a_direct_response() -> None:
+    cors = "  corsPolicy: {allowOrigins: [{exact: 'https://ok.example'}], allowMethods: [GET]}\n"
+    plane = dataplane(DIRECT + cors)
+    client = Recorder()
+    preflight = [(b"origin", b"https://ok.example"), (b"access-control-request-method", b"GET")]
+    ProxyStream(plane, client, request(method=b"OPTIONS", extra=preflight), 8000).start()
+    assert client.calls[0] == ("local", 200, b"")
+    assert (b"access-control-allow-methods", b"GET") in client.local_headers
+    client = Recorder()
+    ProxyStream(plane, client, request(extra=[(b"origin", b"https://ok.example")]), 8000).start()
+    assert client.calls[0] == ("local", 200, b"hi")
+    assert (b"access-control-allow-origin", b"https://ok.example") in client.local_headers
+    client = Recorder()
+    other = [(b"origin", b"https://other.example")]
+    ProxyStream(plane, client, request(extra=other), 8000).start()
+    assert client.calls[0] == ("local", 200, b"hi")
+    assert all(n != b"access-control-allow-origin" for n, _ in client.local_headers)
+
+
+def test_an_allowed_origin_s_local_503_is_decorated() -> None:
+    """A local reply passes the CORS filter's encoder: a browser can read the 503."""
+    plane = dataplane(CORS.replace("subset: v1", "subset: v3"), WITH_V3)
+    client = Recorder()
+    ProxyStream(plane, client, request(extra=[(b"origin", b"https://ok.example")]), 8000).start()
+    assert client.calls[0][:2] == ("local", 503)
+    assert (b"access-control-allow-origin", b"https://ok.example") in client.local_headers
+    assert (b"x-r", b"1") in client.local_headers  # the route's response ops as well
