@@ -94,6 +94,7 @@ class Redirect:
             shown["port"] = "FROM_REQUEST_PORT" if self.from_request_port else self.port
         if self.ops is not None:
             out["responseHeaders"] = self.ops.describe()
+        _describe_before(self.before, out)
         return out
 
     def location(self, request: RequestView, listener_port: int) -> str:
@@ -191,6 +192,7 @@ class DirectResponse:
         }
         if self.ops is not None:
             out["responseHeaders"] = self.ops.describe()
+        _describe_before(self.before, out)
         return out
 
     def answer(self, request: RequestView, listener_port: int) -> Failure:
@@ -227,3 +229,9 @@ class NoAction:
 
 
 Answer = Redirect | DirectResponse | NoAction
+
+
+def _describe_before(before: RoutePolicy | None, out: dict[str, object]) -> None:
+    """What acts before the answer, for ``/config_dump``: the route's CORS policy."""
+    if before is not None and before.cors is not None:
+        out["corsPolicy"] = before.cors.describe()

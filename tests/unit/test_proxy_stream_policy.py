@@ -12,10 +12,11 @@ from shadowmesh.http.request import RequestHead
 from shadowmesh.http.wire import Header, Headers
 from shadowmesh.mirror.dispatcher import Dispatcher, ShadowLimits
 from shadowmesh.model.load import load_text
-from shadowmesh.model.resources import DestinationRule, Subset
+from shadowmesh.model.resources import DestinationRule, Subset, VirtualService
 from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.proxy.stream import DONE, ROUTING, SENT, ProxyStream
+from shadowmesh.routing.compile_policy import answer
 from shadowmesh.routing.policy import with_delay_flag
 from shadowmesh.routing.table import RouteTable
 from shadowmesh.routing.testing import destination_rule, seed_workloads
@@ -318,3 +319,17 @@ def test_an_allowed_origin_s_local_503_is_decorated() -> None:
     assert client.calls[0][:2] == ("local", 503)
     assert (b"access-control-allow-origin", b"https://ok.example") in client.local_headers
     assert (b"x-r", b"1") in client.local_headers  # the route's response ops as well
+
+
+def test_config_dump_shows_a_direct_response_route_s_cors_policy() -> None:
+    text = (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: httpbin, namespace: default}\nspec:\n  hosts: [httpbin]\n  http:\n"
+        "  - directResponse: {status: 200}\n"
+        "    corsPolicy: {allowOrigins: [{exact: 'https://ok.example'}]}\n"
+    )
+    (document,) = load_text(text, "vs.yaml").documents
+    assert isinstance(document.resource, VirtualService)
+    shown = answer(document.resource.http[0], 1).describe()
+    assert shown["directResponse"] == {"status": 200, "bodyBytes": 0}
+    assert "corsPolicy" in shown
