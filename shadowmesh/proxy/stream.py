@@ -61,7 +61,7 @@ from shadowmesh.mirror.pairing import BodyCopy, Pairing, error_of, response
 from shadowmesh.observe.spans import sampled as b3_sampled
 from shadowmesh.observe.trace import new_span_id
 from shadowmesh.proxy.context import ProxyContext
-from shadowmesh.proxy.headers import Outgoing, shadow_host
+from shadowmesh.proxy.headers import Outgoing, connection_headers, shadow_host
 from shadowmesh.proxy.headers import upstream_headers as build_upstream_headers
 from shadowmesh.routing.decision import Endpoint, Failure, Forward, Upstream
 from shadowmesh.routing.outlier import NO_OUTCOME, outcome_of
@@ -307,14 +307,15 @@ class ProxyStream(Stream):
             return
         if policy.cors is not None and self.cors_preflight(decision):
             return
+        mutated = False
         if policy.request_ops is not None or policy.rewrite is not None:
-            self.finalize_request(policy)
+            mutated = self.finalize_request(policy)
         spans = plane.spans
         if spans is None:
-            out = build_upstream_headers(head, self.down.peer_ip, plane.pseudonym)
+            out = build_upstream_headers(head, self.down.peer_ip, plane.pseudonym, b"1", mutated)
         else:
             decided = b"1" if spans.sample() else b"0"
-            out = build_upstream_headers(head, self.down.peer_ip, plane.pseudonym, decided)
+            out = build_upstream_headers(head, self.down.peer_ip, plane.pseudonym, decided, mutated)
             if b3_sampled(out.sampled):
                 self.traced = out
         self.request_id = out.request_id
@@ -414,16 +415,25 @@ class ProxyStream(Stream):
         self.cors_headers = cors.decorate(origin)
         return False
 
-    def finalize_request(self, policy: RoutePolicy) -> None:
+    def finalize_request(self, policy: RoutePolicy) -> bool:
         """The router's header ops and rewrites, on the head the upstream and the shadows get;
-        the access log keeps the client's path, as Istio's prints x-envoy-original-path."""
+        the access log keeps the client's path, as Istio's prints x-envoy-original-path.
+
+        Header ops run after Envoy's connection manager set x-request-id, x-forwarded-for and
+        x-forwarded-proto (traffic-policy.md section 0), so they see those and may replace or
+        remove them: True when they ran on ``connection_headers`` (upstream_headers' mutated).
+        """
         head = self.head
-        path, authority, headers = policy.finalize_request(
-            head.path, head.authority, list(head.headers)
-        )
+        mutated = policy.request_ops is not None
+        if mutated:
+            headers = connection_headers(head, self.down.peer_ip)
+        else:
+            headers = list(head.headers)
+        path, authority, headers = policy.finalize_request(head.path, head.authority, headers)
         if path != head.path:
             self.original_path = head.path
         head.path, head.authority, head.headers = path, authority, headers
+        return mutated
 
     def new_body(self, limit: int) -> BodyBuffer:
         """The request's one body buffer, with what arrived of the body so far."""

@@ -132,6 +132,45 @@ def test_the_shadow_gets_the_primary_s_final_request(mesh: Mesh) -> None:
         shadow.close()
 
 
+FORWARDING = """\
+  - headers:
+      request:
+        set:
+          x-forwarded-proto: https
+        remove:
+        - x-request-id
+        - x-forwarded-for
+    route:
+    - destination:
+        host: httpbin
+        subset: v1
+    mirror:
+      host: httpbin
+      subset: v2
+"""
+
+
+def test_request_ops_see_the_forwarding_headers_the_proxy_sets(mesh: Mesh) -> None:
+    # Envoy's connection manager sets x-request-id, x-forwarded-for and x-forwarded-proto
+    # before the router's header ops: a route may replace or remove them, for the copy too.
+    shadow = RecordingUpstream()
+    try:
+        mesh.ports[18082] = shadow.port
+        setup(mesh, FORWARDING)
+        status, _, body = response(mesh, "/headers?show_env=1", "-H", "x-request-id: mine")
+        assert status == 200
+        got = echoed(body)["headers"]
+        assert got["X-Forwarded-Proto"] == "https"
+        assert "X-Request-Id" not in got and "X-Forwarded-For" not in got
+        assert got["X-Envoy-Attempt-Count"] == "1" and "X-B3-Spanid" in got
+        (copy,) = shadow.wait_for(1)
+        assert copy.headers["x-forwarded-proto"] == "https"
+        assert "x-request-id" not in copy.headers and "x-forwarded-for" not in copy.headers
+        assert copy.headers["x-envoy-attempt-count"] == "1"
+    finally:
+        shadow.close()
+
+
 def test_header_ops_apply_to_local_replies(mesh: Mesh) -> None:
     http = """\
   - headers:

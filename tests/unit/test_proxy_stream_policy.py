@@ -4,6 +4,8 @@ what reaches the upstream codec's bytes and what the client's side is asked to s
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import random
 import textwrap
 
@@ -17,10 +19,12 @@ from shadowmesh.observe.accesslog import AccessLog
 from shadowmesh.observe.stats import Stats
 from shadowmesh.proxy.stream import DONE, ROUTING, SENT, ProxyStream
 from shadowmesh.routing.compile_policy import answer
+from shadowmesh.routing.decision import Endpoint
 from shadowmesh.routing.policy import with_delay_flag
 from shadowmesh.routing.table import RouteTable
-from shadowmesh.routing.testing import destination_rule, seed_workloads
-from shadowmesh.upstream.connection import Pool
+from shadowmesh.routing.testing import V2_PORT, destination_rule, seed_workloads
+from shadowmesh.upstream.connection import Pool, UpstreamConnection
+from tests.unit.test_h1_codecs import Wire
 from tests.unit.test_proxy_stream import Client, pooled
 
 
@@ -50,7 +54,9 @@ class Recorder(Client):
         return super().send_head(status, reason, headers, length, coding)
 
 
-def dataplane(http: str, rule: DestinationRule | None = None) -> DataPlane:
+def dataplane(
+    http: str, rule: DestinationRule | None = None, access_log: AccessLog | None = None
+) -> DataPlane:
     text = textwrap.dedent(
         """\
         apiVersion: networking.istio.io/v1
@@ -65,7 +71,7 @@ def dataplane(http: str, rule: DestinationRule | None = None) -> DataPlane:
     resources = [*seed_workloads(), rule or destination_rule(), *loaded]
     table = RouteTable.compile(resources, rng=random.Random(1))
     stats = Stats()
-    log = AccessLog(None)
+    log = access_log if access_log is not None else AccessLog(None)
     return DataPlane(table, "127.0.0.1", Pool(), Dispatcher(ShadowLimits(), stats, log), log, stats)
 
 
@@ -153,6 +159,142 @@ def test_request_ops_and_rewrite_reach_the_upstream() -> None:
     assert b"x-envoy-original-path: /api/a?b=1\r\n" in sent
     assert b"x-envoy-original-host: httpbin:8000\r\n" in sent
     assert stream.original_path == b"/api/a?b=1"
+
+
+def sent_headers(
+    route_headers: str, extra: Headers | None = None, access_log: AccessLog | None = None
+) -> tuple[ProxyStream, list[Header]]:
+    """The header lines the upstream got for a request to a route with these request ops."""
+    plane = dataplane(f"- headers: {{request: {route_headers}}}\n" + V1, access_log=access_log)
+    conn, wire = pooled(plane)
+    stream = ProxyStream(plane, Recorder(), request(extra=extra), 8000)
+
+    async def run() -> None:  # a loop, for the access log's flush
+        stream.start()
+        stream.request_end()
+        conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await asyncio.sleep(0)
+
+    asyncio.run(run())
+    assert stream.state == DONE
+    return stream, lines_of(wire.take())
+
+
+def lines_of(sent: bytes) -> list[Header]:
+    head = sent.partition(b"\r\n\r\n")[0]
+    pairs = [line.partition(b": ") for line in head.split(b"\r\n")[1:]]
+    return [(name, value) for name, _, value in pairs]
+
+
+def values(headers: list[Header], name: bytes) -> list[bytes]:
+    return [v for n, v in headers if n == name]
+
+
+CLIENT_XFF = [(b"x-forwarded-for", b"192.0.2.1")]
+
+
+def test_a_route_s_set_x_forwarded_proto_reaches_the_upstream() -> None:
+    # Envoy's connection manager sets it before the router's header ops, which then win.
+    _, headers = sent_headers("{set: {x-forwarded-proto: https}}")
+    assert values(headers, b"x-forwarded-proto") == [b"https"]
+    _, headers = sent_headers("{set: {x-env: a}}", [(b"x-forwarded-proto", b"https")])
+    assert values(headers, b"x-forwarded-proto") == [b"http"]  # the client's is replaced
+
+
+def test_a_route_s_remove_x_forwarded_for_sends_none() -> None:
+    stream, headers = sent_headers("{remove: [x-forwarded-for]}", CLIENT_XFF)
+    assert values(headers, b"x-forwarded-for") == []
+    assert stream.xff == b""  # the access log prints what the upstream got
+    stream, headers = sent_headers("{remove: [x-forwarded-proto]}")
+    assert values(headers, b"x-forwarded-proto") == []
+    assert values(headers, b"x-forwarded-for") == [b"10.0.0.7"]
+
+
+def test_a_route_s_add_x_forwarded_for_comes_after_the_client_address() -> None:
+    # x-forwarded-for is one of Envoy's inline headers: an add appends to its value with ",".
+    stream, headers = sent_headers("{add: {x-forwarded-for: 198.51.100.9}}", CLIENT_XFF)
+    assert values(headers, b"x-forwarded-for") == [b"192.0.2.1, 10.0.0.7,198.51.100.9"]
+    assert stream.xff == b"192.0.2.1, 10.0.0.7,198.51.100.9"
+
+
+def test_a_route_s_set_x_request_id_is_the_one_sent_and_logged() -> None:
+    for extra in ([], [(b"x-request-id", b"from-client")]):
+        out = io.StringIO()
+        stream, headers = sent_headers("{set: {x-request-id: abc}}", extra, AccessLog(out, "json"))
+        assert values(headers, b"x-request-id") == [b"abc"]
+        assert stream.request_id == b"abc"
+        assert json.loads(out.getvalue())["request_id"] == "abc"
+
+
+def test_a_route_s_remove_x_request_id_sends_and_logs_none() -> None:
+    for extra in ([], [(b"x-request-id", b"from-client")]):
+        out = io.StringIO()
+        stream, headers = sent_headers("{remove: [x-request-id]}", extra, AccessLog(out, "json"))
+        assert values(headers, b"x-request-id") == []
+        assert stream.request_id == b""
+        assert json.loads(out.getvalue())["request_id"] in ("", None)
+    # An add on a missing id: Envoy's connection manager generated one first (inline: ",").
+    _, headers = sent_headers("{add: {x-request-id: abc}}")
+    (added,) = values(headers, b"x-request-id")
+    assert len(added) == 36 + 4 and added.endswith(b",abc")
+
+
+def test_the_span_attempt_count_and_via_are_set_after_the_route_s_ops() -> None:
+    ops = (
+        "{remove: [x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-envoy-attempt-count, via],"
+        " set: {x-forwarded-proto: https}}"
+    )
+    _, headers = sent_headers(ops)
+    for name in (b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"via"):
+        assert len(values(headers, name)) == 1, name
+    assert values(headers, b"x-b3-sampled") == [b"1"]
+    assert values(headers, b"x-envoy-attempt-count") == [b"1"]
+    assert values(headers, b"x-forwarded-proto") == [b"https"]
+
+
+def test_a_route_without_forwarding_ops_sends_what_one_without_ops_does() -> None:
+    _, with_ops = sent_headers("{set: {x-env: a}}", CLIENT_XFF)
+    plane = dataplane(V1.replace("  route", "- route", 1))
+    _, wire = pooled(plane)
+    stream = ProxyStream(plane, Recorder(), request(extra=CLIENT_XFF), 8000)
+    stream.start()
+    stream.request_end()
+    without = lines_of(wire.take())
+    ids = {b"x-request-id", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"via"}
+    # The same lines (the forwarding ones among the client's, not after the span's).
+    assert sorted(n for n, _ in with_ops if n != b"x-env") == sorted(n for n, _ in without)
+    same = sorted((n, v) for n, v in without if n not in ids)
+    assert sorted((n, v) for n, v in with_ops if n not in ids and n != b"x-env") == same
+
+
+def test_the_shadow_gets_the_primary_s_forwarding_headers_after_the_ops() -> None:
+    plane = dataplane(
+        """\
+        - headers: {request: {remove: [x-request-id, x-forwarded-for],
+                              set: {x-forwarded-proto: https}}}
+          route: [{destination: {host: httpbin, subset: v1}}]
+          mirror: {host: httpbin, subset: v2}
+          mirrorPercentage: {value: 100}
+        """
+    )
+    _, primary_wire = pooled(plane)
+    shadow_conn = UpstreamConnection(Endpoint("127.0.0.1", V2_PORT))
+    shadow_wire = Wire()
+    shadow_conn.connection_made(shadow_wire)
+    plane.dispatcher.pool.put(shadow_conn)
+    stream = ProxyStream(plane, Recorder(), request(extra=CLIENT_XFF), 8000)
+
+    async def run() -> None:  # a loop, for the dispatcher's sweeper
+        stream.start()
+        stream.request_end()
+
+    asyncio.run(run())
+    primary, shadow = lines_of(primary_wire.take()), lines_of(shadow_wire.take())
+    span = {b"host", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled"}
+    assert [h for h in shadow if h[0] not in span] == [h for h in primary if h[0] not in span]
+    assert values(primary, b"x-forwarded-proto") == [b"https"]
+    assert not values(primary, b"x-request-id") and not values(primary, b"x-forwarded-for")
+    assert plane.stats.shadows["sent"] == 1
 
 
 def test_response_ops_reach_the_client_s_head_and_local_answers() -> None:

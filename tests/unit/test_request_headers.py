@@ -2,7 +2,7 @@
 
 from shadowmesh.http.request import RequestHead, via_names
 from shadowmesh.http.wire import content_length, serialize_request
-from shadowmesh.proxy.headers import Outgoing, shadow_host, upstream_headers
+from shadowmesh.proxy.headers import Outgoing, connection_headers, shadow_host, upstream_headers
 
 PSEUDONYM = b"shadowmesh-0123456789ab"
 
@@ -95,6 +95,66 @@ def test_client_request_id_and_trace_are_kept_and_a_new_span_starts() -> None:
     assert got[b"x-b3-spanid"] != b"s" * 16
     assert got[b"x-forwarded-for"] == b"1.2.3.4, 127.0.0.1"
     assert names(primary(out)).count(b"x-request-id") == 1
+
+
+def test_connection_headers_are_what_envoys_connection_manager_sets_before_the_router() -> None:
+    client = head(
+        (b"x-request-id", b"first"),
+        (b"x-forwarded-proto", b"https"),
+        (b"accept", b"*/*"),
+        (b"x-forwarded-for", b"1.2.3.4"),
+        (b"x-request-id", b"second"),
+    )
+    got = connection_headers(client, b"10.0.0.9")
+    assert got == [
+        (b"x-request-id", b"first"),
+        (b"accept", b"*/*"),
+        (b"x-forwarded-for", b"1.2.3.4, 10.0.0.9"),
+        (b"x-forwarded-proto", b"http"),  # the client's replaced, as upstream_headers does
+    ]
+    fresh = dict(connection_headers(head((b"accept", b"*/*")), b"10.0.0.9"))
+    assert len(fresh[b"x-request-id"]) == 36 and fresh[b"x-forwarded-for"] == b"10.0.0.9"
+
+
+def test_after_route_ops_the_forwarding_headers_go_as_the_ops_left_them() -> None:
+    ops_left = head(
+        (b"x-request-id", b"abc"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-for", b"1.2.3.4, 10.0.0.9,5.6.7.8"),
+    )
+    out = upstream_headers(ops_left, b"10.0.0.9", PSEUDONYM, mutated=True)
+    got = primary(out)
+    for name, value in ops_left.headers:
+        assert [v for n, v in got if n == name] == [value]
+    assert out.request_id == b"abc" and out.forwarded_for == b"1.2.3.4, 10.0.0.9,5.6.7.8"
+    assert names(parsed(out.shadow_lines())) == names(got)
+    # Removed by the ops: not sent, not invented.
+    out = upstream_headers(head((b"accept", b"*/*")), b"10.0.0.9", PSEUDONYM, mutated=True)
+    sent = names(primary(out))
+    assert not {b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto"} & set(sent)
+    assert out.request_id == b"" and out.forwarded_for == b""
+    for kept in (b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled"):
+        assert kept in sent
+    assert dict(primary(out))[b"x-envoy-attempt-count"] == b"1" and b"via" in sent
+
+
+def test_connection_headers_with_no_ops_send_what_upstream_headers_alone_sends() -> None:
+    client = head(
+        (b"accept", b"*/*"),
+        (b"x-request-id", b"abc"),
+        (b"x-forwarded-for", b"1.2.3.4"),
+        (b"x-forwarded-proto", b"https"),
+        (b"via", b"1.0 fred"),
+        (b"connection", b"x-secret, x-forwarded-for, x-request-id"),
+        (b"x-secret", b"1"),
+    )
+    alone = primary(upstream_headers(client, b"10.0.0.9", PSEUDONYM))
+    routed = head(*connection_headers(client, b"10.0.0.9"))
+    after = primary(upstream_headers(routed, b"10.0.0.9", PSEUDONYM, mutated=True))
+    fresh = {b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid"}
+    assert sorted(h for h in after if h[0] not in fresh) == sorted(
+        h for h in alone if h[0] not in fresh
+    )
 
 
 def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
