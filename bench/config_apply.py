@@ -34,6 +34,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.client import read_answer
 from bench.mesh import MeshConfig, mesh_yaml
 
 HOST_SUFFIX = "example.com"
@@ -98,23 +99,7 @@ def run_client(port: int, host: str, interval: float, connections: int) -> None:
                 if sock is None:
                     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
                 sock.sendall(request)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("closed")
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(rest) < length:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("closed")
-                    rest += chunk
+                head = read_answer(sock)
                 ok = head.startswith(b"HTTP/1.1 200")
             except OSError:
                 if sock is not None:
