@@ -8,7 +8,8 @@ import socket
 
 def read_answer(sock: socket.socket) -> bytes:
     """Read one response (head and Content-Length body) and return its head; a connection
-    closed before it is whole raises ``ConnectionError``."""
+    closed before it is whole raises ``ConnectionError``. One request in flight per
+    connection: bytes past this response would be dropped."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
