@@ -273,11 +273,9 @@ class ProxyStream(Stream):
             policy = decision.policy
             if policy is not None:
                 # A route's answer or a missing cluster or host is the router's: the fault and
-                # CORS filters before it still run (Envoy's filter order), as on a forward.
+                # CORS filters before it still run, as on a forward.
                 self.policy = policy
-                if policy.fault is not None and not self.faulted and self.inject_fault(decision):
-                    return
-                if policy.cors is not None and self.cors_preflight(decision):
+                if self.before_router(policy, decision):
                     return
             self.answer(decision)
             return
@@ -301,11 +299,7 @@ class ProxyStream(Stream):
         self.route_name = decision.route_name
         policy = self.policy = decision.policy
         self.set_cookie = decision.set_cookie
-        # Envoy's filter order (traffic-policy.md section 0): fault (delay, then abort: no
-        # shadow, no retry), then CORS, then the router.
-        if policy.fault is not None and not self.faulted and self.inject_fault(decision):
-            return
-        if policy.cors is not None and self.cors_preflight(decision):
+        if self.before_router(policy, decision):
             return
         mutated = False
         if policy.request_ops is not None or policy.rewrite is not None:
@@ -340,6 +334,14 @@ class ProxyStream(Stream):
         self.attempt()
 
     # --- the route policy before the router: fault, CORS, header ops and rewrites ----------
+
+    def before_router(self, policy: RoutePolicy, decision: Forward | Failure) -> bool:
+        """Envoy's filter order (traffic-policy.md section 0): the fault filter (delay, then
+        abort: no shadow, no retry), then CORS, then the router. True when one of them holds
+        or answers the request."""
+        if policy.fault is not None and not self.faulted and self.inject_fault(decision):
+            return True
+        return policy.cors is not None and self.cors_preflight(decision)
 
     def inject_fault(self, decision: Forward | Failure) -> bool:
         """Envoy's fault filter: a delay (the request held, then routed as usual), then an

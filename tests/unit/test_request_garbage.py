@@ -32,36 +32,11 @@ from shadowmesh.routing.testing import (
     virtual_service,
 )
 from shadowmesh.upstream.connection import Pool, UpstreamConnection
+from tests.unit.test_h1_codecs import Wire
 
 GET = b"GET /get HTTP/1.1\r\nHost: httpbin:8000\r\nUser-Agent: t\r\n\r\n"
 POST = b"POST /post HTTP/1.1\r\nHost: httpbin:8000\r\nContent-Length: 5\r\n\r\nhello"
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-
-
-class Wire(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.data += data
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
-            name, default
-        )
 
 
 def serving(timeout: float | None, retries: HTTPRetry | None, log: AccessLog) -> DataPlane:
